@@ -1,0 +1,3 @@
+"""ganlab: a Hydra-composed research lab for GANs."""
+
+__version__ = "0.1.0"

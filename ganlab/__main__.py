@@ -1,0 +1,38 @@
+"""Entry point: ``python -m ganlab [overrides]`` or the ``ganlab`` console script."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import hydra
+from omegaconf import DictConfig
+
+from ganlab.errors import GanlabError
+
+# From a checkout, use the repo's conf/ (edits take effect at once); installed, the copy shipped
+# inside the package as ganlab.conf.
+_REPO_CONF = Path(__file__).resolve().parent.parent / "conf"
+CONFIG_PATH = str(_REPO_CONF) if (_REPO_CONF / "config.yaml").is_file() else "pkg://ganlab.conf"
+
+
+@hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="config")
+def _hydra_main(cfg: DictConfig) -> float | None:
+    from ganlab.train import train
+
+    try:
+        result = train(cfg)
+    except GanlabError as err:
+        # one clear line instead of a traceback; Hydra turns the exit into a non-zero status
+        print(f"ganlab: error: {err}", file=sys.stderr)
+        raise SystemExit(2) from None
+    return result.get("g_loss")
+
+
+def main() -> None:
+    """Console-script entry."""
+    _hydra_main()
+
+
+if __name__ == "__main__":
+    main()

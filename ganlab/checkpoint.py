@@ -1,0 +1,78 @@
+"""Checkpoints as plain data (state dicts, step, RNG states, resolved config), written atomically."""
+
+from __future__ import annotations
+
+import os
+import re
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ganlab.errors import ResumeError
+
+_STEP_FILE = re.compile(r"^step_(\d+)\.pt$")
+
+
+def step_path(ckpt_dir: Path, step: int) -> Path:
+    """Where the checkpoint of ``step`` lives."""
+    return ckpt_dir / f"step_{step:08d}.pt"
+
+
+def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
+    """Write ``state`` to ``path`` atomically: a crash leaves the old file or the new one, never half."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(state, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def load_checkpoint(path: str | Path) -> dict[str, Any]:
+    """Load a ganlab checkpoint with ``weights_only=True`` (plain data only, no pickled code)."""
+    path = Path(path)
+    if not path.is_file():
+        raise ResumeError(f"checkpoint {path} does not exist")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:
+        raise ResumeError(f"{path} is not a loadable ganlab checkpoint: {err}") from err
+    if not isinstance(state, dict) or "generator" not in state or "step" not in state:
+        raise ResumeError(f"{path} is not a ganlab checkpoint (no generator/step entries)")
+    return state
+
+
+def list_checkpoints(ckpt_dir: Path) -> list[tuple[int, Path]]:
+    """(step, path) of the step checkpoints in ``ckpt_dir``, oldest first."""
+    if not ckpt_dir.is_dir():
+        return []
+    found = [(int(m.group(1)), p) for p in ckpt_dir.iterdir() if (m := _STEP_FILE.match(p.name))]
+    return sorted(found)
+
+
+def prune_checkpoints(ckpt_dir: Path, keep: int | None) -> None:
+    """Delete all but the ``keep`` newest step checkpoints (None keeps all)."""
+    if keep is None:
+        return
+    for _, path in list_checkpoints(ckpt_dir)[: max(0, len(list_checkpoints(ckpt_dir)) - keep)]:
+        path.unlink(missing_ok=True)
+
+
+def resolve_resume(resume: str | None, ckpt_dir: Path) -> Path | None:
+    """The checkpoint to resume from: None, the newest in ``ckpt_dir`` for "auto", or an existing path."""
+    if resume is None:
+        return None
+    if resume == "auto":
+        found = list_checkpoints(ckpt_dir)
+        return found[-1][1] if found else None
+    path = Path(resume).expanduser()
+    if not path.is_file():
+        raise ResumeError(f"resume={resume}: no such checkpoint file (use resume=auto to pick the newest in the run dir)")
+    return path

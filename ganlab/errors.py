@@ -1,0 +1,21 @@
+"""Errors that reach the user as one clear line and a non-zero exit."""
+
+
+class GanlabError(Exception):
+    """Base for errors with a message meant for the user, not a traceback."""
+
+
+class ConfigError(GanlabError):
+    """A config value that cannot work (wrong type, incompatible options)."""
+
+
+class DataNotFoundError(GanlabError):
+    """A data set that is not on disk and cannot be downloaded."""
+
+
+class NonFiniteLossError(GanlabError):
+    """A loss became NaN or inf; training stopped, the last good checkpoint is kept."""
+
+
+class ResumeError(GanlabError):
+    """A resume path that does not exist or does not hold a ganlab checkpoint."""

@@ -1,0 +1,62 @@
+"""Generator and discriminator families. Shapes are constructor arguments, never config or globals."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+
+class MLPGenerator(nn.Module):
+    """The blog's G: z -> middle (BatchNorm, ReLU) -> prod(img_shape) (Tanh), reshaped to img_shape."""
+
+    def __init__(self, z_size: int, middle_size: int, img_shape: tuple[int, ...]) -> None:
+        super().__init__()
+        self.z_size = z_size
+        self.img_shape = tuple(img_shape)
+        self.net = nn.Sequential(
+            nn.Linear(z_size, middle_size),
+            nn.BatchNorm1d(middle_size),
+            nn.ReLU(),
+            nn.Linear(middle_size, math.prod(self.img_shape)),
+            nn.Tanh(),
+        )
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        flat = self.net(z)
+        return flat.view(z.shape[0], *self.img_shape)  # shape from the batch and the constructor
+
+
+class MLPDiscriminator(nn.Module):
+    """The blog's D: prod(img_shape) -> middle (LeakyReLU) -> 1, with its two quirks as switches.
+
+    ``output_batchnorm`` adds BatchNorm1d(1) on the single output; ``sigmoid`` ends D in a Sigmoid,
+    so it outputs probabilities instead of logits (``outputs_probability`` tells the loss).
+    """
+
+    def __init__(
+        self,
+        middle_size: int,
+        img_shape: tuple[int, ...],
+        output_batchnorm: bool = False,
+        sigmoid: bool = False,
+        leaky_slope: float = 0.2,
+    ) -> None:
+        super().__init__()
+        self.img_shape = tuple(img_shape)
+        self.outputs_probability = sigmoid
+        layers: list[nn.Module] = [
+            nn.Flatten(),
+            nn.Linear(math.prod(self.img_shape), middle_size),
+            nn.LeakyReLU(leaky_slope),
+            nn.Linear(middle_size, 1),
+        ]
+        if output_batchnorm:
+            layers.append(nn.BatchNorm1d(1))
+        if sigmoid:
+            layers.append(nn.Sigmoid())
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x).squeeze(1)  # (B,) scores: logits, or probabilities with sigmoid=True

@@ -1,0 +1,119 @@
+"""Where metrics and images go: <run dir>/metrics.jsonl and samples/*.png always, W&B optionally.
+
+This is the only module that imports wandb (lazily, so logger=none never pays for it).
+"""
+
+from __future__ import annotations
+
+import json
+import netrc
+import os
+import secrets
+import warnings
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+from PIL import Image
+
+
+class Tracker:
+    """Files only: one JSON line per logged step, a PNG per image, summary.json at the end."""
+
+    def __init__(self, run_dir: str | Path, name: str = "default", group: str | None = "single",
+                 run_config: dict[str, Any] | None = None) -> None:
+        self.run_dir = Path(run_dir)
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self.name, self.group = name, group
+        self._metrics = open(self.run_dir / "metrics.jsonl", "a", encoding="utf-8")
+        self._summary: dict[str, Any] = {}
+
+    def log(self, metrics: dict[str, float], step: int) -> None:
+        """Record scalar metrics at ``step``."""
+        self._metrics.write(json.dumps({"step": step, **metrics}) + "\n")
+        self._metrics.flush()
+
+    def log_image(self, key: str, image: torch.Tensor, step: int) -> Path:
+        """Save a uint8 (C, H, W) image as <run dir>/samples/<key>_<step>.png and return its path."""
+        path = self.run_dir / "samples" / f"{key}_{step:08d}.png"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(_to_hwc(image)).save(path)
+        return path
+
+    def summary(self, values: dict[str, Any]) -> None:
+        """Final values of the run (written to summary.json on finish)."""
+        self._summary.update(values)
+
+    def finish(self, exit_code: int = 0) -> None:
+        """Close files; always called, also when training failed."""
+        if self._summary:
+            (self.run_dir / "summary.json").write_text(json.dumps(self._summary, indent=2) + "\n")
+        self._metrics.close()
+
+
+def _to_hwc(image: torch.Tensor) -> Any:
+    array = image.detach().cpu().permute(1, 2, 0).numpy()
+    return array[..., 0] if array.shape[-1] == 1 else array
+
+
+def has_wandb_credentials() -> bool:
+    """True when an API key is in the environment or ~/.netrc (no network, no prompt)."""
+    if os.environ.get("WANDB_API_KEY"):
+        return True
+    try:
+        hosts = netrc.netrc().hosts
+    except (FileNotFoundError, netrc.NetrcParseError, OSError):
+        return False
+    base = os.environ.get("WANDB_BASE_URL", "https://api.wandb.ai").split("//")[-1].split("/")[0]
+    return base in hosts
+
+
+class WandbTracker(Tracker):
+    """Files plus one W&B run per job; the run id is kept in the run dir so a resumed job continues it."""
+
+    def __init__(self, run_dir: str | Path, name: str = "default", group: str | None = "single",
+                 run_config: dict[str, Any] | None = None,
+                 mode: Literal["auto", "online", "offline", "disabled"] = "auto",
+                 project: str = "ganlab", entity: str | None = None, tags: list[str] | None = None,
+                 init_timeout: float = 30.0) -> None:
+        super().__init__(run_dir, name, group, run_config)
+        import wandb
+
+        self._wandb = wandb
+        chosen = ("online" if has_wandb_credentials() else "offline") if mode == "auto" else mode
+        id_file = self.run_dir / "wandb_run_id"
+        run_id = id_file.read_text().strip() if id_file.is_file() else secrets.token_hex(6)
+        kwargs = dict(dir=str(self.run_dir), project=project, entity=entity, group=group, name=name,
+                      tags=list(tags or []), config=run_config or {}, id=run_id, resume="allow",
+                      reinit="finish_previous",
+                      settings=wandb.Settings(init_timeout=init_timeout, silent=True, console="off"))
+        try:
+            self.run = wandb.init(mode=chosen, **kwargs)
+        except Exception as err:
+            if chosen != "online":
+                raise
+            warnings.warn(f"W&B online init failed ({err}); continuing offline, sync later with `wandb sync`")
+            self.run = wandb.init(mode="offline", **kwargs)
+        self.mode = chosen
+        id_file.write_text(run_id + "\n")
+
+    def log(self, metrics: dict[str, float], step: int) -> None:
+        super().log(metrics, step)
+        self.run.log(metrics, step=step)
+
+    def log_image(self, key: str, image: torch.Tensor, step: int) -> Path:
+        path = super().log_image(key, image, step)
+        self.run.log({key: self._wandb.Image(_to_hwc(image))}, step=step)
+        return path
+
+    def summary(self, values: dict[str, Any]) -> None:
+        super().summary(values)
+        self.run.summary.update(values)
+
+    def finish(self, exit_code: int = 0) -> None:
+        try:
+            self.run.finish(exit_code=exit_code)
+            # offline runs: without teardown the last records can miss the file (seen 2 in 30)
+            self._wandb.teardown()
+        finally:
+            super().finish(exit_code)

@@ -1,0 +1,228 @@
+"""train(cfg): build data, models, loss, optimizers and tracker from config, then run the step loop."""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+import torch.nn.functional as F
+from torch import nn
+from torchvision.utils import make_grid
+from tqdm.auto import tqdm
+
+from ganlab.build import build, check_arguments
+from ganlab.checkpoint import load_checkpoint, prune_checkpoints, resolve_resume, save_checkpoint, step_path
+from ganlab.config import TrainerConfig, hydra_context, trainer_config, tracked_config
+from ganlab.data import LatentSampler, ShuffledBatches
+from ganlab.errors import ConfigError, NonFiniteLossError, ResumeError
+from ganlab.losses import GANLoss
+from ganlab.tracking import Tracker
+
+log = logging.getLogger(__name__)
+
+GRID_SEED = 1234
+MIN_CELL = 28  # sample-grid cells narrower than this are upscaled  # the z bank for sample grids is the same in every run, so grids compare across runs
+
+
+@dataclass
+class Run:
+    """Everything a training run holds; built once by ``build_run``."""
+
+    trainer: TrainerConfig
+    device: torch.device
+    batches: ShuffledBatches
+    generator: nn.Module
+    discriminator: nn.Module
+    loss: GANLoss
+    g_opt: torch.optim.Optimizer
+    d_opt: torch.optim.Optimizer
+    latent: LatentSampler
+    z_bank: torch.Tensor
+    pixel_range: tuple[float, float]
+    img_shape: tuple[int, ...]
+    total_steps: int
+
+
+def build_run(cfg: DictConfig) -> Run:
+    """Build every object of a run from the composed config, seeding the global RNG first."""
+    tc = trainer_config(cfg)
+    torch.manual_seed(cfg.seed)
+    device = build(cfg.hardware, "hardware")
+    images = build(cfg.data.dataset, "data.dataset").to(device)
+    img_shape = tuple(images.shape[1:])
+    batches = ShuffledBatches(images, cfg.data.batch_size, cfg.seed)
+    if batches.batch_size < cfg.data.batch_size:
+        log.warning("data.batch_size=%d > %d images: using %d", cfg.data.batch_size, len(images), batches.batch_size)
+    generator = build(cfg.model.generator, "model.generator", img_shape=img_shape).to(device)
+    discriminator = build(cfg.model.discriminator, "model.discriminator", img_shape=img_shape).to(device)
+    loss = build(cfg.loss, "loss")
+    if getattr(discriminator, "outputs_probability", False) and not loss.accepts_probabilities:
+        raise ConfigError(f"{type(loss).__name__} works on logits, but D ends in a sigmoid "
+                          "(model.d_sigmoid=true); use loss=mse or set model.d_sigmoid=false")
+    g_opt = build(cfg.optimizer.generator, "optimizer.generator")(params=generator.parameters())
+    d_opt = build(cfg.optimizer.discriminator, "optimizer.discriminator")(params=discriminator.parameters())
+    latent_args = {"dist": cfg.data.latent_dist, "std": cfg.data.latent_std}
+    check_arguments(LatentSampler, latent_args, "data.latent")
+    latent = LatentSampler(z_size=generator.z_size, device=device, seed=cfg.seed, **latent_args)
+    z_bank = latent(tc.n_grid, torch.Generator(device=device).manual_seed(GRID_SEED))
+    steps_from_epochs = tc.epochs * batches.per_epoch // tc.n_critic
+    total = min(steps_from_epochs, tc.max_steps) if tc.max_steps else steps_from_epochs
+    if total < 1:
+        raise ConfigError(f"no training steps: {tc.epochs} epoch(s) of {batches.per_epoch} batches, n_critic={tc.n_critic}")
+    return Run(tc, device, batches, generator, discriminator, loss, g_opt, d_opt, latent, z_bank,
+               tuple(cfg.data.pixel_range), img_shape, total)
+
+
+def train(cfg: DictConfig, run_dir: str | Path | None = None) -> dict[str, Any]:
+    """Train a GAN as ``cfg`` says; write samples, checkpoints and metrics under ``run_dir``.
+
+    Returns the final logged metrics (plus ``step`` and ``run_dir``).
+    """
+    ctx = hydra_context(cfg)
+    run_dir = Path(run_dir or ctx["output_dir"] or Path.cwd())
+    run = build_run(cfg)
+    ckpt_dir = run_dir / "checkpoints"
+    start_step = 0
+    resume_path = resolve_resume(cfg.get("resume"), ckpt_dir)
+    if resume_path is not None:
+        start_step = restore(run, load_checkpoint(resume_path), resume_path)
+        log.info("resumed from %s at step %d", resume_path, start_step)
+    config_plain = OmegaConf.to_container(cfg, resolve=True)
+    config_plain.pop("hydra", None)
+    group = cfg.logger.get("group") or ctx["group"]  # an explicit logger.group wins over the sweep dir
+    tracker: Tracker = build(cfg.logger, "logger", run_dir=run_dir, name=ctx["name"], group=group,
+                             run_config=tracked_config(cfg, ctx["choices"]))
+    try:
+        final = loop(run, tracker, start_step, ckpt_dir, config_plain)
+    except BaseException:
+        tracker.finish(exit_code=1)
+        raise
+    tracker.summary(final)
+    tracker.finish(exit_code=0)
+    return {**final, "run_dir": str(run_dir)}
+
+
+def loop(run: Run, tracker: Tracker, start_step: int, ckpt_dir: Path, config: dict) -> dict[str, float]:
+    """The step loop: n_critic D updates then one G update; side effects gated at the bottom."""
+    tc, G, D, loss = run.trainer, run.generator, run.discriminator, run.loss
+    batch_size = run.batches.batch_size
+    first_bad_step = torch.full((), -1, dtype=torch.long, device=run.device)  # stays on device: no sync
+    metrics: dict[str, float] = {}
+    window_start, window_images = time.perf_counter(), 0
+    bar = tqdm(total=run.total_steps, initial=start_step, disable=not tc.progress, desc="train", unit="step")
+    for step in range(start_step + 1, run.total_steps + 1):
+        is_log = step % tc.log_every == 0 or step == run.total_steps
+        for k in range(tc.n_critic):
+            real = run.batches.get((step - 1) * tc.n_critic + k)
+            fake = G(run.latent(batch_size))
+            real_out, fake_out = D(real), D(fake.detach() if tc.detach_fake else fake)
+            d_loss = loss.d_loss(real_out, fake_out)
+            run.d_opt.zero_grad(set_to_none=True)
+            d_loss.backward()  # with detach_fake=false this also fills G's grads (the blog's waste)
+            d_grad = grad_norm(D) if is_log and k == tc.n_critic - 1 else None
+            run.d_opt.step()
+        fake_out_g = D(G(run.latent(batch_size)))
+        g_loss = loss.g_loss(fake_out_g)
+        run.g_opt.zero_grad(set_to_none=True)
+        g_loss.backward()
+        g_grad = grad_norm(G) if is_log else None
+        run.g_opt.step()
+        bad = ~(torch.isfinite(d_loss) & torch.isfinite(g_loss))
+        first_bad_step = torch.where(bad & (first_bad_step < 0), step, first_bad_step)
+        window_images += batch_size * tc.n_critic
+        bar.update(1)
+
+        if is_log:  # the only host syncs of the loop
+            check_finite(first_bad_step)
+            now = time.perf_counter()
+            metrics = {
+                "d_loss": d_loss.item(), "g_loss": g_loss.item(),
+                "d_real": as_probability(D, real_out).mean().item(),
+                "d_fake": as_probability(D, fake_out).mean().item(),
+                "g_grad_norm": g_grad.item(), "d_grad_norm": d_grad.item(),
+                "images_per_s": window_images / max(now - window_start, 1e-9),
+                "epoch": (step * tc.n_critic) / run.batches.per_epoch,
+            }
+            window_start, window_images = now, 0
+            tracker.log(metrics, step)
+            bar.set_postfix(d_loss=f"{metrics['d_loss']:.3f}", g_loss=f"{metrics['g_loss']:.3f}")
+        if step % tc.sample_every == 0 or step == run.total_steps:
+            tracker.log_image("samples", sample_grid(run), step)
+        if step % tc.ckpt_every == 0 or step == run.total_steps:
+            check_finite(first_bad_step)  # never overwrite a good checkpoint with a diverged model
+            save_checkpoint(step_path(ckpt_dir, step), snapshot(run, step, config))
+            prune_checkpoints(ckpt_dir, tc.ckpt_keep)
+    bar.close()
+    return {**metrics, "step": run.total_steps}
+
+
+def check_finite(first_bad_step: torch.Tensor) -> None:
+    """Raise NonFiniteLossError naming the first step whose D or G loss was NaN/inf."""
+    bad = int(first_bad_step.item())
+    if bad >= 0:
+        raise NonFiniteLossError(f"step {bad}: d_loss or g_loss is NaN/inf; training stopped, "
+                                 "the last good checkpoint is kept (try a lower optimizer.lr)")
+
+
+def grad_norm(module: nn.Module) -> torch.Tensor:
+    """The global L2 norm of ``module``'s gradients."""
+    norms = [p.grad.detach().norm() for p in module.parameters() if p.grad is not None]
+    return torch.linalg.vector_norm(torch.stack(norms)) if norms else torch.zeros(())
+
+
+def as_probability(discriminator: nn.Module, out: torch.Tensor) -> torch.Tensor:
+    """D's output as a probability: as is when D ends in a sigmoid, else sigmoid of the logit/score."""
+    return out.detach() if getattr(discriminator, "outputs_probability", False) else torch.sigmoid(out.detach())
+
+
+@torch.no_grad()
+def sample_grid(run: Run) -> torch.Tensor:
+    """A uint8 (C, H, W) grid of G(z_bank) in eval mode (running BatchNorm stats; no training state touched)."""
+    was_training = run.generator.training
+    run.generator.eval()
+    images = run.generator(run.z_bank)
+    run.generator.train(was_training)
+    images = images.float().cpu()
+    if images.shape[-1] < MIN_CELL:  # tiny images (8x8 digits): nearest-neighbour upscale to be seen
+        images = F.interpolate(images, scale_factor=math.ceil(MIN_CELL / images.shape[-1]), mode="nearest")
+    grid = make_grid(images, nrow=8, normalize=True, value_range=run.pixel_range, pad_value=1.0)
+    return grid.mul(255).round().clamp(0, 255).to(torch.uint8)
+
+
+def snapshot(run: Run, step: int, config: dict) -> dict[str, Any]:
+    """The checkpoint of ``run`` at ``step``: plain data, loadable with weights_only=True."""
+    rng = {"torch": torch.get_rng_state(), "latent": run.latent.generator.get_state()}
+    if run.device.type == "cuda":
+        rng["cuda"] = torch.cuda.get_rng_state(run.device)
+    return {
+        "step": step,
+        "generator": run.generator.state_dict(),
+        "discriminator": run.discriminator.state_dict(),
+        "g_opt": run.g_opt.state_dict(),
+        "d_opt": run.d_opt.state_dict(),
+        "rng": rng,
+        "img_shape": list(run.img_shape),
+        "config": config,
+    }
+
+
+def restore(run: Run, state: dict[str, Any], path: Path) -> int:
+    """Load a checkpoint into ``run`` and return its step."""
+    try:
+        run.generator.load_state_dict(state["generator"])
+        run.discriminator.load_state_dict(state["discriminator"])
+        run.g_opt.load_state_dict(state["g_opt"])
+        run.d_opt.load_state_dict(state["d_opt"])
+    except (RuntimeError, ValueError, KeyError) as err:
+        raise ResumeError(f"{path} does not match this run's model/optimizer config: {err}") from err
+    torch.set_rng_state(state["rng"]["torch"])
+    run.latent.generator.set_state(state["rng"]["latent"])
+    if "cuda" in state["rng"] and run.device.type == "cuda":
+        torch.cuda.set_rng_state(state["rng"]["cuda"], run.device)
+    return int(state["step"])

@@ -1,0 +1,53 @@
+"""Bad input through the real entry point: a clear message, a non-zero exit, nothing lost."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from conftest import FAST, run_ganlab
+
+
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["loss=nonsense"], "Could not find 'loss/nonsense'"),
+        (["trainer.nonsense=1"], "Key 'nonsense' is not in struct"),
+        (["trainer.epochs=ten"], "ganlab: error: trainer"),
+        (["model.z_size=1.5"], "ganlab: error: model.generator.z_size: expected int, got 1.5"),
+        (["data=fashion_mnist", "data.root=/nonexistent/fm"],
+         "apt-get install dataset-fashion-mnist"),
+        (["resume=/nonexistent/ckpt.pt"], "no such checkpoint"),
+        (["hardware=gpu"] if not torch.cuda.is_available() else ["hardware=nonsense"], "hardware"),
+    ],
+)
+def test_bad_input_is_a_clear_error(tmp_path, args, message):
+    proc = run_ganlab([*args, *FAST, f"hydra.run.dir={tmp_path / 'run'}"], cwd=tmp_path, check=False)
+    assert proc.returncode != 0
+    assert message in proc.stderr, proc.stderr
+    assert "Traceback" not in proc.stderr  # one clear message, not a stack trace
+
+
+def test_missing_data_names_where_it_looked(tmp_path):
+    proc = run_ganlab(["data=mnist", f"data.root={tmp_path / 'nowhere'}", *FAST,
+                       f"hydra.run.dir={tmp_path / 'run'}"], cwd=tmp_path, check=False)
+    assert proc.returncode == 2
+    assert str(tmp_path / "nowhere" / "MNIST" / "raw") in proc.stderr and "train-images-idx3-ubyte" in proc.stderr
+
+
+def test_nan_loss_stops_naming_the_step_and_keeps_last_good_checkpoint(tmp_path):
+    run_dir = tmp_path / "run"
+    common = [*FAST, "loss=mse", "trainer.log_every=2", "trainer.ckpt_every=4", f"hydra.run.dir={run_dir}"]
+    run_ganlab([*common, "trainer.max_steps=4"], cwd=tmp_path)
+    good = run_dir / "checkpoints" / "step_00000004.pt"
+    before = good.read_bytes()
+    # a NaN target makes every loss NaN from the first resumed step (5) on
+    proc = run_ganlab([*common, "trainer.max_steps=12", "resume=auto", "loss.real_target=nan"],
+                      cwd=tmp_path, check=False)
+    assert proc.returncode == 2
+    assert "ganlab: error: step 5: d_loss or g_loss is NaN/inf" in proc.stderr, proc.stderr
+    assert sorted(p.name for p in (run_dir / "checkpoints").iterdir()) == ["step_00000004.pt"]
+    assert good.read_bytes() == before
+    assert (run_dir / "metrics.jsonl").read_text().count("\n") == 2  # the first run's rows are still there

@@ -1,0 +1,115 @@
+"""Every option of every config group composes and builds; bad config is a clear error."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from conftest import CONF_DIR, compose_cfg
+from ganlab.build import build
+from ganlab.errors import ConfigError
+from ganlab.losses import GANLoss
+from ganlab.train import build_run
+
+GROUPS = ["model", "loss", "optimizer", "data", "hardware", "logger", "experiment"]
+
+
+def options(group: str) -> list[str]:
+    return sorted(p.stem for p in (CONF_DIR / group).glob("*.yaml"))
+
+
+def test_every_group_has_options():
+    for group in GROUPS:
+        assert options(group), f"conf/{group} is empty"
+
+
+@pytest.mark.parametrize("group,option", [(g, o) for g in GROUPS for o in options(g)])
+def test_option_composes_and_builds(group, option, tiny_mnist, tmp_path):
+    overrides = [f"{group}={option}"]
+    if (group, option) in (("data", "mnist"), ("data", "fashion_mnist")) or group == "experiment":
+        overrides.append(f"data.root={tiny_mnist}")  # same IDX layout for both
+    cfg = compose_cfg(overrides)
+    if group == "hardware" and option == "gpu" and not torch.cuda.is_available():
+        with pytest.raises(ConfigError, match="no CUDA device"):
+            build(cfg.hardware, "hardware")
+        return
+    if group == "logger":
+        tracker = build(cfg.logger, "logger", run_dir=tmp_path, name="t", group="g",
+                        **({"mode": "disabled"} if option == "wandb" else {}))
+        tracker.log({"x": 1.0}, 1)
+        tracker.finish()
+        assert (tmp_path / "metrics.jsonl").read_text().strip()
+        return
+    run = build_run(cfg)
+    assert isinstance(run.loss, GANLoss)
+    z = run.latent(4)
+    fake = run.generator(z)
+    assert fake.shape == (4, *run.img_shape)
+    assert run.discriminator(fake).shape == (4,)
+    assert run.total_steps >= 1
+
+
+def test_experiment_seed_is_the_blog():
+    cfg = compose_cfg(["experiment=seed"])
+    assert cfg.data.batch_size == 512 and list(cfg.data.pixel_range) == [0.0, 1.0]
+    assert cfg.data.latent_std == 0.1 and cfg.trainer.epochs == 50 and not cfg.trainer.detach_fake
+    assert cfg.model.d_output_batchnorm and cfg.model.d_sigmoid and cfg.model.z_size == 50
+    assert cfg.loss._target_.endswith("LeastSquaresLoss")
+    assert cfg.optimizer.lr == 2e-4 and list(cfg.optimizer.betas) == [0.5, 0.999]
+    assert cfg.data.dataset.name == "mnist"
+
+
+def test_experiment_vanilla_fixes():
+    cfg = compose_cfg(["experiment=vanilla"])
+    assert list(cfg.data.pixel_range) == [-1.0, 1.0] and cfg.data.latent_std == 1.0
+    assert cfg.trainer.detach_fake and not cfg.model.d_output_batchnorm and not cfg.model.d_sigmoid
+    assert cfg.loss._target_.endswith("NonSaturatingLoss")
+
+
+@pytest.mark.parametrize("experiment", ["seed", "vanilla"])
+def test_experiment_with_fashion_mnist(experiment):
+    cfg = compose_cfg([f"experiment={experiment}", "data=fashion_mnist"])
+    assert cfg.data.dataset.name == "fashion_mnist"
+    assert cfg.data.batch_size == 512  # the experiment's values still apply on top
+
+
+def test_optimizer_split_lr(tiny_mnist):
+    cfg = compose_cfg(["optimizer.generator.lr=1e-3", "optimizer.discriminator.lr=5e-4"])
+    run = build_run(cfg)
+    assert run.g_opt.param_groups[0]["lr"] == 1e-3 and run.d_opt.param_groups[0]["lr"] == 5e-4
+    assert tuple(run.g_opt.param_groups[0]["betas"]) == (0.5, 0.999)
+
+
+@pytest.mark.parametrize(
+    "override,match",
+    [
+        ("model.middle_size=abc", r"model.generator.middle_size: expected int"),
+        ("data.latent_dist=cauchy", r"data.latent.dist: expected one of 'normal', 'uniform'"),
+        ("trainer.epochs=ten", r"trainer"),
+        ("trainer.n_critic=0", r"trainer.n_critic must be >= 1"),
+        ("seed=1.5", r"seed must be an integer"),
+        ("+model.generator.dropout=0.1", r"model.generator.dropout: unknown option"),
+        ("loss=bce", None),
+    ],
+)
+def test_bad_values_are_config_errors(override, match):
+    cfg = compose_cfg([override])
+    if match is None:
+        build_run(cfg)
+        return
+    with pytest.raises(ConfigError, match=match):
+        build_run(cfg)
+
+
+def test_sigmoid_d_with_logit_loss_is_rejected():
+    cfg = compose_cfg(["model.d_sigmoid=true", "loss=bce"])
+    with pytest.raises(ConfigError, match="works on logits"):
+        build_run(cfg)
+
+
+def test_uniform_latent_has_requested_std():
+    cfg = compose_cfg(["data.latent_dist=uniform", "data.latent_std=0.5"])
+    z = build_run(cfg).latent(20000)
+    assert abs(z.std().item() - 0.5) < 0.01 and z.abs().max().item() <= 0.5 * 3**0.5 + 1e-6

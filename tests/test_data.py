@@ -1,0 +1,76 @@
+"""Data: IDX files in every layout torchvision or Debian uses, the embedded digits, batching."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import write_idx_images
+from ganlab.data import ShuffledBatches, load_digits, load_idx, read_idx_images
+from ganlab.errors import DataNotFoundError
+
+
+@pytest.mark.parametrize("layout", ["", "raw", "MNIST/raw"])
+@pytest.mark.parametrize("gz", [False, True])
+def test_idx_layouts(tmp_path, layout, gz):
+    images = np.arange(3 * 28 * 28, dtype=np.uint32).reshape(3, 28, 28) % 256
+    folder = tmp_path / layout if layout else tmp_path
+    write_idx_images(folder / ("train-images-idx3-ubyte" + (".gz" if gz else "")), images, gz=gz)
+    loaded = load_idx("mnist", str(tmp_path), split="train", pixel_range=(0.0, 1.0))
+    assert loaded.shape == (3, 1, 28, 28)
+    assert torch.allclose(loaded[:, 0] * 255, torch.from_numpy(images.astype(np.float32)))
+
+
+def test_pixel_ranges_and_splits(tiny_mnist):
+    tanh = load_idx("mnist", str(tiny_mnist), pixel_range=(-1.0, 1.0))
+    assert tanh.min() == -1 and tanh.max() == 1 and len(tanh) == 64
+    assert len(load_idx("mnist", str(tiny_mnist), split="test")) == 16
+    assert len(load_idx("mnist", str(tiny_mnist), split="all")) == 80
+
+
+def test_missing_files_without_download(tmp_path):
+    with pytest.raises(DataNotFoundError, match="apt-get install dataset-fashion-mnist") as err:
+        load_idx("fashion_mnist", str(tmp_path), download=False)
+    assert str(tmp_path / "FashionMNIST" / "raw") in str(err.value)
+
+
+def test_download_failure_is_clear(tmp_path, monkeypatch):
+    import torchvision
+
+    def offline(*args, **kwargs):
+        raise RuntimeError("Error downloading train-images-idx3-ubyte.gz: no network")
+
+    monkeypatch.setattr(torchvision.datasets, "MNIST", offline)
+    with pytest.raises(DataNotFoundError, match="download into .* failed .*no network"):
+        load_idx("mnist", str(tmp_path), download=True)
+
+
+def test_not_an_idx_file(tmp_path):
+    (tmp_path / "train-images-idx3-ubyte").write_bytes(b"\x00" * 32)
+    with pytest.raises(DataNotFoundError, match="not an IDX image file"):
+        read_idx_images(tmp_path / "train-images-idx3-ubyte")
+
+
+def test_real_fashion_mnist_from_debian(fashion_root):
+    train = load_idx("fashion_mnist", str(fashion_root), split="train", pixel_range=(0.0, 1.0))
+    assert train.shape == (60000, 1, 28, 28) and train.dtype == torch.float32
+    assert train.min() == 0 and train.max() == 1 and 0.2 < train.mean() < 0.4  # FMNIST's mean is ~0.286
+    assert len(load_idx("fashion_mnist", str(fashion_root), split="test")) == 10000
+
+
+def test_digits_embedded():
+    digits = load_digits(pixel_range=(-1.0, 1.0))
+    assert digits.shape == (1797, 1, 8, 8) and digits.min() == -1 and digits.max() == 1
+
+
+def test_shuffled_batches_depend_only_on_seed_and_index():
+    images = torch.arange(10.0).view(10, 1, 1, 1)
+    a, b = ShuffledBatches(images, 3, seed=1), ShuffledBatches(images, 3, seed=1)
+    assert a.per_epoch == 3  # the incomplete last batch is dropped
+    epoch0 = torch.cat([a.get(i) for i in range(3)]).flatten()
+    assert len(set(epoch0.tolist())) == 9  # no repeats within an epoch
+    assert torch.equal(a.get(4), b.get(4)) and torch.equal(b.get(1), a.get(1))  # order of access is irrelevant
+    assert not torch.equal(torch.cat([a.get(i) for i in range(3, 6)]).flatten(), epoch0)  # reshuffled per epoch
+    assert not torch.equal(ShuffledBatches(images, 3, seed=2).get(0), a.get(0))
+    assert ShuffledBatches(images, 50, seed=0).batch_size == 10  # capped at the data set size

@@ -1,0 +1,137 @@
+"""The real entry point (`python -m ganlab`, the `ganlab` script, a wheel install) end to end."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import FAST, REPO, run_ganlab
+from wandb_reader import find_runs, read_run
+
+
+def job_dirs(sweep_dir: Path) -> list[Path]:
+    return sorted((p for p in sweep_dir.iterdir() if p.is_dir() and p.name.isdigit()), key=lambda p: int(p.name))
+
+
+def test_each_loss_trains_through_the_entry_point_with_one_wandb_run_per_job(tmp_path):
+    sweep = tmp_path / "sweep"
+    run_ganlab(["-m", "loss=bce,minimax,mse", "trainer.max_steps=3", "trainer.log_every=1",
+                "trainer.progress=false", "logger.mode=offline", f"hydra.sweep.dir={sweep}"], cwd=tmp_path)
+    jobs = job_dirs(sweep)
+    assert len(jobs) == 3
+    groups, names = set(), set()
+    for job, loss in zip(jobs, ["bce", "minimax", "mse"]):
+        rows = [json.loads(line) for line in (job / "metrics.jsonl").read_text().splitlines()]
+        assert [r["step"] for r in rows] == [1, 2, 3]
+        for key in ("d_loss", "g_loss", "d_real", "d_fake", "g_grad_norm", "d_grad_norm", "images_per_s"):
+            assert all(np.isfinite(r[key]) for r in rows), key
+        assert all(0 <= r["d_real"] <= 1 and 0 <= r["d_fake"] <= 1 for r in rows)
+        assert (job / "samples" / "samples_00000003.png").is_file()
+        assert (job / "checkpoints" / "step_00000003.pt").is_file()
+        [wandb_file] = find_runs(job)  # exactly one W&B run per job
+        run = read_run(wandb_file)
+        assert run.config["loss_choice"] == loss and run.config["data_choice"] == "digits"
+        assert [h["_step"] for h in run.history if "d_loss" in h] == [1, 2, 3]
+        assert run.exit_code == 0
+        groups.add(run.group)
+        names.add(run.name)
+    assert len(groups) == 1 and groups.pop() == str(sweep).strip("/").replace("/", "_")
+    assert len(names) == 3 and all(f"loss={l}" in n for l, n in zip(["bce", "minimax", "mse"], sorted(names)))
+
+
+def test_wandb_offline_run_reads_back(tmp_path):
+    run_dir = tmp_path / "run"
+    run_ganlab(["loss=mse", "model.middle_size=32", "trainer.max_steps=6", "trainer.log_every=2",
+                "trainer.sample_every=3", "trainer.progress=false", "logger.mode=offline",
+                "logger.tags=[blog,test]", "logger.project=ganlab-test", f"hydra.run.dir={run_dir}"], cwd=tmp_path)
+    [wandb_file] = find_runs(run_dir)
+    run = read_run(wandb_file)
+    assert run.group == "single" and run.project == "ganlab-test" and run.tags == ["blog", "test"]
+    assert run.name == "logger.mode=offline,logger.project=ganlab-test,logger.tags=[blog,test],loss=mse," \
+                       "model.middle_size=32,trainer.log_every=2,trainer.max_steps=6,trainer.progress=false,trainer.sample_every=3"
+    for group, choice in {"loss": "mse", "model": "mlp", "data": "digits", "optimizer": "adam",
+                          "hardware": "auto", "logger": "wandb", "experiment": "None"}.items():
+        assert run.config[f"{group}_choice"] == choice
+    assert run.config["model"]["middle_size"] == 32 and run.config["seed"] == 0
+    logged = [h for h in run.history if "d_loss" in h]
+    assert [h["_step"] for h in logged] == [2, 4, 6]
+    local = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert [h["g_loss"] for h in logged] == pytest.approx([r["g_loss"] for r in local])
+    images = [h for h in run.history if "samples/_type" in h]
+    assert [h["_step"] for h in images] == [3, 6] and images[0]["samples/_type"] == "image-file"
+    assert list(wandb_file.parent.glob("files/media/images/samples_*.png"))
+    assert run.summary["step"] == 6 and "d_loss" in run.summary
+    assert run.exit_code == 0
+
+
+def test_card_example_through_console_script(tmp_path):
+    script = Path(sys.executable).parent / "ganlab"
+    assert script.is_file(), "the ganlab console script is not installed"
+    run_dir = tmp_path / "run"
+    proc = subprocess.run([str(script), "loss=bce", "model.middle_size=256", "trainer.max_steps=2", *FAST,
+                           f"hydra.run.dir={run_dir}"], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    state = torch.load(run_dir / "checkpoints" / "step_00000002.pt", weights_only=True)
+    assert state["generator"]["net.0.weight"].shape == (256, 50)
+    assert state["config"]["model"]["middle_size"] == 256
+
+
+def test_experiments_run_on_idx_mnist(tmp_path, tiny_mnist):
+    sweep = tmp_path / "sweep"
+    run_ganlab(["-m", "experiment=seed,vanilla", "data=mnist", f"data.root={tiny_mnist}", "data.batch_size=16",
+                "trainer.max_steps=3", *FAST, f"hydra.sweep.dir={sweep}"], cwd=tmp_path)
+    for job in job_dirs(sweep):
+        state = torch.load(job / "checkpoints" / "step_00000003.pt", weights_only=True)
+        assert state["img_shape"] == [1, 28, 28] and state["step"] == 3
+
+
+@pytest.mark.parametrize("experiment", ["seed", "vanilla"])
+def test_experiments_run_on_debian_fashion_mnist(tmp_path, fashion_root, experiment):
+    run_dir = tmp_path / "run"
+    run_ganlab([f"experiment={experiment}", "data=fashion_mnist", f"data.root={fashion_root}",
+                "trainer.max_steps=2", *FAST, f"hydra.run.dir={run_dir}"], cwd=tmp_path)
+    state = torch.load(run_dir / "checkpoints" / "step_00000002.pt", weights_only=True)
+    assert state["config"]["data"]["dataset"]["name"] == "fashion_mnist"
+
+
+def test_sample_export(tmp_path):
+    run_dir = tmp_path / "run"
+    run_ganlab(["trainer.max_steps=2", *FAST, f"hydra.run.dir={run_dir}"], cwd=tmp_path)
+    out = tmp_path / "samples.npy"
+    proc = run_ganlab([str(run_dir / "checkpoints" / "step_00000002.pt"), "--n", "37", "--out", str(out)],
+                      cwd=tmp_path, module="ganlab.sample")
+    assert "wrote 37 images" in proc.stdout
+    images = np.load(out)
+    assert images.dtype == np.uint8 and images.shape == (37, 1, 8, 8)
+    assert images.std() > 0  # not a constant image
+    missing = run_ganlab([str(tmp_path / "nope.pt"), "--out", str(out)], cwd=tmp_path, module="ganlab.sample",
+                         check=False)
+    assert missing.returncode == 2 and "does not exist" in missing.stderr
+
+
+@pytest.mark.slow
+def test_wheel_install_runs_from_anywhere(tmp_path):
+    """The YAML ships inside the wheel: a wheel install (no checkout on the path) composes and runs."""
+    wheel_dir, site = tmp_path / "wheel", tmp_path / "site"
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
+                    "-w", str(wheel_dir), str(REPO)], check=True, capture_output=True, timeout=600)
+    [wheel] = wheel_dir.glob("ganlab-*.whl")
+    subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target", str(site), str(wheel)],
+                   check=True, capture_output=True, timeout=600)
+    assert (site / "ganlab" / "conf" / "experiment" / "vanilla.yaml").is_file()
+    workdir = tmp_path / "elsewhere"
+    workdir.mkdir()
+    run_dir = workdir / "run"
+    proc = run_ganlab(["loss=minimax", "trainer.max_steps=2", *FAST, f"hydra.run.dir={run_dir}"], cwd=workdir,
+                      env={"PYTHONPATH": str(site)})
+    assert (run_dir / "checkpoints" / "step_00000002.pt").is_file(), proc.stderr
+    hydra_cfg = (run_dir / ".hydra" / "hydra.yaml").read_text()
+    assert "path: ganlab.conf\n      schema: pkg\n      provider: main" in hydra_cfg  # not the checkout
+    shutil.rmtree(site)

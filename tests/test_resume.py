@@ -1,0 +1,96 @@
+"""Checkpoints: plain data, atomic, resumable bit for bit; same seed, same losses."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from conftest import FAST, compose_cfg, run_ganlab
+from ganlab.checkpoint import load_checkpoint, save_checkpoint
+from ganlab.errors import ResumeError
+from ganlab.train import train
+
+BASE = [*FAST, "model.middle_size=32", "trainer.log_every=1", "trainer.ckpt_every=4", "trainer.ckpt_keep=null"]
+
+
+def losses(run_dir: Path) -> list[tuple]:
+    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    return [(r["step"], r["d_loss"], r["g_loss"], r["d_real"], r["d_fake"]) for r in rows]
+
+
+def weights(path: Path) -> dict:
+    state = torch.load(path, weights_only=True)
+    return {**{f"G.{k}": v for k, v in state["generator"].items()},
+            **{f"D.{k}": v for k, v in state["discriminator"].items()}}
+
+
+@pytest.mark.parametrize("extra", [[], ["loss=mse", "trainer.n_critic=2", "trainer.detach_fake=false"]])
+def test_resume_is_bit_identical(tmp_path, extra):
+    straight, split = tmp_path / "straight", tmp_path / "split"
+    train(compose_cfg([*BASE, *extra, "trainer.max_steps=12"]), straight)
+    train(compose_cfg([*BASE, *extra, "trainer.max_steps=6"]), split)
+    first_half = split / "checkpoints" / "step_00000006.pt"
+    train(compose_cfg([*BASE, *extra, "trainer.max_steps=12", f"resume={first_half}"]), split)
+    a, b = weights(straight / "checkpoints" / "step_00000012.pt"), weights(split / "checkpoints" / "step_00000012.pt")
+    assert a.keys() == b.keys()
+    for key in a:
+        assert torch.equal(a[key], b[key]), key  # bit-identical, not merely close
+    assert losses(straight) == losses(split)  # the same losses at every step, across the resume
+
+
+def test_resume_auto_picks_newest_and_is_fresh_when_empty(tmp_path):
+    run_dir = tmp_path / "run"
+    result = train(compose_cfg([*BASE, "trainer.max_steps=4", "resume=auto"]), run_dir)  # nothing yet: fresh
+    assert result["step"] == 4
+    result = train(compose_cfg([*BASE, "trainer.max_steps=8", "resume=auto"]), run_dir)
+    assert [r[0] for r in losses(run_dir)] == [1, 2, 3, 4, 5, 6, 7, 8]  # continued at 5, not restarted
+
+
+def test_same_seed_same_losses_other_seed_differs(tmp_path):
+    for name, seed in (("a", 3), ("b", 3), ("c", 4)):
+        train(compose_cfg([*BASE, "trainer.max_steps=5", f"seed={seed}"]), tmp_path / name)
+    assert losses(tmp_path / "a") == losses(tmp_path / "b")
+    assert losses(tmp_path / "a") != losses(tmp_path / "c")
+
+
+def test_checkpoint_is_plain_data(tmp_path):
+    train(compose_cfg([*BASE, "trainer.max_steps=4"]), tmp_path)
+    state = torch.load(tmp_path / "checkpoints" / "step_00000004.pt", weights_only=True)
+    assert set(state) >= {"generator", "discriminator", "g_opt", "d_opt", "step", "rng", "config", "img_shape"}
+    assert state["step"] == 4 and state["config"]["loss"]["_target_"] == "ganlab.losses.NonSaturatingLoss"
+    assert isinstance(state["rng"]["torch"], torch.Tensor) and isinstance(state["rng"]["latent"], torch.Tensor)
+
+
+def test_ckpt_keep_prunes_old_step_files(tmp_path):
+    train(compose_cfg([*FAST, "trainer.max_steps=8", "trainer.ckpt_every=2", "trainer.ckpt_keep=2"]), tmp_path)
+    assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == ["step_00000006.pt", "step_00000008.pt"]
+
+
+def test_atomic_save_leaves_old_file_on_failure(tmp_path):
+    path = tmp_path / "ck.pt"
+    save_checkpoint(path, {"step": 1, "generator": {}})
+
+    class Unpicklable:
+        def __reduce__(self):
+            raise RuntimeError("boom")
+
+    with pytest.raises(RuntimeError, match="boom"):
+        save_checkpoint(path, {"step": 2, "generator": {}, "bad": Unpicklable()})
+    assert load_checkpoint(path)["step"] == 1
+    assert [p.name for p in tmp_path.iterdir()] == ["ck.pt"]  # no temp file left behind
+
+
+def test_resume_errors(tmp_path):
+    with pytest.raises(ResumeError, match="no such checkpoint"):
+        train(compose_cfg([*BASE, f"resume={tmp_path / 'missing.pt'}"]), tmp_path / "r")
+    junk = tmp_path / "junk.pt"
+    junk.write_bytes(b"not a checkpoint")
+    with pytest.raises(ResumeError, match="not a loadable ganlab checkpoint"):
+        train(compose_cfg([*BASE, f"resume={junk}"]), tmp_path / "r")
+    train(compose_cfg([*BASE, "trainer.max_steps=2"]), tmp_path / "small")
+    with pytest.raises(ResumeError, match="does not match"):
+        train(compose_cfg([*BASE, "model.middle_size=64", f"resume={tmp_path / 'small/checkpoints/step_00000002.pt'}"]),
+              tmp_path / "r")
