@@ -93,6 +93,8 @@ class WandbTracker(Tracker):
             if chosen != "online":
                 raise
             warnings.warn(f"W&B online init failed ({err}); continuing offline, sync later with `wandb sync`")
+            wandb.teardown()  # the failed online attempt still holds the run id in the service
+            chosen = "offline"
             self.run = wandb.init(mode="offline", **kwargs)
         self.mode = chosen
         id_file.write_text(run_id + "\n")
