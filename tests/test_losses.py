@@ -142,7 +142,7 @@ def test_only_wgan_clips_and_it_clips_every_parameter():
 @pytest.mark.parametrize("model", [["model=mlp"], ["model=dcgan", "model.width=4", "model.d_spectral_norm=true"]])
 def test_wgan_weights_stay_clipped_through_training(tmp_path, model):
     train(compose_cfg(["loss=wgan", "loss.clip=0.03", *model, "trainer.max_steps=3", "trainer.n_critic=2",
-                       "trainer.progress=false", "logger=none", "optimizer=rmsprop", "optimizer.lr=0.1"]), tmp_path)
+                       "trainer.progress=false", "logger=none", "optimizer=rmsprop", "optimizer.discriminator.lr=0.05"]), tmp_path)
     state = torch.load(tmp_path / "checkpoints" / "step_00000003.pt", weights_only=True)
     params = {k: v for k, v in state["discriminator"].items() if "running" not in k and "num_batches" not in k
               and not k.endswith("_u") and not k.endswith("_v")}
