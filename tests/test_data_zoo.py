@@ -146,3 +146,15 @@ def test_2d_resume_is_bit_identical_and_plots_are_scatter_images(tmp_path):
     red = (plot[..., 0] > 180) & (plot[..., 1] < 120) & (plot[..., 2] < 120)
     blue = (plot[..., 2] > 150) & (plot[..., 0] < 120)
     assert red.sum() > 100 and blue.sum() > 100  # generated (red) and real (blue) points are drawn
+
+
+def test_2d_checkpoint_exports_points(tmp_path, capsys):
+    from ganlab.sample import main
+
+    train(compose_cfg(["data=ring8", "data.batch_size=16", "trainer.max_steps=2", "trainer.progress=false",
+                       "logger=none"]), tmp_path)
+    out = tmp_path / "points.npy"
+    assert main([str(tmp_path / "checkpoints" / "step_00000002.pt"), "--n", "300", "--out", str(out)]) == 0
+    assert "wrote 300 points (2,) float32" in capsys.readouterr().out
+    points = np.load(out)
+    assert points.shape == (300, 2) and points.dtype == np.float32 and np.isfinite(points).all() and points.std() > 0
