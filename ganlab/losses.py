@@ -47,7 +47,7 @@ def input_gradient(discriminator: nn.Module, x: torch.Tensor) -> torch.Tensor:
     """dD(x)/dx per sample, kept in the graph so a penalty on it trains D (double backward)."""
     x = x.detach().requires_grad_(True)
     out = discriminator(x)
-    (grad,) = torch.autograd.grad(out.sum(), x, create_graph=True)  # samples are independent: sum is per-sample
+    (grad,) = torch.autograd.grad(out.sum(), x, create_graph=True)  # sum: per-sample grads (no BatchNorm)
     return grad
 
 

@@ -12,8 +12,8 @@ FIGURE_PX = 480
 
 
 def scatter_image(real: torch.Tensor, fake: torch.Tensor, modes: torch.Tensor | None = None,
-                  limit: float | None = None, title: str = "") -> torch.Tensor:
-    """Real (grey) and fake (red) 2D points, and the mode centres (x), rendered to uint8 (3, H, W).
+                  limit: float | None = None) -> torch.Tensor:
+    """Real (blue) and generated (red) 2D points over the mode centres (circles), as uint8 (3, H, W).
 
     ``limit``: half-width of the square axes, fixed so plots of one run compare across steps.
     """
@@ -36,8 +36,6 @@ def scatter_image(real: torch.Tensor, fake: torch.Tensor, modes: torch.Tensor | 
     ax.set_ylim(-limit, limit)
     ax.set_aspect("equal")
     ax.legend(loc="upper right", fontsize=7, markerscale=2)
-    if title:
-        ax.set_title(title, fontsize=9)
     fig.tight_layout()
     canvas.draw()
     rgba = torch.frombuffer(bytearray(canvas.buffer_rgba()), dtype=torch.uint8)
@@ -47,11 +45,11 @@ def scatter_image(real: torch.Tensor, fake: torch.Tensor, modes: torch.Tensor | 
 
 @torch.no_grad()
 def scatter_samples(generator: torch.nn.Module, latent: Callable[..., torch.Tensor], batches: Any,
-                    device: torch.device, title: str = "") -> torch.Tensor:
+                    device: torch.device) -> torch.Tensor:
     """G on a fixed z bank (eval mode) against fixed real points from ``batches``, as a scatter image.
 
-    The z bank and the real points are the same at every call and in every run (their own seed), and
-    the axes are fixed by the data's modes, so plots compare across steps and runs.
+    The z bank is the same at every call and in every run (its own seed), the real points are the
+    data's first batches, and the axes are fixed by the data's modes, so plots compare across steps and runs.
     """
     z_bank = latent(N_POINTS, torch.Generator(device=device).manual_seed(BANK_SEED))
     real = torch.cat([batches.get(i) for i in range(-(-N_POINTS // batches.batch_size))])[:N_POINTS]
@@ -61,4 +59,4 @@ def scatter_samples(generator: torch.nn.Module, latent: Callable[..., torch.Tens
     generator.train(was_training)
     modes = getattr(batches, "modes", None)
     limit = 1.2 * float(modes.abs().max()) + 4 * getattr(batches, "std", 0.0) if modes is not None else None
-    return scatter_image(real, fake, modes, limit, title)
+    return scatter_image(real, fake, modes, limit)
