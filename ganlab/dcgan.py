@@ -1,7 +1,7 @@
 """DCGAN (Radford et al. 2016): a transposed-conv G and a conv D, sized from the image shape.
 
-A square H x W image is reached from a s0 x s0 seed by n doublings (H = s0 * 2^n, s0 the odd part
-of H or 4): 28 = 7*2^2, 32 = 4*2^3, 8 = 4*2^1, 64 = 4*2^4. Layer k from the image has width * 2^k
+A square H x W image is reached from an s0 x s0 base map by n doublings, H = s0 * 2^n, halving H
+while it is even and the result stays >= 4: 28 = 7*2^2, 32 = 4*2^3, 8 = 4*2^1, 64 = 4*2^4. Layer k from the image has width * 2^k
 channels, as DCGAN's ngf/ndf.
 """
 
@@ -13,23 +13,23 @@ from torch.nn.utils.parametrizations import spectral_norm
 
 from ganlab.errors import ConfigError
 
-MIN_SEED = 4  # halve while the coarsest feature map stays at least 4x4 (DCGAN's 64 -> 4)
-MAX_SEED = 7  # a larger odd part (9x9, 18x18) would need a kernel as large as the seed map
+MIN_BASE = 4  # halve while the coarsest feature map stays at least 4x4 (DCGAN's 64 -> 4)
+MAX_BASE = 7  # 36 -> 9x9 base: G's first kernel would be 9x9, far from DCGAN; refuse rather than guess
 
 
 def plan_resolution(img_shape: tuple[int, ...]) -> tuple[int, int]:
-    """(s0, n): the seed feature-map size and the number of 2x up/downsamplings for a (C, H, W) image."""
+    """(s0, n): the base feature-map size and the number of 2x up/downsamplings for a (C, H, W) image."""
     if len(img_shape) != 3:
         raise ConfigError(f"model=dcgan needs images (C, H, W), got data of shape {tuple(img_shape)}; "
                           "use model=mlp for flat data such as 2D points")
     _, height, width = img_shape
-    seed, doublings = height, 0
-    while seed % 2 == 0 and seed // 2 >= MIN_SEED:
-        seed, doublings = seed // 2, doublings + 1
-    if height != width or doublings == 0 or seed > MAX_SEED:
+    base, doublings = height, 0
+    while base % 2 == 0 and base // 2 >= MIN_BASE:
+        base, doublings = base // 2, doublings + 1
+    if height != width or doublings == 0 or base > MAX_BASE:
         raise ConfigError(f"model=dcgan needs square images of side s0 * 2^n with n >= 1 and 4 <= s0 <= 7 "
                           f"(8, 28, 32, 64, ...), got {height}x{width}; use model=mlp for this data")
-    return seed, doublings
+    return base, doublings
 
 
 def init_dcgan_weights(module: nn.Module) -> None:
@@ -46,13 +46,13 @@ class DCGANGenerator(nn.Module):
 
     def __init__(self, z_size: int, width: int, img_shape: tuple[int, ...]) -> None:
         super().__init__()
-        seed, doublings = plan_resolution(img_shape)
+        base, doublings = plan_resolution(img_shape)
         if width < 1 or z_size < 1:
             raise ConfigError(f"model.width and model.z_size must be >= 1, got {width}, {z_size}")
         self.z_size, self.img_shape = z_size, tuple(img_shape)
         channels = [width * 2 ** k for k in reversed(range(doublings))]  # coarse to fine
         layers: list[nn.Module] = [
-            nn.ConvTranspose2d(z_size, channels[0], seed, 1, 0, bias=False),  # 1x1 -> s0 x s0
+            nn.ConvTranspose2d(z_size, channels[0], base, 1, 0, bias=False),  # 1x1 -> s0 x s0
             nn.BatchNorm2d(channels[0]),
             nn.ReLU(True),
         ]
@@ -72,7 +72,7 @@ class DCGANDiscriminator(nn.Module):
     def __init__(self, width: int, img_shape: tuple[int, ...], batchnorm: bool = True,
                  spectral: bool = False, leaky_slope: float = 0.2) -> None:
         super().__init__()
-        seed, doublings = plan_resolution(img_shape)
+        base, doublings = plan_resolution(img_shape)
         if width < 1:
             raise ConfigError(f"model.width must be >= 1, got {width}")
         self.img_shape = tuple(img_shape)
@@ -88,7 +88,7 @@ class DCGANDiscriminator(nn.Module):
             if batchnorm:
                 layers.append(nn.BatchNorm2d(c_out))
             layers.append(nn.LeakyReLU(leaky_slope))
-        layers.append(wrap(nn.Conv2d(channels[-1], 1, seed, 1, 0)))  # s0 x s0 -> 1x1: one logit
+        layers.append(wrap(nn.Conv2d(channels[-1], 1, base, 1, 0)))  # s0 x s0 -> 1x1: one logit
         self.net = nn.Sequential(*layers)
         for module in self.net:
             if isinstance(module, nn.BatchNorm2d):

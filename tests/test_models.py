@@ -40,13 +40,13 @@ def test_generator_has_the_blog_layout():
     assert G.net[0].in_features == 50 and G.net[3].out_features == 784
 
 
-@pytest.mark.parametrize("img_shape,seed,doublings", [((1, 28, 28), 7, 2), ((3, 32, 32), 4, 3), ((1, 8, 8), 4, 1),
+@pytest.mark.parametrize("img_shape,base,doublings", [((1, 28, 28), 7, 2), ((3, 32, 32), 4, 3), ((1, 8, 8), 4, 1),
                                                       ((3, 64, 64), 4, 4)])
 @pytest.mark.parametrize("spectral", [False, True])
-def test_dcgan_is_sized_from_the_data(img_shape, seed, doublings, spectral):
+def test_dcgan_is_sized_from_the_data(img_shape, base, doublings, spectral):
     G = DCGANGenerator(z_size=16, width=4, img_shape=img_shape)
     D = DCGANDiscriminator(width=4, img_shape=img_shape, spectral=spectral)
-    assert plan_resolution(img_shape) == (seed, doublings)
+    assert plan_resolution(img_shape) == (base, doublings)
     fake = G(torch.randn(3, 16))
     assert fake.shape == (3, *img_shape) and G.z_size == 16
     assert fake.min() >= -1 and fake.max() <= 1
