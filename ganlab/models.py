@@ -8,6 +8,8 @@ from typing import Literal
 import torch
 from torch import nn
 
+from ganlab.errors import ConfigError
+
 
 class MLPGenerator(nn.Module):
     """The blog's G: z -> middle (BatchNorm, ReLU) -> prod(img_shape) (Tanh), reshaped to img_shape.
@@ -19,6 +21,8 @@ class MLPGenerator(nn.Module):
     def __init__(self, z_size: int, middle_size: int, img_shape: tuple[int, ...],
                  output: Literal["tanh", "linear"] = "tanh", hidden_layers: int = 1) -> None:
         super().__init__()
+        if hidden_layers < 1:
+            raise ConfigError(f"model.hidden_layers must be >= 1, got {hidden_layers}")
         self.z_size = z_size
         self.img_shape = tuple(img_shape)
         layers: list[nn.Module] = []
@@ -53,6 +57,8 @@ class MLPDiscriminator(nn.Module):
         hidden_layers: int = 1,
     ) -> None:
         super().__init__()
+        if hidden_layers < 1:
+            raise ConfigError(f"model.hidden_layers must be >= 1, got {hidden_layers}")
         self.img_shape = tuple(img_shape)
         self.outputs_probability = sigmoid
         layers: list[nn.Module] = [nn.Flatten()]

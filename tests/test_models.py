@@ -90,3 +90,15 @@ def test_mlp_on_2d_points_has_a_linear_output_option():
     points = G(torch.randn(256, 8) * 50)
     assert points.shape == (256, 2) and points.abs().max() > 1  # not squashed into [-1, 1]
     assert type(G.net[-1]).__name__ == "Linear"
+
+
+def test_mlp_hidden_layers():
+    G = MLPGenerator(z_size=8, middle_size=16, img_shape=(2,), hidden_layers=3)
+    D = MLPDiscriminator(middle_size=16, img_shape=(2,), hidden_layers=3)
+    assert sum(isinstance(m, torch.nn.BatchNorm1d) for m in G.modules()) == 3
+    assert sum(isinstance(m, torch.nn.Linear) for m in D.modules()) == 4
+    assert D(G(torch.randn(5, 8))).shape == (5,)
+    with pytest.raises(ConfigError, match="hidden_layers must be >= 1"):
+        MLPGenerator(z_size=8, middle_size=16, img_shape=(2,), hidden_layers=0)
+    with pytest.raises(ConfigError, match="hidden_layers must be >= 1"):
+        MLPDiscriminator(middle_size=16, img_shape=(2,), hidden_layers=0)
