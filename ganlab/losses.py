@@ -1,29 +1,67 @@
 """GAN objectives. Each takes D's raw outputs (logits unless D ends in a sigmoid) and returns means.
 
-The trainer only calls ``d_loss(real_out, fake_out)`` and ``g_loss(fake_out)``; which output kind a
-loss accepts is declared by ``accepts_probabilities`` and checked once when the run is built.
+The trainer calls, for every loss alike, ``d_loss(real_out, fake_out)`` plus
+``d_penalty(discriminator, real, fake, real_out)`` (None when the loss has none) for D's step,
+``after_d_step(discriminator)`` after D's optimizer step, and ``g_loss(fake_out)`` for G's step.
+Which output kind a loss accepts is declared by ``accepts_probabilities`` and checked once when the
+run is built.
+
+Penalties that differentiate D with respect to its input (R1, WGAN-GP) run D once more on their own
+inputs. A D with BatchNorm then sees an extra batch of reals/interpolates in train mode (its running
+statistics move, and the per-sample gradient couples samples through the batch statistics); the
+penalties still train, but the papers use D without BatchNorm (``model.d_batchnorm=false``).
 """
 
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+from torch import nn
+
+from ganlab.errors import ConfigError
 
 
 class GANLoss:
-    """Base objective: D and G losses from D's outputs on a real and a fake batch."""
+    """Base objective: D and G losses from D's outputs on a real and a fake batch, plus D's hooks."""
 
     accepts_probabilities = False  # True when the loss is defined on D outputs in [0, 1]
 
     def d_loss(self, real_out: torch.Tensor, fake_out: torch.Tensor) -> torch.Tensor:
+        """D's loss (minimised) from its outputs on a real and a fake batch."""
         raise NotImplementedError
 
     def g_loss(self, fake_out: torch.Tensor) -> torch.Tensor:
+        """G's loss (minimised) from D's outputs on a fake batch."""
         raise NotImplementedError
+
+    def d_penalty(self, discriminator: nn.Module, real: torch.Tensor, fake: torch.Tensor,
+                  real_out: torch.Tensor) -> torch.Tensor | None:
+        """A term added to D's loss, given D and the batches (``fake`` detached); None for no penalty."""
+        return None
+
+    def after_d_step(self, discriminator: nn.Module) -> None:
+        """Called after each D optimizer step (weight clipping); nothing by default."""
+
+
+def input_gradient(discriminator: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """dD(x)/dx per sample, kept in the graph so a penalty on it trains D (double backward)."""
+    x = x.detach().requires_grad_(True)
+    out = discriminator(x)
+    (grad,) = torch.autograd.grad(out.sum(), x, create_graph=True)  # sum: per-sample grads (no BatchNorm)
+    return grad
 
 
 class NonSaturatingLoss(GANLoss):
-    """Standard GAN ("bce"): D maximises log D(x) + log(1 - D(G(z))); G maximises log D(G(z))."""
+    """Standard GAN ("bce"): D maximises log D(x) + log(1 - D(G(z))); G maximises log D(G(z)).
+
+    ``r1_gamma`` > 0 adds the R1 penalty (Mescheder et al. 2018) to D's loss:
+    gamma/2 * E_real[ ||dD(x)/dx||^2 ], the gradient norm over all non-batch dims.
+    """
+
+    def __init__(self, r1_gamma: float = 0.0) -> None:
+        if r1_gamma < 0:
+            raise ConfigError(f"loss.r1_gamma must be >= 0, got {r1_gamma}")
+        self.r1_gamma = r1_gamma
 
     def d_loss(self, real_out: torch.Tensor, fake_out: torch.Tensor) -> torch.Tensor:
         # softplus(-l) = -log(sigmoid(l)), softplus(l) = -log(1 - sigmoid(l)): stable on logits
@@ -31,6 +69,13 @@ class NonSaturatingLoss(GANLoss):
 
     def g_loss(self, fake_out: torch.Tensor) -> torch.Tensor:
         return F.softplus(-fake_out).mean()
+
+    def d_penalty(self, discriminator: nn.Module, real: torch.Tensor, fake: torch.Tensor,
+                  real_out: torch.Tensor) -> torch.Tensor | None:
+        if self.r1_gamma == 0:
+            return None
+        grad = input_gradient(discriminator, real)
+        return self.r1_gamma / 2 * grad.pow(2).flatten(1).sum(1).mean()
 
 
 class MinimaxLoss(NonSaturatingLoss):
@@ -54,3 +99,62 @@ class LeastSquaresLoss(GANLoss):
 
     def g_loss(self, fake_out: torch.Tensor) -> torch.Tensor:
         return (fake_out - self.real_target).pow(2).mean()
+
+
+class HingeLoss(GANLoss):
+    """Hinge (Lim & Ye 2017; SAGAN, BigGAN): D minimises relu(1 - D(x)) + relu(1 + D(G(z))); G minimises -D(G(z))."""
+
+    def d_loss(self, real_out: torch.Tensor, fake_out: torch.Tensor) -> torch.Tensor:
+        return F.relu(1 - real_out).mean() + F.relu(1 + fake_out).mean()
+
+    def g_loss(self, fake_out: torch.Tensor) -> torch.Tensor:
+        return -fake_out.mean()
+
+
+class CriticLoss(GANLoss):
+    """The Wasserstein critic's objective: D maximises D(x) - D(G(z)); G maximises D(G(z)). No Lipschitz control."""
+
+    def d_loss(self, real_out: torch.Tensor, fake_out: torch.Tensor) -> torch.Tensor:
+        return fake_out.mean() - real_out.mean()
+
+    def g_loss(self, fake_out: torch.Tensor) -> torch.Tensor:
+        return -fake_out.mean()
+
+
+class WassersteinLoss(CriticLoss):
+    """WGAN (Arjovsky et al. 2017): the critic loss, with D's weights clipped to [-clip, clip] after each step."""
+
+    def __init__(self, clip: float = 0.01) -> None:
+        if clip <= 0:
+            raise ConfigError(f"loss.clip must be > 0, got {clip}")
+        self.clip = clip
+
+    @torch.no_grad()
+    def after_d_step(self, discriminator: nn.Module) -> None:
+        # the paper clips every parameter of the critic (BatchNorm's affine ones included)
+        for param in discriminator.parameters():
+            param.clamp_(-self.clip, self.clip)
+
+
+class WassersteinGPLoss(CriticLoss):
+    """WGAN-GP (Gulrajani et al. 2017): the critic loss plus gp_weight * E[(||dD(x̂)/dx̂|| - 1)^2].
+
+    x̂ = e*real + (1-e)*fake with e ~ U(0, 1) per sample; the norm is over all non-batch dims.
+    ``drift`` > 0 adds drift * E[D(x)^2] on reals (ProGAN's epsilon-drift, keeps scores near 0).
+    No clipping.
+    """
+
+    def __init__(self, gp_weight: float = 10.0, drift: float = 0.0) -> None:
+        if gp_weight < 0 or drift < 0:
+            raise ConfigError(f"loss.gp_weight and loss.drift must be >= 0, got {gp_weight}, {drift}")
+        self.gp_weight, self.drift = gp_weight, drift
+
+    def d_penalty(self, discriminator: nn.Module, real: torch.Tensor, fake: torch.Tensor,
+                  real_out: torch.Tensor) -> torch.Tensor | None:
+        mix = torch.rand(real.shape[0], *([1] * (real.dim() - 1)), device=real.device, dtype=real.dtype)
+        interpolates = mix * real.detach() + (1 - mix) * fake.detach()
+        grad_norm = input_gradient(discriminator, interpolates).flatten(1).norm(dim=1)
+        penalty = self.gp_weight * (grad_norm - 1).pow(2).mean()
+        if self.drift > 0:
+            penalty = penalty + self.drift * real_out.pow(2).mean()
+        return penalty

@@ -1,6 +1,7 @@
 """Export samples of a checkpoint: ``python -m ganlab.sample CKPT --n N --out FILE.npy``.
 
-Writes N generated images as uint8 (N, C, H, W), mapped from the run's pixel range to 0..255.
+Writes N generated images as uint8 (N, C, H, W), mapped from the run's pixel range to 0..255;
+for 2D data (ring8, grid25), N points as float32 (N, 2).
 """
 
 from __future__ import annotations
@@ -42,6 +43,17 @@ def generate_uint8(state: dict, n: int, seed: int = 0, batch_size: int = 1000,
     return torch.cat(chunks).numpy() if chunks else np.zeros((0, *state["img_shape"]), np.uint8)
 
 
+@torch.no_grad()
+def generate_points(state: dict, n: int, seed: int = 0, batch_size: int = 1000,
+                    device: torch.device = torch.device("cpu")) -> np.ndarray:
+    """N samples of a checkpoint of flat data (2D points) as float32 (N, D), in the data's units."""
+    generator = load_generator(state, device)
+    data_cfg = state["config"]["data"]
+    latent = LatentSampler(generator.z_size, data_cfg["latent_dist"], data_cfg["latent_std"], device, seed)
+    chunks = [generator(latent(min(batch_size, n - start))).float().cpu() for start in range(0, n, batch_size)]
+    return torch.cat(chunks).numpy() if chunks else np.zeros((0, *state["img_shape"]), np.float32)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Parse arguments, write the .npy, print where it went."""
     parser = argparse.ArgumentParser(prog="python -m ganlab.sample", description=__doc__.splitlines()[0])
@@ -56,13 +68,16 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--n must be >= 0")
     try:
         state = load_checkpoint(args.checkpoint)
-        images = generate_uint8(state, args.n, args.seed, args.batch_size, torch.device(args.device))
+        points = len(state["img_shape"]) == 1  # 2D benchmarks: raw coordinates, not pixels
+        export = generate_points if points else generate_uint8
+        images = export(state, args.n, args.seed, args.batch_size, torch.device(args.device))
     except GanlabError as err:
         print(f"ganlab.sample: error: {err}", file=sys.stderr)
         return 2
     args.out.parent.mkdir(parents=True, exist_ok=True)
     np.save(args.out, images)
-    print(f"wrote {images.shape[0]} images {tuple(images.shape[1:])} uint8 to {args.out}")
+    kind = "points" if points else "images"
+    print(f"wrote {images.shape[0]} {kind} {tuple(images.shape[1:])} {images.dtype} to {args.out}")
     return 0
 
 

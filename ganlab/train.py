@@ -22,6 +22,8 @@ from ganlab.config import TrainerConfig, hydra_context, trainer_config, tracked_
 from ganlab.data import LatentSampler, ShuffledBatches
 from ganlab.errors import ConfigError, NonFiniteLossError, ResumeError
 from ganlab.losses import GANLoss
+from ganlab.scatter import scatter_samples
+from ganlab.toy2d import BatchSource
 from ganlab.tracking import Tracker
 
 log = logging.getLogger(__name__)
@@ -36,7 +38,7 @@ class Run:
 
     trainer: TrainerConfig
     device: torch.device
-    batches: ShuffledBatches
+    batches: ShuffledBatches | BatchSource
     generator: nn.Module
     discriminator: nn.Module
     loss: GANLoss
@@ -54,11 +56,16 @@ def build_run(cfg: DictConfig) -> Run:
     tc = trainer_config(cfg)
     torch.manual_seed(cfg.seed)
     device = build(cfg.hardware, "hardware")
-    images = build(cfg.data.dataset, "data.dataset").to(device)
-    img_shape = tuple(images.shape[1:])
-    batches = ShuffledBatches(images, cfg.data.batch_size, cfg.seed)
-    if batches.batch_size < cfg.data.batch_size:
-        log.warning("data.batch_size=%d > %d images: using %d", cfg.data.batch_size, len(images), batches.batch_size)
+    data = build(cfg.data.dataset, "data.dataset")
+    if isinstance(data, torch.Tensor):  # an in-memory image set: sliced by a shuffled index per step
+        images = data.to(device)
+        img_shape = tuple(images.shape[1:])
+        batches = ShuffledBatches(images, cfg.data.batch_size, cfg.seed)
+        if batches.batch_size < cfg.data.batch_size:
+            log.warning("data.batch_size=%d > %d images: using %d", cfg.data.batch_size, len(images), batches.batch_size)
+    else:  # a source that makes its own batches (the 2D benchmarks, ganlab.toy2d.BatchSource)
+        batches = data.to(device)
+        img_shape = tuple(batches.shape)
     generator = build(cfg.model.generator, "model.generator", img_shape=img_shape).to(device)
     discriminator = build(cfg.model.discriminator, "model.discriminator", img_shape=img_shape).to(device)
     loss = build(cfg.loss, "loss")
@@ -76,7 +83,7 @@ def build_run(cfg: DictConfig) -> Run:
     if total < 1:
         raise ConfigError(f"no training steps: {tc.epochs} epoch(s) of {batches.per_epoch} batches, n_critic={tc.n_critic}")
     return Run(tc, device, batches, generator, discriminator, loss, g_opt, d_opt, latent, z_bank,
-               tuple(cfg.data.pixel_range), img_shape, total)
+               tuple(cfg.data.get("pixel_range") or ()), img_shape, total)  # () for points: no pixels
 
 
 def train(cfg: DictConfig, run_dir: str | Path | None = None) -> dict[str, Any]:
@@ -123,10 +130,14 @@ def loop(run: Run, tracker: Tracker, start_step: int, ckpt_dir: Path, config: di
             fake = G(run.latent(batch_size))
             real_out, fake_out = D(real), D(fake.detach() if tc.detach_fake else fake)
             d_loss = loss.d_loss(real_out, fake_out)
+            penalty = loss.d_penalty(D, real, fake.detach(), real_out)  # R1, gradient penalty; None if none
+            if penalty is not None:
+                d_loss = d_loss + penalty
             run.d_opt.zero_grad(set_to_none=True)
             d_loss.backward()  # with detach_fake=false this also fills G's grads (the blog's waste)
             d_grad = grad_norm(D) if is_log and k == tc.n_critic - 1 else None
             run.d_opt.step()
+            loss.after_d_step(D)  # weight clipping (wgan); nothing for other losses
         fake_out_g = D(G(run.latent(batch_size)))
         g_loss = loss.g_loss(fake_out_g)
         run.g_opt.zero_grad(set_to_none=True)
@@ -184,6 +195,8 @@ def as_probability(discriminator: nn.Module, out: torch.Tensor) -> torch.Tensor:
 @torch.no_grad()
 def sample_grid(run: Run) -> torch.Tensor:
     """A uint8 (C, H, W) grid of G(z_bank) in eval mode (running BatchNorm stats; no training state touched)."""
+    if len(run.img_shape) == 1:  # points, not images (ring8, grid25): a scatter plot of real vs generated
+        return scatter_samples(run.generator, run.latent, run.batches, run.device)
     was_training = run.generator.training
     run.generator.eval()
     images = run.generator(run.z_bank)

@@ -20,6 +20,9 @@ from conftest import FAST, run_ganlab
         (["data=fashion_mnist", "data.root=/nonexistent/fm"],
          "apt-get install dataset-fashion-mnist"),
         (["resume=/nonexistent/ckpt.pt"], "no such checkpoint"),
+        (["data=cifar10", "data.root=/nonexistent/c"], "/nonexistent/c/cifar-10-batches-py"),
+        (["data=ring8", "model=dcgan"], "model=dcgan needs images (C, H, W), got data of shape (2,)"),
+        (["model=dcgan", "loss=bce", "model.width=0"], "model.width and model.z_size must be >= 1"),
         (["hardware=gpu"] if not torch.cuda.is_available() else ["hardware=nonsense"], "hardware"),
     ],
 )

@@ -12,6 +12,7 @@ from ganlab.build import build
 from ganlab.errors import ConfigError
 from ganlab.losses import GANLoss
 from ganlab.train import build_run
+from tiny_cifar import write_cifar_batches
 
 GROUPS = ["model", "loss", "optimizer", "data", "hardware", "logger", "experiment"]
 
@@ -30,6 +31,9 @@ def test_option_composes_and_builds(group, option, tiny_mnist, tmp_path):
     overrides = [f"{group}={option}"]
     if (group, option) in (("data", "mnist"), ("data", "fashion_mnist")) or group == "experiment":
         overrides.append(f"data.root={tiny_mnist}")  # same IDX layout for both
+    if (group, option) == ("data", "cifar10"):
+        write_cifar_batches(tmp_path / "cifar")
+        overrides.append(f"data.root={tmp_path / 'cifar'}")
     cfg = compose_cfg(overrides)
     if group == "hardware" and option == "gpu" and not torch.cuda.is_available():
         with pytest.raises(ConfigError, match="no CUDA device"):

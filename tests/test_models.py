@@ -5,6 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
+from ganlab.dcgan import DCGANDiscriminator, DCGANGenerator, plan_resolution
+from ganlab.errors import ConfigError
 from ganlab.models import MLPDiscriminator, MLPGenerator
 
 
@@ -36,3 +38,67 @@ def test_generator_has_the_blog_layout():
     kinds = [type(m).__name__ for m in G.net]
     assert kinds == ["Linear", "BatchNorm1d", "ReLU", "Linear", "Tanh"]
     assert G.net[0].in_features == 50 and G.net[3].out_features == 784
+
+
+@pytest.mark.parametrize("img_shape,base,doublings", [((1, 28, 28), 7, 2), ((3, 32, 32), 4, 3), ((1, 8, 8), 4, 1),
+                                                      ((3, 64, 64), 4, 4)])
+@pytest.mark.parametrize("spectral", [False, True])
+def test_dcgan_is_sized_from_the_data(img_shape, base, doublings, spectral):
+    G = DCGANGenerator(z_size=16, width=4, img_shape=img_shape)
+    D = DCGANDiscriminator(width=4, img_shape=img_shape, spectral=spectral)
+    assert plan_resolution(img_shape) == (base, doublings)
+    fake = G(torch.randn(3, 16))
+    assert fake.shape == (3, *img_shape) and G.z_size == 16
+    assert fake.min() >= -1 and fake.max() <= 1
+    assert D(fake).shape == (3,)
+    convs = [m for m in G.modules() if isinstance(m, torch.nn.ConvTranspose2d)]
+    assert len(convs) == doublings + 1 and convs[0].out_channels == 4 * 2 ** (doublings - 1)  # width multiplier
+    assert any(isinstance(m, torch.nn.BatchNorm2d) for m in G.modules())
+    has_sn = any("parametrizations" in name for name, _ in D.named_parameters())
+    assert has_sn == spectral
+
+
+def test_dcgan_width_and_batchnorm_switches():
+    thin = DCGANDiscriminator(width=2, img_shape=(3, 32, 32), batchnorm=False)
+    wide = DCGANDiscriminator(width=8, img_shape=(3, 32, 32))
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in thin.modules())
+    assert any(isinstance(m, torch.nn.BatchNorm2d) for m in wide.modules())
+    assert sum(p.numel() for p in wide.parameters()) > 10 * sum(p.numel() for p in thin.parameters())
+
+
+def test_spectral_norm_bounds_the_conv_operators():
+    D = DCGANDiscriminator(width=4, img_shape=(1, 8, 8), spectral=True)
+    for _ in range(30):  # power iteration converges in train mode
+        D(torch.randn(4, 1, 8, 8))
+    for module in D.modules():
+        if isinstance(module, torch.nn.Conv2d):
+            sigma = torch.linalg.matrix_norm(module.weight.detach().flatten(1), ord=2)
+            assert sigma == pytest.approx(1.0, rel=0.05)
+
+
+@pytest.mark.parametrize("img_shape,match", [((2,), "needs images"), ((1, 9, 9), "square images"),
+                                             ((3, 32, 16), "square images"), ((1, 36, 36), "square images")])
+def test_dcgan_rejects_shapes_it_cannot_build(img_shape, match):
+    with pytest.raises(ConfigError, match=match):
+        DCGANGenerator(z_size=8, width=4, img_shape=img_shape)
+    with pytest.raises(ConfigError, match=match):
+        DCGANDiscriminator(width=4, img_shape=img_shape)
+
+
+def test_mlp_on_2d_points_has_a_linear_output_option():
+    G = MLPGenerator(z_size=8, middle_size=16, img_shape=(2,), output="linear")
+    points = G(torch.randn(256, 8) * 50)
+    assert points.shape == (256, 2) and points.abs().max() > 1  # not squashed into [-1, 1]
+    assert type(G.net[-1]).__name__ == "Linear"
+
+
+def test_mlp_hidden_layers():
+    G = MLPGenerator(z_size=8, middle_size=16, img_shape=(2,), hidden_layers=3)
+    D = MLPDiscriminator(middle_size=16, img_shape=(2,), hidden_layers=3)
+    assert sum(isinstance(m, torch.nn.BatchNorm1d) for m in G.modules()) == 3
+    assert sum(isinstance(m, torch.nn.Linear) for m in D.modules()) == 4
+    assert D(G(torch.randn(5, 8))).shape == (5,)
+    with pytest.raises(ConfigError, match="hidden_layers must be >= 1"):
+        MLPGenerator(z_size=8, middle_size=16, img_shape=(2,), hidden_layers=0)
+    with pytest.raises(ConfigError, match="hidden_layers must be >= 1"):
+        MLPDiscriminator(middle_size=16, img_shape=(2,), hidden_layers=0)

@@ -27,7 +27,8 @@ def weights(path: Path) -> dict:
             **{f"D.{k}": v for k, v in state["discriminator"].items()}}
 
 
-@pytest.mark.parametrize("extra", [[], ["loss=mse", "trainer.n_critic=2", "trainer.detach_fake=false"]])
+@pytest.mark.parametrize("extra", [[], ["loss=mse", "trainer.n_critic=2", "trainer.detach_fake=false"],
+                                   ["loss=wgan_gp", "trainer.n_critic=2"]])  # the penalty's random interpolates
 def test_resume_is_bit_identical(tmp_path, extra):
     straight, split = tmp_path / "straight", tmp_path / "split"
     train(compose_cfg([*BASE, *extra, "trainer.max_steps=12"]), straight)
