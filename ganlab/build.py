@@ -10,7 +10,7 @@ from typing import Any
 from hydra.utils import instantiate
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
-from ganlab.errors import ConfigError
+from ganlab.errors import ConfigError, GanlabError
 
 _NO_HINTS: dict[str, Any] = {}
 
@@ -33,6 +33,8 @@ def build(node: DictConfig, where: str, **runtime: Any) -> Any:
         return functools.partial(factory, **runtime) if node.get("_partial_") else factory(**runtime)
     except Exception as err:  # instantiate wraps the real cause; surface it with the node's path
         cause = err.__cause__ or err
+        if isinstance(cause, GanlabError):  # already a user-facing error (missing data, no CUDA)
+            raise cause from None
         raise ConfigError(f"{where}: could not build {node._target_}: {cause}") from err
 
 
