@@ -13,7 +13,6 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 import torch.nn.functional as F
 from torch import nn
-from torchvision.utils import make_grid
 from tqdm.auto import tqdm
 
 from ganlab.build import build, check_arguments
@@ -188,6 +187,8 @@ def as_probability(discriminator: nn.Module, out: torch.Tensor) -> torch.Tensor:
 @torch.no_grad()
 def sample_grid(run: Run) -> torch.Tensor:
     """A uint8 (C, H, W) grid of G(z_bank) in eval mode (running BatchNorm stats; no training state touched)."""
+    from torchvision.utils import make_grid  # lazy: importing torchvision costs ~1-2 s of every job's start
+
     was_training = run.generator.training
     run.generator.eval()
     images = run.generator(run.z_bank)
