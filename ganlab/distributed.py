@@ -24,10 +24,11 @@ from ganlab.tracking import Tracker
 
 def init_process_group(device: str, backend: str) -> tuple[int, int, int]:
     """Join the process group described by torchrun's (or Slurm's) environment; (rank, world, local rank)."""
-    if "RANK" not in os.environ and "SLURM_PROCID" in os.environ and "SUBMITIT_FOLDER" in os.environ:
+    if "RANK" not in os.environ and ("SUBMITIT_EXECUTOR" in os.environ or "SUBMITIT_LOCAL_JOB_ID" in os.environ):
         from submitit.helpers import TorchDistributedEnvironment
 
-        # a submitit job with tasks_per_node=N: derive MASTER_ADDR/PORT, RANK, WORLD_SIZE from Slurm
+        # a submitit job (Slurm or local) with tasks_per_node=N: derive MASTER_ADDR/PORT, RANK,
+        # WORLD_SIZE and LOCAL_RANK from its job environment
         TorchDistributedEnvironment().export(set_cuda_visible_devices=False)
     if "RANK" not in os.environ or "WORLD_SIZE" not in os.environ:
         raise ConfigError("hardware=ddp needs a distributed launcher: torchrun --nproc_per_node=N -m ganlab "

@@ -8,9 +8,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 
-from conftest import FAST, compose_cfg
+from conftest import FAST, compose_cfg, run_ganlab
 from ganlab.distributed import shard
 from ganlab.train import build_run, train
 from wandb_reader import find_runs, read_run
@@ -56,3 +57,17 @@ def test_shards_are_disjoint_and_cover_the_global_batch():
     batch = torch.arange(12)
     parts = [shard(batch, rank, 3) for rank in range(3)]
     assert [p.tolist() for p in parts] == [[0, 1, 2, 3], [4, 5, 6, 7], [8, 9, 10, 11]]
+
+
+@pytest.mark.slow
+def test_submitit_tasks_per_node_make_one_ddp_run(tmp_path):
+    """The Slurm path, on submitit's local executor: tasks_per_node=2 ranks find each other via submitit."""
+    sweep = tmp_path / "sweep"
+    run_ganlab(["-m", "hardware=ddp", "hydra/launcher=submitit_local", "hydra.launcher.tasks_per_node=2",
+                "hydra.launcher.timeout_min=5", "model.middle_size=16", "trainer.max_steps=6", "trainer.log_every=2",
+                *FAST, f"hydra.sweep.dir={sweep}"], cwd=tmp_path)
+    rows = [json.loads(line) for line in (sweep / "0" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == [2, 4, 6]  # one writer: rank 0 (two independent runs would write 6 rows)
+    assert (sweep / "0" / "checkpoints" / "step_00000006.pt").is_file()
+    logs = sorted((sweep / ".submitit").glob("*/*_log.err"))
+    assert len(logs) == 2  # two tasks ran
