@@ -32,6 +32,8 @@ VARIANTS = {
     "ganlab+bf16": ["hardware.precision=bf16"],
     "ganlab+tf32": ["hardware.tf32=true"],
     "ganlab+graph+tf32": ["hardware.cuda_graph=true", "hardware.tf32=true"],
+    # not the blog's step (fake detached: D's backward skips G); for information, never the comparison
+    "ganlab+detach": ["trainer.detach_fake=true"],
 }
 
 

@@ -28,7 +28,7 @@ def torchrun(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
 
 def test_two_gloo_ranks_make_one_run_with_single_process_step_count(tmp_path):
     run_dir = tmp_path / "ddp"
-    proc = torchrun([*ARGS, "logger.mode=offline", f"hydra.run.dir={run_dir}"], tmp_path)
+    proc = torchrun([*ARGS, "hardware.backend=gloo", "logger.mode=offline", f"hydra.run.dir={run_dir}"], tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     single_total = build_run(compose_cfg([*FAST, "model.middle_size=16", "trainer.epochs=1"])).total_steps
     assert single_total == 1797 // 64  # digits, global batch 64: one epoch
