@@ -68,9 +68,9 @@ def setup(
     if cuda_graph and ddp:
         raise ConfigError("hardware.cuda_graph=true is not supported with hardware=ddp (DDP's all-reduce "
                           "hooks are not captured); use one or the other")
-    if tf32:
-        with warnings.catch_warnings():  # newer torch prefers fp32_precision; the old flags still work
-            warnings.simplefilter("ignore")
-            torch.backends.cuda.matmul.allow_tf32 = True
-            torch.backends.cudnn.allow_tf32 = True
+    with warnings.catch_warnings():  # newer torch prefers fp32_precision; the old flag still works
+        warnings.simplefilter("ignore")
+        # set both ways: the jobs of a multirun share a process, a tf32 job must not leak into the next.
+        # (Convolutions use TF32 by default in PyTorch, cudnn.allow_tf32; that default is left alone.)
+        torch.backends.cuda.matmul.allow_tf32 = tf32
     return Hardware(chosen, cuda_graph, precision, tf32, ddp, rank, world_size)

@@ -144,11 +144,11 @@ def test_bf16_autocast_keeps_losses_fp32():
 def test_tf32_switch_sets_the_backend_flags():
     saved = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
     try:
-        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
-        setup(device="cpu", tf32=False)
-        assert not torch.backends.cuda.matmul.allow_tf32
+        torch.backends.cuda.matmul.allow_tf32 = False
         hw = setup(device="cpu", tf32=True)
-        assert hw.tf32 and torch.backends.cuda.matmul.allow_tf32 and torch.backends.cudnn.allow_tf32
+        assert hw.tf32 and torch.backends.cuda.matmul.allow_tf32
+        setup(device="cpu", tf32=False)  # the next job of a multirun (same process) asks for fp32 again
+        assert not torch.backends.cuda.matmul.allow_tf32
     finally:  # process-wide flags: leave them as found
         torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved
 
