@@ -8,11 +8,11 @@
    5. tests/test_step.py under pytest when pytest is importable.
 Everything printed is also written to $OUT/gpu_check.txt when $OUT is set.
 
-On the GPU machine (no network; see /work/shared/gpu-notes.md for the .whl folder and data):
-    mkdir -p .bench_data && cp /usr/share/datasets/fashion-mnist/*.gz .bench_data/   # here, ignored
+On the GPU machine (no network, no Hydra; see /work/shared/gpu-notes.md):
+    benchmarks/gpu_bundle.sh          # here: .whl/ and .bench_data/, carried to the device call
     # there:
-    python3 -m pip install -q --no-index --no-deps --target /tmp/site .whl/*.whl && \
-      export PYTHONPATH=/tmp/site:$PWD && python3 benchmarks/gpu_check.py --root .bench_data
+    python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site \
+      .whl/*.whl && export PYTHONPATH=/tmp/site:$PWD && python3 benchmarks/gpu_check.py --root .bench_data
 About 8-9 minutes in all (give the device call timeout_s=570); --skip drops parts to rerun the rest.
 """
 
