@@ -42,7 +42,7 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def ganlab_worker(root: str, epochs: int, device: str, extra: list[str]) -> dict[str, float]:
+def ganlab_worker(root: str, epochs: int, device: str, batch_size: int, extra: list[str]) -> dict[str, float]:
     """Build ganlab's run for the blog's config and time its real training loop."""
     import torch
     from hydra import compose, initialize_config_dir
@@ -55,7 +55,7 @@ def ganlab_worker(root: str, epochs: int, device: str, extra: list[str]) -> dict
     hardware = "hardware=gpu" if device.startswith("cuda") else "hardware=cpu"
     overrides = ["experiment=seed", "data=fashion_mnist", f"data.root={root}", "logger=none", hardware,
                  "trainer.progress=false", f"trainer.epochs={epochs}", "trainer.sample_every=1000000",
-                 "trainer.ckpt_every=1000000", *extra]
+                 "trainer.ckpt_every=1000000", f"data.batch_size={batch_size}", *extra]
     with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
         cfg = compose(config_name="config", overrides=overrides)
     run = build_run(cfg)
@@ -80,14 +80,14 @@ def ganlab_worker(root: str, epochs: int, device: str, extra: list[str]) -> dict
     return result
 
 
-def blog_worker(root: str, epochs: int, device: str) -> dict[str, float]:
+def blog_worker(root: str, epochs: int, device: str, batch_size: int) -> dict[str, float]:
     """Time the blog's loop on the same data."""
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     from seed_loop import run_blog_loop, torchvision_root
 
     tv_root = torchvision_root(Path(root))
     try:
-        return run_blog_loop(tv_root, epochs, device=device)
+        return run_blog_loop(tv_root, epochs, batch_size=batch_size, device=device)
     finally:
         shutil.rmtree(tv_root)
 
@@ -99,9 +99,9 @@ def worker(args: argparse.Namespace) -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.worker == "blog":
-        result = blog_worker(args.root, args.epochs, args.device)
+        result = blog_worker(args.root, args.epochs, args.device, args.batch_size)
     else:
-        result = ganlab_worker(args.root, args.epochs, args.device, VARIANTS[args.worker])
+        result = ganlab_worker(args.root, args.epochs, args.device, args.batch_size, VARIANTS[args.worker])
     result["peak_rss_mb"] = peak_rss_mb()
     result["threads"] = torch.get_num_threads()
     print(json.dumps(result))
@@ -110,7 +110,7 @@ def worker(args: argparse.Namespace) -> None:
 def spawn(contender: str, args: argparse.Namespace) -> dict[str, float]:
     """Run one contender in a fresh child process and parse its JSON line."""
     cmd = [sys.executable, __file__, "--worker", contender, "--root", args.root, "--epochs", str(args.epochs),
-           "--device", args.device, "--threads", str(args.threads)]
+           "--device", args.device, "--threads", str(args.threads), "--batch-size", str(args.batch_size)]
     proc = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO)
     if proc.returncode != 0:
         raise SystemExit(f"{contender} failed:\n{proc.stderr[-3000:]}")
@@ -123,6 +123,7 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=1, help="epochs per measurement")
     parser.add_argument("--repeats", type=int, default=3, help="alternating measurements per contender")
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--batch-size", type=int, default=512, help="the blog's 512; smaller only for smoke tests")
     parser.add_argument("--threads", type=int, default=0, help="torch threads in every contender (0: torch's default)")
     parser.add_argument("--contenders", default="blog,ganlab", help=f"comma list of blog, {', '.join(VARIANTS)}")
     parser.add_argument("--json", help="also write the raw measurements here")

@@ -36,6 +36,7 @@ def run_sweep(n_jobs: int, args: argparse.Namespace, extra: list[str]) -> dict[s
         cmd = [sys.executable, "-m", "ganlab", "experiment=seed", "data=fashion_mnist", f"data.root={args.root}",
                "logger=none", hardware, "trainer.progress=false", f"trainer.max_steps={args.steps}",
                "trainer.sample_every=1000000", "trainer.ckpt_every=1000000", f"seed={i}",
+               f"data.batch_size={args.batch_size}",
                f"hydra.run.dir={work / str(i)}", *extra]
         procs.append(subprocess.Popen(cmd, env=env, cwd=work, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                                       text=True))
@@ -49,7 +50,7 @@ def run_sweep(n_jobs: int, args: argparse.Namespace, extra: list[str]) -> dict[s
         rows = [json.loads(line) for line in (work / str(i) / "metrics.jsonl").read_text().splitlines()]
         steady = [r["images_per_s"] for r in rows[1:]] or [rows[-1]["images_per_s"]]
         per_job.append(statistics.median(steady))
-        images += rows[-1]["step"] * 512
+        images += rows[-1]["step"] * args.batch_size
     return {"jobs": n_jobs, "aggregate_images_per_s": sum(per_job), "per_job_images_per_s": statistics.median(per_job),
             "wall_s": wall, "wall_images_per_s": images / wall}
 
@@ -59,6 +60,7 @@ def main() -> None:
     parser.add_argument("--jobs", default="1,2", help="comma list of concurrent job counts")
     parser.add_argument("--steps", type=int, default=300, help="training steps per job")
     parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    parser.add_argument("--batch-size", type=int, default=512, help="the blog's 512; smaller only for smoke tests")
     parser.add_argument("--threads", type=int, default=0, help="OMP_NUM_THREADS per job (0: unset)")
     parser.add_argument("--root", default="/usr/share/datasets/fashion-mnist")
     args, extra = parser.parse_known_args()
