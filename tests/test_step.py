@@ -12,7 +12,7 @@ import torch
 
 import ganlab
 from conftest import FAST, compose_cfg
-from ganlab.errors import ConfigError
+from ganlab.errors import ConfigError, NonFiniteLossError
 from ganlab.hardware import Hardware, setup
 from ganlab.step import CapturedStep, GANStep, build_step, grad_norm, set_capturable
 from ganlab.train import build_run, train
@@ -225,3 +225,22 @@ def test_hardware_accepts_a_bare_device():
     run = build_run(cfg)
     assert isinstance(run.hardware, Hardware) and not run.hardware.cuda_graph and run.hardware.autocast_dtype is None
     _ = copy.copy(run.hardware)
+
+
+def test_nan_is_reported_at_its_own_step_when_found_at_a_later_log_step(monkeypatch, tmp_path):
+    """The NaN check is deferred to log/checkpoint steps, but still names the first bad step."""
+    original, calls = GANStep.__call__, {"n": 0}
+
+    def poisoned(self, reals, z_d, z_g, grad_norms=False):
+        calls["n"] += 1
+        if calls["n"] == 4:  # G's weights turn NaN before step 4: its losses are the first bad ones
+            with torch.no_grad():
+                next(self.generator.parameters()).fill_(float("nan"))
+        return original(self, reals, z_d, z_g, grad_norms)
+
+    monkeypatch.setattr(GANStep, "__call__", poisoned)
+    with pytest.raises(NonFiniteLossError, match="^step 4: "):
+        train(compose_cfg([*FAST, "model.middle_size=16", "trainer.max_steps=12", "trainer.log_every=10",
+                           "trainer.ckpt_every=100"]), tmp_path)
+    assert calls["n"] == 10  # found at the log step, 6 steps later; no checkpoint of the NaN model
+    assert not (tmp_path / "checkpoints").exists()
