@@ -49,9 +49,14 @@ class Run:
     pixel_range: tuple[float, float]
     img_shape: tuple[int, ...]
     total_steps: int
-    hardware: Hardware | None = None
-    g_train: nn.Module | None = None  # what the step calls: G itself, or G inside DDP
+    hardware: Hardware | None = None  # None: plain fp32 eager on ``device``
+    g_train: nn.Module | None = None  # what the step calls: G itself (None), or G inside DDP
     d_train: nn.Module | None = None
+
+    def __post_init__(self) -> None:
+        self.hardware = Hardware(self.device) if self.hardware is None else self.hardware
+        self.g_train = self.generator if self.g_train is None else self.g_train
+        self.d_train = self.discriminator if self.d_train is None else self.d_train
 
 
 def build_run(cfg: DictConfig) -> Run:

@@ -244,3 +244,17 @@ def test_nan_is_reported_at_its_own_step_when_found_at_a_later_log_step(monkeypa
                            "trainer.ckpt_every=100"]), tmp_path)
     assert calls["n"] == 10  # found at the log step, 6 steps later; no checkpoint of the NaN model
     assert not (tmp_path / "checkpoints").exists()
+
+
+def test_a_run_built_without_hardware_defaults_to_plain_eager(tmp_path):
+    """Code that builds a Run by hand (no hardware, no DDP wrappers) still trains with the shared step."""
+    import dataclasses
+
+    from ganlab.tracking import Tracker
+    from ganlab.train import Run, loop
+
+    run = build_run(compose_cfg([*FAST, "model.middle_size=16", "trainer.max_steps=2"]))
+    fields = {f.name: getattr(run, f.name) for f in dataclasses.fields(Run)}
+    bare = Run(**{**fields, "hardware": None, "g_train": None, "d_train": None})
+    assert bare.hardware.device == run.device and not bare.hardware.ddp and bare.g_train is run.generator
+    assert loop(bare, Tracker(tmp_path), 0, tmp_path / "ck", {})["step"] == 2
