@@ -6,6 +6,7 @@ sliced by a shuffled index per step: no per-item Python work in the training loo
 
 from __future__ import annotations
 
+import functools
 import gzip
 import struct
 from pathlib import Path
@@ -53,6 +54,12 @@ def read_idx_images(path: Path) -> torch.Tensor:
     return torch.from_numpy(pixels.reshape(count, rows, cols).copy())
 
 
+@functools.lru_cache(maxsize=4)
+def _read_idx_cached(path: str, mtime_ns: int) -> torch.Tensor:
+    # the jobs of a multirun share one process: decode each file once (~0.5 s each time saved)
+    return read_idx_images(Path(path))
+
+
 def find_idx_file(root: Path, name: str, stem: str) -> Path | None:
     """The first of root/, root/raw/, root/<TorchvisionName>/raw/ holding ``stem`` or ``stem``.gz."""
     for folder in (root, root / "raw", root / _TORCHVISION_DIR[name] / "raw"):
@@ -82,7 +89,7 @@ def load_idx(
         raise DataNotFoundError(
             f"{name}: {', '.join(missing)}[.gz] not found (looked in {looked}); {_HOW_TO_GET[name]}"
         )
-    unit = torch.cat([read_idx_images(p) for p in paths]).float().div_(255.0)
+    unit = torch.cat([_read_idx_cached(str(p), p.stat().st_mtime_ns) for p in paths]).float().div_(255.0)
     return to_pixel_range(unit.unsqueeze(1), pixel_range)
 
 

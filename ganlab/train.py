@@ -13,23 +13,25 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 import torch.nn.functional as F
 from torch import nn
-from torchvision.utils import make_grid
 from tqdm.auto import tqdm
 
 from ganlab.build import build, check_arguments
 from ganlab.checkpoint import load_checkpoint, prune_checkpoints, resolve_resume, save_checkpoint, step_path
 from ganlab.config import TrainerConfig, hydra_context, trainer_config, tracked_config
 from ganlab.data import LatentSampler, ShuffledBatches
+from ganlab import distributed
 from ganlab.errors import ConfigError, NonFiniteLossError, ResumeError
+from ganlab.hardware import Hardware
 from ganlab.losses import GANLoss
 from ganlab.scatter import scatter_samples
 from ganlab.toy2d import BatchSource
+from ganlab.step import build_step
 from ganlab.tracking import Tracker
 
 log = logging.getLogger(__name__)
 
-GRID_SEED = 1234
-MIN_CELL = 28  # sample-grid cells narrower than this are upscaled  # the z bank for sample grids is the same in every run, so grids compare across runs
+GRID_SEED = 1234  # the z bank for sample grids is the same in every run, so grids compare across runs
+MIN_CELL = 28  # sample-grid cells narrower than this are upscaled
 
 
 @dataclass
@@ -49,13 +51,23 @@ class Run:
     pixel_range: tuple[float, float]
     img_shape: tuple[int, ...]
     total_steps: int
+    hardware: Hardware | None = None  # None: plain fp32 eager on ``device``
+    g_train: nn.Module | None = None  # what the step calls: G itself (None), or G inside DDP
+    d_train: nn.Module | None = None
+
+    def __post_init__(self) -> None:
+        self.hardware = Hardware(self.device) if self.hardware is None else self.hardware
+        self.g_train = self.generator if self.g_train is None else self.g_train
+        self.d_train = self.discriminator if self.d_train is None else self.d_train
 
 
 def build_run(cfg: DictConfig) -> Run:
     """Build every object of a run from the composed config, seeding the global RNG first."""
     tc = trainer_config(cfg)
     torch.manual_seed(cfg.seed)
-    device = build(cfg.hardware, "hardware")
+    hardware = build(cfg.hardware, "hardware")
+    hardware = hardware if isinstance(hardware, Hardware) else Hardware(hardware)  # a bare device works too
+    device = hardware.device
     data = build(cfg.data.dataset, "data.dataset")
     if isinstance(data, torch.Tensor):  # an in-memory image set: sliced by a shuffled index per step
         images = data.to(device)
@@ -72,6 +84,10 @@ def build_run(cfg: DictConfig) -> Run:
     if getattr(discriminator, "outputs_probability", False) and not loss.accepts_probabilities:
         raise ConfigError(f"{type(loss).__name__} works on logits, but D ends in a sigmoid "
                           "(model.d_sigmoid=true); use loss=mse or set model.d_sigmoid=false")
+    g_train, d_train = generator, discriminator
+    if hardware.ddp:
+        distributed.check_batch(batches.batch_size, hardware.world_size)
+        g_train, d_train = distributed.wrap(generator, device), distributed.wrap(discriminator, device)
     g_opt = build(cfg.optimizer.generator, "optimizer.generator")(params=generator.parameters())
     d_opt = build(cfg.optimizer.discriminator, "optimizer.discriminator")(params=discriminator.parameters())
     latent_args = {"dist": cfg.data.latent_dist, "std": cfg.data.latent_std}
@@ -83,7 +99,8 @@ def build_run(cfg: DictConfig) -> Run:
     if total < 1:
         raise ConfigError(f"no training steps: {tc.epochs} epoch(s) of {batches.per_epoch} batches, n_critic={tc.n_critic}")
     return Run(tc, device, batches, generator, discriminator, loss, g_opt, d_opt, latent, z_bank,
-               tuple(cfg.data.get("pixel_range") or ()), img_shape, total)  # () for points: no pixels
+               tuple(cfg.data.get("pixel_range") or ()), img_shape, total,  # () for points: no pixels
+               hardware, g_train, d_train)
 
 
 def train(cfg: DictConfig, run_dir: str | Path | None = None) -> dict[str, Any]:
@@ -94,6 +111,8 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None) -> dict[str, Any]:
     ctx = hydra_context(cfg)
     run_dir = Path(run_dir or ctx["output_dir"] or Path.cwd())
     run = build_run(cfg)
+    if run.hardware.ddp:  # every rank reads and rank 0 writes the same checkpoints
+        run_dir = distributed.main_run_dir(run_dir)
     ckpt_dir = run_dir / "checkpoints"
     start_step = 0
     resume_path = resolve_resume(cfg.get("resume"), ckpt_dir)
@@ -104,7 +123,8 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None) -> dict[str, Any]:
     config_plain.pop("hydra", None)
     group = cfg.logger.get("group") or ctx["group"]  # an explicit logger.group wins over the sweep dir
     tracker: Tracker = build(cfg.logger, "logger", run_dir=run_dir, name=ctx["name"], group=group,
-                             run_config=tracked_config(cfg, ctx["choices"]))
+                             run_config=tracked_config(cfg, ctx["choices"])) if run.hardware.is_main \
+        else distributed.SilentTracker()  # only rank 0 logs
     try:
         final = loop(run, tracker, start_step, ckpt_dir, config_plain)
     except BaseException:
@@ -112,38 +132,28 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None) -> dict[str, Any]:
         raise
     tracker.summary(final)
     tracker.finish(exit_code=0)
+    distributed.barrier()  # ranks leave together, after rank 0's last checkpoint
     return {**final, "run_dir": str(run_dir)}
 
 
 def loop(run: Run, tracker: Tracker, start_step: int, ckpt_dir: Path, config: dict) -> dict[str, float]:
     """The step loop: n_critic D updates then one G update; side effects gated at the bottom."""
-    tc, G, D, loss = run.trainer, run.generator, run.discriminator, run.loss
+    tc, D, hw = run.trainer, run.discriminator, run.hardware
     batch_size = run.batches.batch_size
+    train_step = build_step(run.g_train, run.d_train, run.loss, run.g_opt, run.d_opt, tc.detach_fake, hw, D)
+    shard = (lambda t: distributed.shard(t, hw.rank, hw.world_size)) if hw.ddp else (lambda t: t)
     first_bad_step = torch.full((), -1, dtype=torch.long, device=run.device)  # stays on device: no sync
     metrics: dict[str, float] = {}
     window_start, window_images = time.perf_counter(), 0
     bar = tqdm(total=run.total_steps, initial=start_step, disable=not tc.progress, desc="train", unit="step")
     for step in range(start_step + 1, run.total_steps + 1):
         is_log = step % tc.log_every == 0 or step == run.total_steps
-        for k in range(tc.n_critic):
-            real = run.batches.get((step - 1) * tc.n_critic + k)
-            fake = G(run.latent(batch_size))
-            real_out, fake_out = D(real), D(fake.detach() if tc.detach_fake else fake)
-            d_loss = loss.d_loss(real_out, fake_out)
-            penalty = loss.d_penalty(D, real, fake.detach(), real_out)  # R1, gradient penalty; None if none
-            if penalty is not None:
-                d_loss = d_loss + penalty
-            run.d_opt.zero_grad(set_to_none=True)
-            d_loss.backward()  # with detach_fake=false this also fills G's grads (the blog's waste)
-            d_grad = grad_norm(D) if is_log and k == tc.n_critic - 1 else None
-            run.d_opt.step()
-            loss.after_d_step(D)  # weight clipping (wgan); nothing for other losses
-        fake_out_g = D(G(run.latent(batch_size)))
-        g_loss = loss.g_loss(fake_out_g)
-        run.g_opt.zero_grad(set_to_none=True)
-        g_loss.backward()
-        g_grad = grad_norm(G) if is_log else None
-        run.g_opt.step()
+        # z is drawn in the order the D updates then the G update use it (one latent generator)
+        reals = [shard(run.batches.get((step - 1) * tc.n_critic + k)) for k in range(tc.n_critic)]
+        z_d = [shard(run.latent(batch_size)) for _ in range(tc.n_critic)]
+        out = train_step(reals, z_d, shard(run.latent(batch_size)), grad_norms=is_log)
+        d_loss, g_loss, real_out, fake_out, d_grad, g_grad = (out.d_loss, out.g_loss, out.real_out,
+                                                              out.fake_out, out.d_grad, out.g_grad)
         bad = ~(torch.isfinite(d_loss) & torch.isfinite(g_loss))
         first_bad_step = torch.where(bad & (first_bad_step < 0), step, first_bad_step)
         window_images += batch_size * tc.n_critic
@@ -163,12 +173,13 @@ def loop(run: Run, tracker: Tracker, start_step: int, ckpt_dir: Path, config: di
             window_start, window_images = now, 0
             tracker.log(metrics, step)
             bar.set_postfix(d_loss=f"{metrics['d_loss']:.3f}", g_loss=f"{metrics['g_loss']:.3f}")
-        if step % tc.sample_every == 0 or step == run.total_steps:
+        if hw.is_main and (step % tc.sample_every == 0 or step == run.total_steps):
             tracker.log_image("samples", sample_grid(run), step)
         if step % tc.ckpt_every == 0 or step == run.total_steps:
             check_finite(first_bad_step)  # never overwrite a good checkpoint with a diverged model
-            save_checkpoint(step_path(ckpt_dir, step), snapshot(run, step, config))
-            prune_checkpoints(ckpt_dir, tc.ckpt_keep)
+            if hw.is_main:
+                save_checkpoint(step_path(ckpt_dir, step), snapshot(run, step, config))
+                prune_checkpoints(ckpt_dir, tc.ckpt_keep)
     bar.close()
     return {**metrics, "step": run.total_steps}
 
@@ -181,12 +192,6 @@ def check_finite(first_bad_step: torch.Tensor) -> None:
                                  "the last good checkpoint is kept (try a lower optimizer.lr)")
 
 
-def grad_norm(module: nn.Module) -> torch.Tensor:
-    """The global L2 norm of ``module``'s gradients."""
-    norms = [p.grad.detach().norm() for p in module.parameters() if p.grad is not None]
-    return torch.linalg.vector_norm(torch.stack(norms)) if norms else torch.zeros(())
-
-
 def as_probability(discriminator: nn.Module, out: torch.Tensor) -> torch.Tensor:
     """D's output as a probability: as is when D ends in a sigmoid, else sigmoid of the logit/score."""
     return out.detach() if getattr(discriminator, "outputs_probability", False) else torch.sigmoid(out.detach())
@@ -197,6 +202,8 @@ def sample_grid(run: Run) -> torch.Tensor:
     """A uint8 (C, H, W) grid of G(z_bank) in eval mode (running BatchNorm stats; no training state touched)."""
     if len(run.img_shape) == 1:  # points, not images (ring8, grid25): a scatter plot of real vs generated
         return scatter_samples(run.generator, run.latent, run.batches, run.device)
+    from torchvision.utils import make_grid  # lazy: importing torchvision costs ~1-2 s of every job's start
+
     was_training = run.generator.training
     run.generator.eval()
     images = run.generator(run.z_bank)

@@ -1,0 +1,183 @@
+"""Every GPU check of the speed work in one short run (for the few minutes a GPU is lent).
+
+1. correctness: the CUDA-graph step against the eager step (losses, grad norms, weights), blog and
+   bce configs, fp32; and bf16 autocast finite; 2. no host sync in plain steps
+   (``torch.cuda.set_sync_debug_mode("error")`` around eager and replayed steps); 3. speed:
+   benchmarks/speed_vs_blog.py on CUDA (blog vs ganlab eager / graph / graph+tf32);
+   4. many runs on one GPU: benchmarks/sweep_throughput.py with 1, 8 and 16 concurrent jobs;
+   5. tests/test_step.py under pytest when pytest is importable.
+Everything printed is also written to $OUT/gpu_check.txt when $OUT is set.
+
+On the GPU machine (no network, no Hydra; see /work/shared/gpu-notes.md):
+    benchmarks/gpu_bundle.sh          # here: .whl/ and .bench_data/, carried to the device call
+    # there:
+    python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site \
+      .whl/*.whl && export PYTHONPATH=/tmp/site:$PWD && python3 benchmarks/gpu_check.py --root .bench_data
+About 8-9 minutes in all (give the device call timeout_s=570); --skip drops parts to rerun the rest.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+LOG: list[str] = []
+
+
+def say(text: str) -> None:
+    """Print and keep for $OUT/gpu_check.txt."""
+    print(text, flush=True)
+    LOG.append(text)
+
+
+def compose(overrides: list[str]):
+    from hydra import compose as hydra_compose, initialize_config_dir
+
+    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
+        return hydra_compose(config_name="config", overrides=overrides)
+
+
+def inputs(run, step: int):
+    n, b = run.trainer.n_critic, run.batches.batch_size
+    return [run.batches.get((step - 1) * n + k) for k in range(n)], [run.latent(b) for _ in range(n)], run.latent(b)
+
+
+def check_graph_vs_eager(root: str) -> bool:
+    """Graph replay and eager steps from the same start and inputs: losses and weights agree."""
+    import torch
+
+    from ganlab.step import CapturedStep, build_step
+    from ganlab.train import build_run
+
+    ok = True
+    configs = {"blog": ["experiment=seed", "data=fashion_mnist", f"data.root={root}"],
+               "bce": ["data=fashion_mnist", f"data.root={root}", "trainer.n_critic=2"]}
+    for name, overrides in configs.items():
+        base = [*overrides, "logger=none", "trainer.progress=false", "hardware=gpu"]
+        runs, steps = {}, {}
+        for mode, extra in (("eager", []), ("graph", ["hardware.cuda_graph=true"])):
+            runs[mode] = build_run(compose([*base, *extra]))
+            r = runs[mode]
+            steps[mode] = build_step(r.generator, r.discriminator, r.loss, r.g_opt, r.d_opt,
+                                     r.trainer.detach_fake, r.hardware, r.discriminator)
+        assert isinstance(steps["graph"], CapturedStep)
+        worst = 0.0
+        for step in range(1, 21):
+            e = steps["eager"](*inputs(runs["eager"], step), grad_norms=True)
+            g = steps["graph"](*inputs(runs["graph"], step), grad_norms=True)
+            for a, b in ((e.d_loss, g.d_loss), (e.g_loss, g.g_loss), (e.d_grad, g.d_grad), (e.g_grad, g.g_grad)):
+                worst = max(worst, ((a - b).abs() / a.abs().clamp_min(1e-6)).item())
+        weights = max(((p - q).abs().max() / p.abs().max()).item() for p, q in
+                      zip(runs["eager"].generator.parameters(), runs["graph"].generator.parameters()))
+        passed = worst < 1e-3 and weights < 1e-3
+        ok &= passed
+        say(f"graph vs eager [{name}], 20 steps: max relative diff losses/grad norms {worst:.2e}, "
+            f"G weights {weights:.2e} -> {'OK' if passed else 'FAIL'}")
+    return ok
+
+
+def check_no_sync(root: str) -> bool:
+    """Plain steps (batch slice, z, step, NaN bookkeeping) under sync debug mode 'error'."""
+    import torch
+
+    from ganlab.step import build_step
+    from ganlab.train import build_run
+
+    ok = True
+    for extra in ([], ["hardware.cuda_graph=true"]):
+        run = build_run(compose(["experiment=seed", "data=fashion_mnist", f"data.root={root}", "logger=none",
+                                 "trainer.progress=false", "hardware=gpu", *extra]))
+        step_fn = build_step(run.generator, run.discriminator, run.loss, run.g_opt, run.d_opt,
+                             run.trainer.detach_fake, run.hardware, run.discriminator)
+        first_bad = torch.full((), -1, dtype=torch.long, device=run.hardware.device)
+        for step in range(1, 6):  # warm-up and capture happen here, outside the checked region
+            step_fn(*inputs(run, step))
+        torch.cuda.synchronize()
+        torch.cuda.set_sync_debug_mode("error")
+        try:
+            for step in range(6, 30):  # same epoch: no new permutation
+                out = step_fn(*inputs(run, step))
+                bad = ~(torch.isfinite(out.d_loss) & torch.isfinite(out.g_loss))
+                first_bad = torch.where(bad & (first_bad < 0), step, first_bad)
+            result = "OK"
+        except RuntimeError as err:
+            result, ok = f"FAIL ({str(err).splitlines()[0]})", False
+        finally:
+            torch.cuda.set_sync_debug_mode("default")
+        say(f"no host sync in 24 plain steps {'(graph replay)' if extra else '(eager)'}: {result}")
+    return ok
+
+
+def check_bf16(root: str) -> bool:
+    import torch
+
+    from ganlab.step import build_step
+    from ganlab.train import build_run
+
+    run = build_run(compose(["data=fashion_mnist", f"data.root={root}", "logger=none", "trainer.progress=false",
+                             "hardware=gpu", "hardware.precision=bf16", "hardware.cuda_graph=true"]))
+    step_fn = build_step(run.generator, run.discriminator, run.loss, run.g_opt, run.d_opt, True, run.hardware,
+                         run.discriminator)
+    for step in range(1, 11):
+        out = step_fn(*inputs(run, step))
+    finite = bool(torch.isfinite(out.d_loss) and torch.isfinite(out.g_loss))
+    say(f"bf16 autocast + graph, 10 steps: d_loss {out.d_loss.item():.4f} g_loss {out.g_loss.item():.4f} -> "
+        f"{'OK' if finite else 'FAIL'}")
+    return finite
+
+
+def run_script(args: list[str], timeout: int) -> None:
+    """Run a benchmark script, echoing its output into the log."""
+    say(f"$ {' '.join(args)}")
+    start = time.time()
+    try:
+        proc = subprocess.run([sys.executable, *args], cwd=REPO, capture_output=True, text=True, timeout=timeout)
+        say(proc.stdout.strip() + (f"\n{proc.stderr[-2000:]}" if proc.returncode else ""))
+    except subprocess.TimeoutExpired as err:
+        say(f"timed out after {timeout} s; partial output:\n{(err.stdout or b'')[-2000:]}")
+    say(f"({time.time() - start:.0f} s)")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--root", default="/usr/share/datasets/fashion-mnist")
+    parser.add_argument("--skip", default="", help="comma list of: correctness, speed, sweep, pytest")
+    args = parser.parse_args()
+    sys.path.insert(0, str(REPO))
+    import torch
+
+    root = str(Path(args.root).resolve())
+    skip = set(args.skip.split(","))
+    say(f"torch {torch.__version__}, {torch.cuda.get_device_name()}, {os.cpu_count()} CPUs")
+    ok = True
+    try:
+        if "correctness" not in skip:
+            ok &= check_graph_vs_eager(root)
+            ok &= check_no_sync(root)
+            ok &= check_bf16(root)
+        if "speed" not in skip:
+            run_script(["benchmarks/speed_vs_blog.py", "--device", "cuda", "--root", root, "--epochs", "3",
+                        "--repeats", "2", "--contenders", "blog,ganlab,ganlab+graph,ganlab+graph+tf32"], timeout=240)
+        if "sweep" not in skip:
+            run_script(["benchmarks/sweep_throughput.py", "--device", "cuda", "--root", root, "--jobs", "1,8,16",
+                        "--steps", "1000", "--", "hardware.cuda_graph=true"], timeout=240)
+        if "pytest" not in skip:
+            try:
+                import pytest  # noqa: F401
+
+                run_script(["-m", "pytest", "-q", "tests/test_step.py"], timeout=120)
+            except ImportError:
+                say("pytest not installed here: tests/test_step.py skipped (the checks above cover it)")
+    finally:
+        say(f"correctness: {'all OK' if ok else 'FAILURES above'}")
+        if os.environ.get("OUT"):
+            Path(os.environ["OUT"], "gpu_check.txt").write_text("\n".join(LOG) + "\n")
+
+
+if __name__ == "__main__":
+    main()

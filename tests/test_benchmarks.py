@@ -1,0 +1,56 @@
+"""The benchmark scripts run end to end on tiny data (their numbers are printed, never asserted)."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import REPO, write_idx_images
+
+
+def write_idx_labels(path: Path, labels: np.ndarray) -> None:
+    import struct
+
+    path.write_bytes(struct.pack(">II", 0x00000801, len(labels)) + labels.astype(np.uint8).tobytes())
+
+
+@pytest.fixture
+def tiny_fashion(tmp_path: Path) -> Path:
+    """Four IDX files, images and labels, as torchvision (the blog's loader) and ganlab both read them."""
+    root = tmp_path / "fashion"
+    rng = np.random.default_rng(0)
+    for split, n in (("train", 48), ("t10k", 16)):
+        write_idx_images(root / f"{split}-images-idx3-ubyte", rng.integers(0, 256, (n, 28, 28)), gz=False)
+        write_idx_labels(root / f"{split}-labels-idx1-ubyte", rng.integers(0, 10, n))
+    return root
+
+
+def bench(script: str, *args: str) -> str:
+    proc = subprocess.run([sys.executable, str(REPO / "benchmarks" / script), *args], capture_output=True,
+                          text=True, timeout=600, cwd=REPO)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc.stdout
+
+
+def test_speed_vs_blog_prints_both_contenders_and_the_ratio(tiny_fashion):
+    out = bench("speed_vs_blog.py", "--root", str(tiny_fashion), "--repeats", "1", "--batch-size", "16",
+                "--threads", "1")
+    rows = {line.split()[0]: line.split() for line in out.splitlines() if re.match(r"^(blog|ganlab)\s", line)}
+    assert set(rows) == {"blog", "ganlab"}
+    assert float(rows["blog"][-1]) == 1.0 and float(rows["ganlab"][-1]) > 0  # blog/this ratio column
+    assert all(float(rows[c][1]) > 0 for c in rows)  # s/epoch measured
+
+
+@pytest.mark.slow
+def test_multirun_overhead_and_sweep_throughput_run(tiny_fashion):
+    out = bench("multirun_overhead.py", "--root", str(tiny_fashion), "--jobs", "2", "--repeats", "1")
+    assert re.search(r"process start -> first step\s+median \d+\.\d+ s", out)
+    assert re.search(r"job -> next job's first step median \d+\.\d+ s", out)
+    out = bench("sweep_throughput.py", "--root", str(tiny_fashion), "--jobs", "1,2", "--steps", "4",
+                "--batch-size", "16", "--threads", "1")
+    assert re.search(r"^\s+2\s+\d+", out, re.M)  # a row for 2 concurrent jobs

@@ -1,0 +1,260 @@
+"""The shared training step: bit-identical to the foundation's eager step, loss hooks, precision,
+CUDA-graph capture (on CUDA only), and no host syncs outside log steps."""
+
+from __future__ import annotations
+
+import copy
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+import ganlab
+from conftest import FAST, compose_cfg
+from ganlab.errors import ConfigError, NonFiniteLossError
+from ganlab.hardware import Hardware, setup
+from ganlab.step import CapturedStep, GANStep, build_step, grad_norm, set_capturable
+from ganlab.train import build_run, train
+
+CONFIGS = {
+    "bce": ["model.middle_size=32"],
+    # the blog's quirks: sigmoid + BatchNorm1d(1) on D, MSE, no detach, two D updates per G update
+    "blog": ["experiment=seed", "data=digits", "data.batch_size=64", "model.middle_size=32", "trainer.n_critic=2"],
+}
+
+
+def reference_step(run, reals, z_d, z_g, is_log):
+    """The foundation's loop body (ganlab/train.py before the step module), kept verbatim as the oracle."""
+    tc, G, D, loss = run.trainer, run.generator, run.discriminator, run.loss
+    for k in range(tc.n_critic):
+        real = reals[k]
+        fake = G(z_d[k])
+        real_out, fake_out = D(real), D(fake.detach() if tc.detach_fake else fake)
+        d_loss = loss.d_loss(real_out, fake_out)
+        run.d_opt.zero_grad(set_to_none=True)
+        d_loss.backward()
+        d_grad = grad_norm(D) if is_log and k == tc.n_critic - 1 else None
+        run.d_opt.step()
+    fake_out_g = D(G(z_g))
+    g_loss = loss.g_loss(fake_out_g)
+    run.g_opt.zero_grad(set_to_none=True)
+    g_loss.backward()
+    g_grad = grad_norm(G) if is_log else None
+    run.g_opt.step()
+    return d_loss, g_loss, real_out, fake_out, d_grad, g_grad
+
+
+def inputs(run, step):
+    n, b = run.trainer.n_critic, run.batches.batch_size
+    reals = [run.batches.get((step - 1) * n + k) for k in range(n)]
+    return reals, [run.latent(b) for _ in range(n)], run.latent(b)
+
+
+def state(run) -> dict:
+    return {**{f"G.{k}": v for k, v in run.generator.state_dict().items()},
+            **{f"D.{k}": v for k, v in run.discriminator.state_dict().items()},
+            **{f"g_opt.{i}.{k}": v for i, s in run.g_opt.state_dict()["state"].items() for k, v in s.items()},
+            **{f"d_opt.{i}.{k}": v for i, s in run.d_opt.state_dict()["state"].items() for k, v in s.items()}}
+
+
+@pytest.mark.parametrize("name", sorted(CONFIGS))
+def test_step_equals_the_reference_step_bit_for_bit(name):
+    cfg = compose_cfg([*FAST, *CONFIGS[name]])
+    ref, new = build_run(cfg), build_run(cfg)
+    step_fn = build_step(new.generator, new.discriminator, new.loss, new.g_opt, new.d_opt,
+                         new.trainer.detach_fake, new.hardware)
+    assert isinstance(step_fn, GANStep)
+    for step in range(1, 7):
+        is_log = step % 3 == 0
+        expected = reference_step(ref, *inputs(ref, step), is_log)
+        out = step_fn(*inputs(new, step), grad_norms=is_log)
+        got = (out.d_loss, out.g_loss, out.real_out, out.fake_out, out.d_grad, out.g_grad)
+        for e, g in zip(expected, got):
+            assert (e is None) == (g is None)
+            assert e is None or torch.equal(e, g), (step, e, g)
+    a, b = state(ref), state(new)
+    assert a.keys() == b.keys()
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+    assert all(p.requires_grad for p in new.discriminator.parameters())  # restored after G's update
+
+
+CLIP = 2.0**-7  # exact in float32
+
+
+class HookedLoss:
+    """A least-squares loss with both hooks: a fixed penalty and weight clipping (as WGAN does)."""
+
+    accepts_probabilities = True
+
+    def __init__(self, penalty: float | None):
+        self.penalty, self.calls = penalty, []
+
+    def d_loss(self, real_out, fake_out):
+        return real_out.pow(2).mean() + fake_out.pow(2).mean()
+
+    def g_loss(self, fake_out):
+        return (fake_out - 1).pow(2).mean()
+
+    def d_penalty(self, discriminator, real, fake, real_out):
+        self.calls.append(("d_penalty", discriminator, real.shape, fake.requires_grad, real_out.shape))
+        return None if self.penalty is None else torch.tensor(self.penalty)
+
+    def after_d_step(self, discriminator):
+        self.calls.append(("after_d_step", discriminator))
+        with torch.no_grad():
+            for p in discriminator.parameters():
+                p.clamp_(-CLIP, CLIP)
+
+
+@pytest.mark.parametrize("penalty", [None, 0.5])
+def test_loss_hooks_slot_into_the_d_update(penalty):
+    run = build_run(compose_cfg([*FAST, "model.middle_size=16", "trainer.n_critic=2"]))
+    loss = HookedLoss(penalty)
+    step_fn = GANStep(run.generator, run.discriminator, loss, run.g_opt, run.d_opt, detach_fake=True)
+    reals, z_d, z_g = inputs(run, 1)
+    out = step_fn(reals, z_d, z_g)
+    assert [c[0] for c in loss.calls] == ["d_penalty", "after_d_step"] * 2
+    assert loss.calls[0][1] is run.discriminator and loss.calls[0][2] == reals[0].shape
+    assert loss.calls[0][3] is False  # the detached fake
+    base = loss.d_loss(out.real_out, out.fake_out)
+    assert torch.allclose(out.d_loss, base + (penalty or 0.0))
+    # after_d_step ran after D's last update: every D weight is clipped
+    assert max(p.abs().max().item() for p in run.discriminator.parameters()) <= CLIP
+
+
+def test_bf16_autocast_runs_and_changes_the_numbers(tmp_path):
+    base = [*FAST, "model.middle_size=32", "trainer.max_steps=4", "trainer.log_every=1"]
+    fp32 = train(compose_cfg([*base, "hardware=cpu"]), tmp_path / "fp32")
+    bf16 = train(compose_cfg([*base, "hardware=cpu", "hardware.precision=bf16"]), tmp_path / "bf16")
+    assert bf16["step"] == 4 and torch.isfinite(torch.tensor([bf16["d_loss"], bf16["g_loss"]])).all()
+    assert bf16["d_loss"] != fp32["d_loss"]  # autocast really ran the matmuls in bf16
+    assert bf16["d_loss"] == pytest.approx(fp32["d_loss"], rel=0.1)
+
+
+def test_bf16_autocast_keeps_losses_fp32():
+    run = build_run(compose_cfg([*FAST, "model.middle_size=16", "hardware=cpu", "hardware.precision=bf16"]))
+    assert run.hardware.autocast_dtype is torch.bfloat16
+    step_fn = build_step(run.generator, run.discriminator, run.loss, run.g_opt, run.d_opt, True, run.hardware)
+    out = step_fn(*inputs(run, 1))
+    assert out.d_loss.dtype == out.g_loss.dtype == out.real_out.dtype == torch.float32
+
+
+def test_tf32_switch_sets_the_backend_flags():
+    saved = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    try:
+        torch.backends.cuda.matmul.allow_tf32 = False
+        hw = setup(device="cpu", tf32=True)
+        assert hw.tf32 and torch.backends.cuda.matmul.allow_tf32
+        setup(device="cpu", tf32=False)  # the next job of a multirun (same process) asks for fp32 again
+        assert not torch.backends.cuda.matmul.allow_tf32
+    finally:  # process-wide flags: leave them as found
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the error raised without CUDA")
+def test_cuda_graph_without_cuda_is_a_clear_error():
+    with pytest.raises(ConfigError, match="cuda_graph=true needs CUDA"):
+        build_run(compose_cfg([*FAST, "hardware.cuda_graph=true"]))
+
+
+def test_set_capturable_moves_step_counters_and_back():
+    run = build_run(compose_cfg([*FAST, "model.middle_size=16"]))
+    step_fn = build_step(run.generator, run.discriminator, run.loss, run.g_opt, run.d_opt, True, run.hardware)
+    step_fn(*inputs(run, 1))
+    set_capturable(run.d_opt, True, torch.device("cpu"))
+    assert all(g["capturable"] for g in run.d_opt.param_groups)
+    set_capturable(run.d_opt, False, torch.device("cpu"))
+    assert not any(g["capturable"] for g in run.d_opt.param_groups)
+    assert all(s["step"].dtype == torch.float32 for s in run.d_opt.state.values())
+
+
+def test_no_host_sync_outside_log_sample_and_checkpoint_steps(monkeypatch, tmp_path):
+    """ganlab's code reads a tensor back (item, bool, float, int, tolist, numpy) a fixed number of times,
+    however many plain steps run between the gated ones. (Reads inside torch, e.g. Adam's CPU step
+    counter, touch no device tensor and are not counted.)"""
+    counts = {"n": 0}
+    ganlab_dir = str(Path(ganlab.__file__).parent)
+    for name in ("item", "__bool__", "__float__", "__int__", "tolist", "numpy"):
+        original = getattr(torch.Tensor, name)
+
+        def counting(self, *args, _original=original, **kwargs):
+            counts["n"] += sys._getframe(1).f_code.co_filename.startswith(ganlab_dir)
+            return _original(self, *args, **kwargs)
+
+        monkeypatch.setattr(torch.Tensor, name, counting)
+    per_run = []
+    for steps in (3, 9):
+        gated = [f"trainer.max_steps={steps}", "trainer.log_every=100", "trainer.sample_every=100",
+                 "trainer.ckpt_every=100", "model.middle_size=16"]
+        run_dir = tmp_path / str(steps)
+        counts["n"] = 0
+        train(compose_cfg([*FAST, *gated]), run_dir)
+        per_run.append(counts["n"])
+    assert per_run[0] == per_run[1], per_run  # 6 more plain steps, not one more sync
+    assert per_run[0] > 0  # the gated reads (final log, NaN check) were seen: the counter works
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA graphs need a CUDA device (checked by "
+                    "benchmarks/gpu_check.py on the GPU machine)")
+@pytest.mark.parametrize("name", sorted(CONFIGS))
+def test_cuda_graph_replay_matches_eager(name):
+    overrides = [*FAST, *CONFIGS[name], "hardware=gpu"]
+    eager = build_run(compose_cfg(overrides))
+    graph = build_run(compose_cfg([*overrides, "hardware.cuda_graph=true"]))
+    eager_step = build_step(eager.generator, eager.discriminator, eager.loss, eager.g_opt, eager.d_opt,
+                            eager.trainer.detach_fake, eager.hardware)
+    graph_step = build_step(graph.generator, graph.discriminator, graph.loss, graph.g_opt, graph.d_opt,
+                            graph.trainer.detach_fake, graph.hardware)
+    assert isinstance(graph_step, CapturedStep)
+    for step in range(1, 9):  # 3 warm-up steps, the capture, then replays
+        e = eager_step(*inputs(eager, step), grad_norms=True)
+        g = graph_step(*inputs(graph, step), grad_norms=True)
+        for a, b in ((e.d_loss, g.d_loss), (e.g_loss, g.g_loss), (e.d_grad, g.d_grad), (e.g_grad, g.g_grad)):
+            torch.testing.assert_close(b, a, rtol=1e-4, atol=1e-5)
+    assert graph_step.graph is not None
+    for key, value in state(eager).items():
+        torch.testing.assert_close(state(graph)[key].float(), value.float(), rtol=1e-3, atol=1e-4, msg=key)
+
+
+def test_hardware_accepts_a_bare_device():
+    """Configs that still target resolve_device (a torch.device) build as plain fp32 eager runs."""
+    cfg = compose_cfg([*FAST, "hardware._target_=ganlab.hardware.resolve_device", "~hardware.cuda_graph",
+                       "~hardware.precision", "~hardware.tf32"])
+    run = build_run(cfg)
+    assert isinstance(run.hardware, Hardware) and not run.hardware.cuda_graph and run.hardware.autocast_dtype is None
+    _ = copy.copy(run.hardware)
+
+
+def test_nan_is_reported_at_its_own_step_when_found_at_a_later_log_step(monkeypatch, tmp_path):
+    """The NaN check is deferred to log/checkpoint steps, but still names the first bad step."""
+    original, calls = GANStep.__call__, {"n": 0}
+
+    def poisoned(self, reals, z_d, z_g, grad_norms=False):
+        calls["n"] += 1
+        if calls["n"] == 4:  # G's weights turn NaN before step 4: its losses are the first bad ones
+            with torch.no_grad():
+                next(self.generator.parameters()).fill_(float("nan"))
+        return original(self, reals, z_d, z_g, grad_norms)
+
+    monkeypatch.setattr(GANStep, "__call__", poisoned)
+    with pytest.raises(NonFiniteLossError, match="^step 4: "):
+        train(compose_cfg([*FAST, "model.middle_size=16", "trainer.max_steps=12", "trainer.log_every=10",
+                           "trainer.ckpt_every=100"]), tmp_path)
+    assert calls["n"] == 10  # found at the log step, 6 steps later; no checkpoint of the NaN model
+    assert not (tmp_path / "checkpoints").exists()
+
+
+def test_a_run_built_without_hardware_defaults_to_plain_eager(tmp_path):
+    """Code that builds a Run by hand (no hardware, no DDP wrappers) still trains with the shared step."""
+    import dataclasses
+
+    from ganlab.tracking import Tracker
+    from ganlab.train import Run, loop
+
+    run = build_run(compose_cfg([*FAST, "model.middle_size=16", "trainer.max_steps=2"]))
+    fields = {f.name: getattr(run, f.name) for f in dataclasses.fields(Run)}
+    bare = Run(**{**fields, "hardware": None, "g_train": None, "d_train": None})
+    assert bare.hardware.device == run.device and not bare.hardware.ddp and bare.g_train is run.generator
+    assert loop(bare, Tracker(tmp_path), 0, tmp_path / "ck", {})["step"] == 2
