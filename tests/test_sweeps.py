@@ -143,6 +143,16 @@ def test_optuna_search_minimises_the_objective(tmp_path):
         assert all(any(o.startswith(override) for o in j["overrides"]) for j in jobs), override
 
 
+def test_optuna_search_goes_on_after_a_failed_trial(tmp_path):
+    sweep = tmp_path / "sweep"
+    proc = run_ganlab(["-m", "+sweep=optuna", "hydra.sweeper.n_trials=2", "objective=nope", *TINY, *FAST,
+                       f"hydra.sweep.dir={sweep}"], cwd=tmp_path, check=False)
+    jobs = list(index(sweep)["jobs"].values())
+    assert len(jobs) == 2 and {j["status"] for j in jobs} == {"failed"}  # the 2nd trial ran after the 1st failed
+    assert all("objective='nope' is not a final metric" in j["error"] for j in jobs)
+    assert proc.returncode != 0  # no trial finished: no best trial
+
+
 def test_objective_value():
     final = {"d_real": 0.75, "d_fake": 0.25, "g_loss": 1.5, "step": 4}
     assert objective_value(final, "d_gap") == 0.5 and objective_value(final, "g_loss") == 1.5
