@@ -60,6 +60,7 @@ class PinSweepDir(Callback):
     """
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        """Resolve and pin ``hydra.sweep.dir``; note the sweep's overrides in its index."""
         sweep_dir = str(config.hydra.sweep.dir)
         with read_write(config.hydra), open_dict(config.hydra):
             config.hydra.sweep.dir = sweep_dir

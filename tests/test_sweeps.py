@@ -4,6 +4,8 @@ jobs, failures, the parallel local launcher, the Optuna search and the objective
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -98,13 +100,14 @@ def test_grid_sweep_composes_with_overrides_skips_finished_and_resumes_unfinishe
     assert [h["_step"] for h in runs[-1].history if "d_loss" in h] == [2]
 
 
-def test_two_sweeps_never_share_a_job_dir(tmp_path):
-    run_ganlab(["-m", "seed=0,1", *TINY, *FAST], cwd=tmp_path)
-    run_ganlab(["-m", "seed=0,1", "loss=mse", *TINY, *FAST], cwd=tmp_path)
+def test_two_sweeps_started_together_never_share_a_dir(tmp_path):
+    procs = [subprocess.Popen([sys.executable, "-m", "ganlab", "-m", "seed=0", *extra, *TINY, *FAST], cwd=tmp_path,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+             for extra in ([], ["loss=mse"])]  # both in the same second
+    assert [p.wait(timeout=300) for p in procs] == [0, 0]
     sweeps = sorted((tmp_path / "multirun").iterdir())
     assert len(sweeps) == 2 and all(s.name.startswith("multirun-") for s in sweeps)
-    job_dirs = [j for s in sweeps for j in s.iterdir() if j.name.startswith("job-")]
-    assert len(job_dirs) == 4 and len({j.name for j in job_dirs}) == 4
+    assert all(len(index(s)["jobs"]) == 1 for s in sweeps)
 
 
 def test_a_crashed_job_is_marked_failed_and_the_others_run(tmp_path):
