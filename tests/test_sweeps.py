@@ -135,8 +135,11 @@ def test_local_parallel_runs_jobs_in_capped_worker_processes(tmp_path):
 
 def test_optuna_search_minimises_the_objective(tmp_path):
     sweep = tmp_path / "sweep"
-    run_ganlab(["-m", "+sweep=optuna", "hydra.sweeper.n_trials=3", "objective=g_loss", *TINY, *FAST,
-                f"hydra.sweep.dir={sweep}"], cwd=tmp_path)
+    args = ["-m", "+sweep=optuna", "hydra.sweeper.n_trials=3", "objective=g_loss", *TINY, *FAST,
+            f"hydra.sweep.dir={sweep}"]
+    run_ganlab(args, cwd=tmp_path)
+    proc = run_ganlab(args, cwd=tmp_path)  # seeded: the same trials again, all answered from the index
+    assert (proc.stdout + proc.stderr).count("already finished (sweep index): skipped") == 3
     jobs = list(index(sweep)["jobs"].values())
     assert len(jobs) == 3 and {j["objective_name"] for j in jobs} == {"g_loss"}
     assert all(j["objective"] == j["metrics"]["g_loss"] for j in jobs)
