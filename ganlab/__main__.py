@@ -18,15 +18,25 @@ CONFIG_PATH = str(_REPO_CONF) if (_REPO_CONF / "config.yaml").is_file() else "pk
 
 @hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="config")
 def _hydra_main(cfg: DictConfig) -> float | None:
+    from hydra.core.hydra_config import HydraConfig
+
+    from ganlab.sweep_job import objective_value, run_sweep_job
     from ganlab.train import train
 
+    hc = HydraConfig.get()
+    if str(hc.mode).endswith("MULTIRUN"):
+        try:
+            return run_sweep_job(cfg, hc, train)
+        except GanlabError as err:
+            # stay an Exception (not SystemExit): Hydra records the job as failed and runs the others
+            print(f"ganlab: error: {err}", file=sys.stderr)
+            raise
     try:
-        result = train(cfg)
+        return objective_value(train(cfg), cfg.objective)
     except GanlabError as err:
         # one clear line instead of a traceback; Hydra turns the exit into a non-zero status
         print(f"ganlab: error: {err}", file=sys.stderr)
         raise SystemExit(2) from None
-    return result.get("g_loss")
 
 
 def main() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Optional
 
 from omegaconf import DictConfig, OmegaConf
@@ -10,7 +11,7 @@ from omegaconf.errors import OmegaConfBaseException
 
 from ganlab.errors import ConfigError
 
-GROUPS = ("model", "loss", "optimizer", "data", "hardware", "logger", "experiment")
+GROUPS = ("model", "loss", "optimizer", "data", "hardware", "logger", "experiment", "sweep")
 
 
 @dataclass
@@ -57,20 +58,28 @@ def hydra_context(cfg: DictConfig) -> dict[str, Any]:
     if hc is None:
         return {"output_dir": None, "name": "default", "group": "single", "choices": {}, "multirun": False}
     multirun = str(OmegaConf.select(hc, "mode", default="RUN")).endswith("MULTIRUN")
-    sweep_dir = str(OmegaConf.select(hc, "sweep.dir", default="") or "")
+    output_dir = OmegaConf.select(hc, "runtime.output_dir", default=None)
     choices = OmegaConf.to_container(hc.runtime.choices) if "choices" in hc.runtime else {}
     return {
-        "output_dir": OmegaConf.select(hc, "runtime.output_dir", default=None),
+        "output_dir": output_dir,
         "name": OmegaConf.select(hc, "job.override_dirname", default="") or "default",
-        "group": sweep_dir.strip("/").replace("/", "_") if multirun else "single",
+        # the sweep's name: its directory's (sweep file + hash of its overrides, see ganlab.sweep)
+        "group": Path(str(output_dir)).parent.name if multirun and output_dir else "single",
         "choices": {g: str(choices.get(g)) for g in GROUPS},
         "multirun": multirun,
+        "overrides": list(OmegaConf.select(hc, "overrides.task", default=[]) or []),
     }
 
 
-def tracked_config(cfg: DictConfig, choices: dict[str, str]) -> dict[str, Any]:
-    """The resolved config plus ``<group>_choice`` top-level keys so dashboards can group by them."""
+def tracked_config(cfg: DictConfig, choices: dict[str, str], overrides: list[str] = ()) -> dict[str, Any]:
+    """The resolved config plus top-level keys dashboards can group and plot by: ``<group>_choice``
+    for each config group, and ``optimizer_lr``-style keys for each overridden (e.g. swept) value."""
     plain = OmegaConf.to_container(cfg, resolve=True)
     plain.pop("hydra", None)
     plain.update({f"{g}_choice": c for g, c in choices.items()})
+    for override in overrides:
+        key = override.lstrip("+~").split("=", 1)[0]
+        if "." in key and (value := OmegaConf.select(cfg, key, default=None)) is not None:
+            plain[key.replace(".", "_")] = OmegaConf.to_container(value, resolve=True) \
+                if OmegaConf.is_config(value) else value
     return plain

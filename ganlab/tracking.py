@@ -99,23 +99,34 @@ class WandbTracker(Tracker):
         self.mode = chosen
         id_file.write_text(run_id + "\n")
 
+    def _guard(self, call: Any, *args: Any, **kwargs: Any) -> None:
+        # W&B's service process can die under us (Slurm signals every process of a preempted
+        # job): warn once, go on with files only, so the job can still checkpoint and exit cleanly
+        if self.run is None:
+            return
+        try:
+            call(*args, **kwargs)
+        except Exception as err:
+            warnings.warn(f"W&B stopped working ({type(err).__name__}: {err}); metrics and images go to files only")
+            self.run = None
+
     def log(self, metrics: dict[str, float], step: int) -> None:
         super().log(metrics, step)
-        self.run.log(metrics, step=step)
+        self._guard(lambda: self.run.log(metrics, step=step))
 
     def log_image(self, key: str, image: torch.Tensor, step: int) -> Path:
         path = super().log_image(key, image, step)
-        self.run.log({key: self._wandb.Image(_to_hwc(image))}, step=step)
+        self._guard(lambda: self.run.log({key: self._wandb.Image(_to_hwc(image))}, step=step))
         return path
 
     def summary(self, values: dict[str, Any]) -> None:
         super().summary(values)
-        self.run.summary.update(values)
+        self._guard(lambda: self.run.summary.update(values))
 
     def finish(self, exit_code: int = 0) -> None:
         try:
-            self.run.finish(exit_code=exit_code)
+            self._guard(lambda: self.run.finish(exit_code=exit_code))
             # offline runs: without teardown the last records can miss the file (seen 2 in 30)
-            self._wandb.teardown()
+            self._guard(self._wandb.teardown)
         finally:
             super().finish(exit_code)

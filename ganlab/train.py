@@ -7,7 +7,7 @@ import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import torch
 from omegaconf import DictConfig, OmegaConf
@@ -26,6 +26,7 @@ from ganlab.losses import GANLoss
 from ganlab.scatter import scatter_samples
 from ganlab.toy2d import BatchSource
 from ganlab.step import build_step
+from ganlab.preemption import Preempted
 from ganlab.tracking import Tracker
 
 log = logging.getLogger(__name__)
@@ -103,10 +104,12 @@ def build_run(cfg: DictConfig) -> Run:
                hardware, g_train, d_train)
 
 
-def train(cfg: DictConfig, run_dir: str | Path | None = None) -> dict[str, Any]:
+def train(cfg: DictConfig, run_dir: str | Path | None = None,
+          stop_requested: Callable[[], bool] | None = None) -> dict[str, Any]:
     """Train a GAN as ``cfg`` says; write samples, checkpoints and metrics under ``run_dir``.
 
-    Returns the final logged metrics (plus ``step`` and ``run_dir``).
+    Returns the final logged metrics (plus ``step`` and ``run_dir``). When ``stop_requested()``
+    turns true (a preemption signal), the current step is checkpointed and ``Preempted`` raised.
     """
     ctx = hydra_context(cfg)
     run_dir = Path(run_dir or ctx["output_dir"] or Path.cwd())
@@ -123,10 +126,10 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None) -> dict[str, Any]:
     config_plain.pop("hydra", None)
     group = cfg.logger.get("group") or ctx["group"]  # an explicit logger.group wins over the sweep dir
     tracker: Tracker = build(cfg.logger, "logger", run_dir=run_dir, name=ctx["name"], group=group,
-                             run_config=tracked_config(cfg, ctx["choices"])) if run.hardware.is_main \
-        else distributed.SilentTracker()  # only rank 0 logs
+                             run_config=tracked_config(cfg, ctx["choices"], ctx.get("overrides", []))) \
+        if run.hardware.is_main else distributed.SilentTracker()  # only rank 0 logs
     try:
-        final = loop(run, tracker, start_step, ckpt_dir, config_plain)
+        final = loop(run, tracker, start_step, ckpt_dir, config_plain, stop_requested)
     except BaseException:
         tracker.finish(exit_code=1)
         raise
@@ -136,7 +139,8 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None) -> dict[str, Any]:
     return {**final, "run_dir": str(run_dir)}
 
 
-def loop(run: Run, tracker: Tracker, start_step: int, ckpt_dir: Path, config: dict) -> dict[str, float]:
+def loop(run: Run, tracker: Tracker, start_step: int, ckpt_dir: Path, config: dict,
+         stop_requested: Callable[[], bool] | None = None) -> dict[str, float]:
     """The step loop: n_critic D updates then one G update; side effects gated at the bottom."""
     tc, D, hw = run.trainer, run.discriminator, run.hardware
     batch_size = run.batches.batch_size
@@ -180,6 +184,13 @@ def loop(run: Run, tracker: Tracker, start_step: int, ckpt_dir: Path, config: di
             if hw.is_main:
                 save_checkpoint(step_path(ckpt_dir, step), snapshot(run, step, config))
                 prune_checkpoints(ckpt_dir, tc.ckpt_keep)
+        elif stop_requested is not None and stop_requested():  # preempted: keep this exact step
+            check_finite(first_bad_step)
+            if hw.is_main:
+                save_checkpoint(step_path(ckpt_dir, step), snapshot(run, step, config))
+                prune_checkpoints(ckpt_dir, tc.ckpt_keep)
+            bar.close()
+            raise Preempted(step)
     bar.close()
     return {**metrics, "step": run.total_steps}
 

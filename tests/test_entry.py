@@ -17,7 +17,9 @@ from wandb_reader import find_runs, read_run
 
 
 def job_dirs(sweep_dir: Path) -> list[Path]:
-    return sorted((p for p in sweep_dir.iterdir() if p.is_dir() and p.name.isdigit()), key=lambda p: int(p.name))
+    """The sweep's job dirs (job-<hash>) in launch order, from the sweep index."""
+    jobs = json.loads((sweep_dir / "sweep_index.json").read_text())["jobs"]
+    return [sweep_dir / job_id for job_id, _ in sorted(jobs.items(), key=lambda item: item[1]["num"])]
 
 
 def test_each_loss_trains_through_the_entry_point_with_one_wandb_run_per_job(tmp_path):
@@ -42,7 +44,7 @@ def test_each_loss_trains_through_the_entry_point_with_one_wandb_run_per_job(tmp
         assert run.exit_code == 0
         groups.add(run.group)
         names.add(run.name)
-    assert len(groups) == 1 and groups.pop() == str(sweep).strip("/").replace("/", "_")
+    assert len(groups) == 1 and groups.pop() == sweep.name  # the sweep's name: its directory's
     assert len(names) == 3 and all(f"loss={l}" in n for l, n in zip(["bce", "minimax", "mse"], sorted(names)))
 
 
@@ -134,4 +136,13 @@ def test_wheel_install_runs_from_anywhere(tmp_path):
     assert (run_dir / "checkpoints" / "step_00000002.pt").is_file(), proc.stderr
     hydra_cfg = (run_dir / ".hydra" / "hydra.yaml").read_text()
     assert "path: ganlab.conf\n      schema: pkg\n      provider: main" in hydra_cfg  # not the checkout
+    # sweeps/ ships too (as the ganlab.conf `sweep` group): a sweep file runs from the wheel
+    for name in ("lr_zsize_loss", "seeds", "optuna"):
+        assert (site / "ganlab" / "conf" / "sweep" / f"{name}.yaml").is_file(), name
+    sweep = workdir / "sweep"
+    run_ganlab(["-m", "+sweep=seeds", "seed=0,1", "trainer.max_steps=2", *FAST, f"hydra.sweep.dir={sweep}"],
+               cwd=workdir, env={"PYTHONPATH": str(site)})
+    jobs = json.loads((sweep / "sweep_index.json").read_text())["jobs"]
+    assert sorted(j["overrides"][0] for j in jobs.values()) == ["seed=0", "seed=1"]
+    assert {j["status"] for j in jobs.values()} == {"finished"}
     shutil.rmtree(site)

@@ -1,0 +1,171 @@
+"""Sweeps from sweeps/: composing them, the sweep index, skipping finished and resuming unfinished
+jobs, failures, the parallel local launcher, the Optuna search and the objective a run returns."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conftest import FAST, REPO, compose_cfg, run_ganlab
+from ganlab.errors import ConfigError
+from ganlab.sweep import overrides_hash
+from ganlab.sweep_job import objective_value
+from wandb_reader import find_runs, read_run
+
+TINY = ["trainer.max_steps=2", "model.middle_size=16", "trainer.progress=false"]
+
+
+def index(sweep: Path) -> dict:
+    return json.loads((sweep / "sweep_index.json").read_text())
+
+
+def the_sweep_dir(cwd: Path) -> Path:
+    [sweep] = (cwd / "multirun").iterdir()
+    return sweep
+
+
+def test_sweep_files_compose_with_their_grids():
+    assert sorted(p.stem for p in (REPO / "sweeps").glob("*.yaml")) == ["lr_zsize_loss", "optuna", "seeds"]
+    grid = compose_cfg(["+sweep=lr_zsize_loss"], hydra_config=True).hydra.sweeper.params
+    assert dict(grid) == {"optimizer.lr": "1e-4,2e-4,5e-4", "model.z_size": "32,50,100",
+                          "loss": ",".join(l for l in ("bce", "minimax", "mse", "hinge", "wgan_gp")
+                                           if (REPO / "conf" / "loss" / f"{l}.yaml").is_file())}
+    assert compose_cfg(["+sweep=seeds"], hydra_config=True).hydra.sweeper.params.seed == "range(0,5)"
+    optuna = compose_cfg(["+sweep=optuna"], hydra_config=True).hydra
+    assert optuna.sweeper._target_.endswith("OptunaSweeper") and optuna.sweeper.direction == "minimize"
+    assert set(optuna.sweeper.params) == {"optimizer.lr", "optimizer.betas.0", "model.z_size", "trainer.n_critic"}
+
+
+def test_hardware_launchers_keep_a_device():
+    parallel = compose_cfg(["hardware=local_parallel"], hydra_config=True)
+    assert parallel.hydra.launcher._target_.endswith("JoblibLauncher") and parallel.hydra.launcher.n_jobs == 2
+    slurm = compose_cfg(["hardware=slurm"], hydra_config=True)
+    assert slurm.hydra.launcher._target_.endswith("SlurmLauncher") and slurm.hydra.launcher.max_num_timeout == 3
+    for cfg in (parallel, slurm):
+        assert cfg.hardware.device == "auto"
+
+
+def test_sweep_and_job_names_come_from_overrides_not_the_clock():
+    assert overrides_hash(["b=1", "a=2"]) == overrides_hash(["a=2", "b=1"])  # order does not matter
+    assert overrides_hash(["a=2", "resume=auto"]) == overrides_hash(["a=2"])  # resume is not identity
+    assert overrides_hash(["a=2"]) != overrides_hash(["a=3"])
+
+
+def test_grid_sweep_composes_with_overrides_skips_finished_and_resumes_unfinished(tmp_path, tiny_mnist):
+    # the grid narrowed on the command line (3 of its 5 losses), data swapped: 3 jobs (one per loss)
+    args = ["-m", "+sweep=lr_zsize_loss", "optimizer.lr=5e-4", "model.z_size=32", "loss=bce,minimax,mse", "data=mnist",
+            f"data.root={tiny_mnist}", "data.batch_size=16", "trainer.epochs=5", *TINY, "trainer.ckpt_every=1",
+            "trainer.ckpt_keep=null", "trainer.log_every=1", "logger.mode=offline"]
+    run_ganlab(args, cwd=tmp_path)
+    sweep = the_sweep_dir(tmp_path)
+    assert sweep.name == f"lr_zsize_loss-{overrides_hash(args[1:])}"
+    jobs = index(sweep)["jobs"]
+    assert len(jobs) == 3 and {j["status"] for j in jobs.values()} == {"finished"}
+    assert index(sweep)["overrides"] == args[1:]
+    for job_id, record in jobs.items():
+        assert (sweep / job_id / "checkpoints" / "step_00000002.pt").is_file()
+        [wandb_file] = find_runs(sweep / job_id)
+        run = read_run(wandb_file)
+        assert run.group == sweep.name  # all jobs: one W&B group named after the sweep
+        assert run.config["optimizer_lr"] == 5e-4 and run.config["model_z_size"] == 32
+        assert run.config["loss_choice"] in record["overrides"][2] and run.config["sweep_choice"] == "lr_zsize_loss"
+        assert record["metrics"]["step"] == 2 and record["objective"] == pytest.approx(
+            abs(record["metrics"]["d_real"] - record["metrics"]["d_fake"]))
+
+    # the same command again: every job is finished, nothing runs
+    stamps = {j: (sweep / j / "metrics.jsonl").stat().st_mtime_ns for j in jobs}
+    proc = run_ganlab(args, cwd=tmp_path)
+    assert (proc.stdout + proc.stderr).count("already finished (sweep index): skipped") == 3
+    assert {j: (sweep / j / "metrics.jsonl").stat().st_mtime_ns for j in jobs} == stamps
+
+    # a job interrupted after step 1 (its index says running, its last checkpoint is step 1) resumes there
+    unfinished = sorted(jobs)[0]
+    (sweep / unfinished / "checkpoints" / "step_00000002.pt").unlink()
+    data = index(sweep)
+    data["jobs"][unfinished]["status"] = "running"
+    (sweep / "sweep_index.json").write_text(json.dumps(data))
+    proc = run_ganlab(args, cwd=tmp_path)
+    assert (proc.stdout + proc.stderr).count("already finished (sweep index): skipped") == 2
+    assert "step_00000001.pt at step 1" in proc.stdout + proc.stderr
+    record = index(sweep)["jobs"][unfinished]
+    assert record["status"] == "finished" and record["attempts"] == 2
+    assert (sweep / unfinished / "checkpoints" / "step_00000002.pt").is_file()
+    runs = [read_run(f) for f in find_runs(sweep / unfinished)]
+    assert len(runs) == 2 and len({r.run_id for r in runs}) == 1  # the W&B run continues
+    assert [h["_step"] for h in runs[-1].history if "d_loss" in h] == [2]
+
+
+def test_two_sweeps_started_together_never_share_a_dir(tmp_path):
+    procs = [subprocess.Popen([sys.executable, "-m", "ganlab", "-m", "seed=0", *extra, *TINY, *FAST], cwd=tmp_path,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+             for extra in ([], ["loss=mse"])]  # both in the same second
+    assert [p.wait(timeout=300) for p in procs] == [0, 0]
+    sweeps = sorted((tmp_path / "multirun").iterdir())
+    assert len(sweeps) == 2 and all(s.name.startswith("multirun-") for s in sweeps)
+    assert all(len(index(s)["jobs"]) == 1 for s in sweeps)
+
+
+def test_a_crashed_job_is_marked_failed_and_the_others_run(tmp_path):
+    sweep = tmp_path / "sweep"
+    proc = run_ganlab(["-m", "trainer.n_critic=0,1", *TINY, *FAST, f"hydra.sweep.dir={sweep}"], cwd=tmp_path,
+                      check=False)
+    assert proc.returncode != 0 and "ganlab: error: trainer.n_critic must be >= 1" in proc.stderr
+    by_critic = {r["overrides"][0]: r for r in index(sweep)["jobs"].values()}
+    assert by_critic["trainer.n_critic=0"]["status"] == "failed"
+    assert by_critic["trainer.n_critic=0"]["error"] == "ConfigError: trainer.n_critic must be >= 1, got 0"
+    assert by_critic["trainer.n_critic=1"]["status"] == "finished"
+
+
+def test_local_parallel_runs_jobs_in_capped_worker_processes(tmp_path):
+    sweep = tmp_path / "sweep"
+    run_ganlab(["-m", "hardware=local_parallel", "hydra.launcher.n_jobs=2", "seed=0,1,2,3", *TINY, *FAST,
+                f"hydra.sweep.dir={sweep}"], cwd=tmp_path)
+    jobs = list(index(sweep)["jobs"].values())
+    assert len(jobs) == 4 and {j["status"] for j in jobs} == {"finished"}
+    assert len({j["pid"] for j in jobs}) == 2  # two worker processes, reused
+    for job in jobs:  # never more than n_jobs at once
+        running = [o for o in jobs if o["started"] <= job["started"] < o["finished"]]
+        assert len(running) <= 2
+
+
+def test_optuna_search_minimises_the_objective(tmp_path):
+    sweep = tmp_path / "sweep"
+    args = ["-m", "+sweep=optuna", "hydra.sweeper.n_trials=3", "objective=g_loss", *TINY, *FAST,
+            f"hydra.sweep.dir={sweep}"]
+    run_ganlab(args, cwd=tmp_path)
+    proc = run_ganlab(args, cwd=tmp_path)  # seeded: the same trials again, all answered from the index
+    assert (proc.stdout + proc.stderr).count("already finished (sweep index): skipped") == 3
+    jobs = list(index(sweep)["jobs"].values())
+    assert len(jobs) == 3 and {j["objective_name"] for j in jobs} == {"g_loss"}
+    assert all(j["objective"] == j["metrics"]["g_loss"] for j in jobs)
+    best = yaml.safe_load((sweep / "optimization_results.yaml").read_text())
+    assert best["best_value"] == pytest.approx(min(j["objective"] for j in jobs))
+    for override in ("optimizer.lr=", "optimizer.betas.0=", "model.z_size=", "trainer.n_critic="):
+        assert all(any(o.startswith(override) for o in j["overrides"]) for j in jobs), override
+
+
+def test_optuna_search_goes_on_after_a_failed_trial(tmp_path):
+    sweep = tmp_path / "sweep"
+    proc = run_ganlab(["-m", "+sweep=optuna", "hydra.sweeper.n_trials=2", "objective=nope", *TINY, *FAST,
+                       f"hydra.sweep.dir={sweep}"], cwd=tmp_path, check=False)
+    jobs = list(index(sweep)["jobs"].values())
+    assert len(jobs) == 2 and {j["status"] for j in jobs} == {"failed"}  # the 2nd trial ran after the 1st failed
+    assert all("objective='nope' is not a final metric" in j["error"] for j in jobs)
+    assert proc.returncode != 0  # no trial finished: no best trial
+
+
+def test_objective_value():
+    final = {"d_real": 0.75, "d_fake": 0.25, "g_loss": 1.5, "step": 4}
+    assert objective_value(final, "d_gap") == 0.5 and objective_value(final, "g_loss") == 1.5
+    with pytest.raises(ConfigError, match="objective='fid' is not a final metric"):
+        objective_value(final, "fid")
+
+
+def test_single_run_with_an_unknown_objective_is_a_clear_error(tmp_path):
+    proc = run_ganlab(["objective=nope", *TINY, *FAST, f"hydra.run.dir={tmp_path / 'run'}"], cwd=tmp_path, check=False)
+    assert proc.returncode == 2 and "ganlab: error: objective='nope' is not a final metric" in proc.stderr
