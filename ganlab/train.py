@@ -21,6 +21,7 @@ from ganlab.checkpoint import load_checkpoint, prune_checkpoints, resolve_resume
 from ganlab.config import TrainerConfig, hydra_context, trainer_config, tracked_config
 from ganlab.data import LatentSampler, ShuffledBatches
 from ganlab.errors import ConfigError, NonFiniteLossError, ResumeError
+from ganlab.evaluation import Evaluator, build_evaluator
 from ganlab.losses import GANLoss
 from ganlab.tracking import Tracker
 
@@ -99,7 +100,8 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None) -> dict[str, Any]:
     tracker: Tracker = build(cfg.logger, "logger", run_dir=run_dir, name=ctx["name"], group=group,
                              run_config=tracked_config(cfg, ctx["choices"]))
     try:
-        final = loop(run, tracker, start_step, ckpt_dir, config_plain)
+        evaluator = build_evaluator(cfg.eval, cfg.data.dataset, run.batches.images, run.pixel_range, run.device)
+        final = loop(run, tracker, start_step, ckpt_dir, config_plain, evaluator)
     except BaseException:
         tracker.finish(exit_code=1)
         raise
@@ -108,7 +110,8 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None) -> dict[str, Any]:
     return {**final, "run_dir": str(run_dir)}
 
 
-def loop(run: Run, tracker: Tracker, start_step: int, ckpt_dir: Path, config: dict) -> dict[str, float]:
+def loop(run: Run, tracker: Tracker, start_step: int, ckpt_dir: Path, config: dict,
+         evaluator: Evaluator | None = None) -> dict[str, float]:
     """The step loop: n_critic D updates then one G update; side effects gated at the bottom."""
     tc, G, D, loss = run.trainer, run.generator, run.discriminator, run.loss
     batch_size = run.batches.batch_size
@@ -158,8 +161,10 @@ def loop(run: Run, tracker: Tracker, start_step: int, ckpt_dir: Path, config: di
             check_finite(first_bad_step)  # never overwrite a good checkpoint with a diverged model
             save_checkpoint(step_path(ckpt_dir, step), snapshot(run, step, config))
             prune_checkpoints(ckpt_dir, tc.ckpt_keep)
+        if evaluator is not None and evaluator.due(step, run.total_steps):
+            tracker.log_eval(evaluator(G, D, run.latent, step), step)  # own RNG: training stream untouched
     bar.close()
-    return {**metrics, "step": run.total_steps}
+    return {**metrics, **(evaluator.summary() if evaluator else {}), "step": run.total_steps}
 
 
 def check_finite(first_bad_step: torch.Tensor) -> None:
