@@ -21,21 +21,12 @@ from ganlab.classifier import TrainedClassifier, load_classifier, save_classifie
 from ganlab.errors import DataNotFoundError, FeaturesUnavailableError
 from ganlab.features import ClassifierFeatures, InceptionFeatures
 from ganlab.labeled import CLASSIFIER_RANGE, data_key
+from ganlab.metric_names import PREFIX, lower_is_better
 from ganlab.metrics import FeatureDistances, class_coverage
 from ganlab.metrics2d import histogram_jsd, metrics_2d
 
 log = logging.getLogger(__name__)
 
-PREFIX = "eval/"
-# which way is better, for the "best" values in the summary (d_real/d_fake have no better side)
-LOWER_IS_BETTER = ("fid_clf", "kid_clf", "fid_inception", "kid_inception", "class_kl", "mode_reverse_kl", "jsd_hist")
-HIGHER_IS_BETTER = ("classes_hit", "max_softmax", "modes_covered", "hq_percent")
-
-
-def lower_is_better(metric: str) -> bool | None:
-    """True/False for metrics with a better side (prefix optional), None for those without."""
-    name = metric.removeprefix(PREFIX)
-    return True if name in LOWER_IS_BETTER else False if name in HIGHER_IS_BETTER else None
 
 
 class Evaluator:
