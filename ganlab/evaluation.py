@@ -115,8 +115,8 @@ class Evaluator:
             with torch.random.fork_rng(devices=cuda):
                 torch.manual_seed(self.seed)  # KID's random subsets: the same at every evaluation
                 z_gen = torch.Generator(device=self.device).manual_seed(self.seed)
-                fake = torch.cat([generator(latent(min(self.batch_size, self.n_samples - i), z_gen)).float()
-                                  for i in range(0, self.n_samples, self.batch_size)])
+                z = latent(self.n_samples, z_gen)  # all at once: the same z whatever eval.batch_size
+                fake = torch.cat([generator(z[i:i + self.batch_size]).float() for i in range(0, len(z), self.batch_size)])
                 values = self._metrics(fake, discriminator)
         finally:
             generator.train(modes_were[0]), discriminator.train(modes_were[1])
