@@ -110,7 +110,8 @@ class Evaluator:
         """The metrics of G/D now, keyed ``eval/<name>``; also updates the best values."""
         cuda = [self.device] if self.device.type == "cuda" else []
         modes_were = generator.training, discriminator.training
-        generator.eval(), discriminator.eval()
+        generator.eval()  # BatchNorm: running statistics, and they stay as training left them
+        discriminator.eval()
         try:
             with torch.random.fork_rng(devices=cuda):
                 torch.manual_seed(self.seed)  # KID's random subsets: the same at every evaluation
@@ -119,7 +120,8 @@ class Evaluator:
                 fake = torch.cat([generator(z[i:i + self.batch_size]).float() for i in range(0, len(z), self.batch_size)])
                 values = self._metrics(fake, discriminator)
         finally:
-            generator.train(modes_were[0]), discriminator.train(modes_were[1])
+            generator.train(modes_were[0])
+            discriminator.train(modes_were[1])
         for name, value in values.items():
             self._remember(name, value, step)
         self.last = values
