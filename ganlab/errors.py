@@ -19,3 +19,7 @@ class NonFiniteLossError(GanlabError):
 
 class ResumeError(GanlabError):
     """A resume path that does not exist or does not hold a ganlab checkpoint."""
+
+
+class FeaturesUnavailableError(GanlabError):
+    """An evaluation feature extractor (Inception weights, a data set's classifier) that is not available."""

@@ -33,6 +33,11 @@ class Tracker:
         self._metrics.write(json.dumps({"step": step, **metrics}) + "\n")
         self._metrics.flush()
 
+    def log_eval(self, metrics: dict[str, float], step: int) -> None:
+        """Record evaluation metrics at ``step`` in <run dir>/eval.jsonl (kept apart from the loss rows)."""
+        with open(self.run_dir / "eval.jsonl", "a", encoding="utf-8") as f:
+            f.write(json.dumps({"step": step, **metrics}) + "\n")
+
     def log_image(self, key: str, image: torch.Tensor, step: int) -> Path:
         """Save a uint8 (C, H, W) image as <run dir>/samples/<key>_<step>.png and return its path."""
         path = self.run_dir / "samples" / f"{key}_{step:08d}.png"
@@ -113,6 +118,10 @@ class WandbTracker(Tracker):
     def log(self, metrics: dict[str, float], step: int) -> None:
         super().log(metrics, step)
         self._guard(lambda: self.run.log(metrics, step=step))
+
+    def log_eval(self, metrics: dict[str, float], step: int) -> None:
+        super().log_eval(metrics, step)
+        self.run.log(metrics, step=step)
 
     def log_image(self, key: str, image: torch.Tensor, step: int) -> Path:
         path = super().log_image(key, image, step)

@@ -22,6 +22,7 @@ from ganlab.data import LatentSampler, ShuffledBatches
 from ganlab import distributed
 from ganlab.errors import ConfigError, NonFiniteLossError, ResumeError
 from ganlab.hardware import Hardware
+from ganlab.evaluation import Evaluator, build_evaluator
 from ganlab.losses import GANLoss
 from ganlab.scatter import scatter_samples
 from ganlab.toy2d import BatchSource
@@ -129,7 +130,12 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None,
                              run_config=tracked_config(cfg, ctx["choices"], ctx.get("overrides", []))) \
         if run.hardware.is_main else distributed.SilentTracker()  # only rank 0 logs
     try:
-        final = loop(run, tracker, start_step, ckpt_dir, config_plain, stop_requested)
+        real_pool = getattr(run.batches, "images", None)  # 2D sources: their first batches, by index
+        if real_pool is None:
+            real_pool = torch.cat([run.batches.get(i) for i in range(-(-cfg.eval.n_samples // run.batches.batch_size))])
+        evaluator = build_evaluator(cfg.eval, cfg.data.dataset, real_pool, run.pixel_range, run.device) \
+            if run.hardware.is_main else None  # rank 0 evaluates, like it logs
+        final = loop(run, tracker, start_step, ckpt_dir, config_plain, stop_requested, evaluator)
     except BaseException:
         tracker.finish(exit_code=1)
         raise
@@ -140,7 +146,8 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None,
 
 
 def loop(run: Run, tracker: Tracker, start_step: int, ckpt_dir: Path, config: dict,
-         stop_requested: Callable[[], bool] | None = None) -> dict[str, float]:
+         stop_requested: Callable[[], bool] | None = None,
+         evaluator: Evaluator | None = None) -> dict[str, float]:
     """The step loop: n_critic D updates then one G update; side effects gated at the bottom."""
     tc, D, hw = run.trainer, run.discriminator, run.hardware
     batch_size = run.batches.batch_size
@@ -179,6 +186,8 @@ def loop(run: Run, tracker: Tracker, start_step: int, ckpt_dir: Path, config: di
             bar.set_postfix(d_loss=f"{metrics['d_loss']:.3f}", g_loss=f"{metrics['g_loss']:.3f}")
         if hw.is_main and (step % tc.sample_every == 0 or step == run.total_steps):
             tracker.log_image("samples", sample_grid(run), step)
+        if evaluator is not None and evaluator.due(step, run.total_steps):
+            tracker.log_eval(evaluator(run.generator, D, run.latent, step), step)  # own RNG: training stream untouched
         if step % tc.ckpt_every == 0 or step == run.total_steps:
             check_finite(first_bad_step)  # never overwrite a good checkpoint with a diverged model
             if hw.is_main:
@@ -192,7 +201,7 @@ def loop(run: Run, tracker: Tracker, start_step: int, ckpt_dir: Path, config: di
             bar.close()
             raise Preempted(step)
     bar.close()
-    return {**metrics, "step": run.total_steps}
+    return {**metrics, **(evaluator.summary() if evaluator else {}), "step": run.total_steps}
 
 
 def check_finite(first_bad_step: torch.Tensor) -> None:

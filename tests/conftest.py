@@ -70,3 +70,23 @@ def fashion_root() -> Path:
             pytest.fail(f"{FASHION_ROOT} missing: .ci/run must apt-get install dataset-fashion-mnist")
         pytest.skip(f"{FASHION_ROOT} not installed (apt-get install dataset-fashion-mnist)")
     return FASHION_ROOT
+
+
+@pytest.fixture(autouse=True, scope="session")
+def classifier_cache(tmp_path_factory) -> Path:
+    """Evaluation classifiers of every test live in a per-session folder, never in ~/.cache/ganlab.
+
+    Runs evaluate after their last step (eval.every), which needs the data set's classifier: a
+    cheap digits one is trained here once, so runs neither train it nor read the user's cache.
+    """
+    from ganlab.classifier import save_classifier, train_classifier
+
+    cache = tmp_path_factory.mktemp("ganlab_cache")
+    saved = os.environ.get("GANLAB_CACHE")
+    os.environ["GANLAB_CACHE"] = str(cache)  # read by conf/config.yaml's eval.classifier.dir, also in subprocesses
+    save_classifier(train_classifier({"_target_": "ganlab.data.load_digits"}, steps=150), cache / "classifiers")
+    yield cache / "classifiers"
+    if saved is None:
+        os.environ.pop("GANLAB_CACHE", None)
+    else:
+        os.environ["GANLAB_CACHE"] = saved

@@ -1,0 +1,80 @@
+"""The evaluation classifier: trained by `python -m ganlab.classifier`, cached as plain data, with its accuracy."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from conftest import run_ganlab
+from ganlab.classifier import accuracy, cache_path, load_classifier, train_classifier
+from ganlab.errors import ResumeError
+from ganlab.labeled import data_key, load_labeled
+
+DIGITS = {"_target_": "ganlab.data.load_digits"}
+
+
+@pytest.mark.slow  # ~30 s on 2 free cores, more on a shared machine
+def test_classifier_reaches_recorded_accuracy_on_real_fashion_mnist(fashion_root, tmp_path):
+    proc = run_ganlab(["data=fashion_mnist", f"data.root={fashion_root}", f"eval.classifier.dir={tmp_path}",
+                       "eval.classifier.steps=200", "eval.classifier.max_train=20000", "hardware=cpu"],
+                      cwd=tmp_path, module="ganlab.classifier")
+    info = json.loads((tmp_path / "fashion_mnist.json").read_text())
+    assert info["test_accuracy"] > 0.80, info  # measured on the 10,000 test images
+    assert info["steps"] == 200 and info["max_train"] == 20000 and f"{info['test_accuracy']:.4f}" in proc.stdout
+    state = torch.load(tmp_path / "fashion_mnist.pt", weights_only=True)  # plain data
+    assert state["test_accuracy"] == info["test_accuracy"] and state["n_classes"] == 10
+    clf = load_classifier(tmp_path, "fashion_mnist")
+    test_x, test_y = load_labeled({"name": "fashion_mnist", "root": str(fashion_root)}, "test")
+    assert accuracy(clf.model, test_x, test_y) == pytest.approx(info["test_accuracy"])
+
+
+def test_digits_classifier_through_the_command_with_every_option(tmp_path):
+    run_ganlab([f"eval.classifier.dir={tmp_path}", "eval.classifier.steps=80", "eval.classifier.batch_size=64",
+                "eval.classifier.lr=3e-3", "eval.classifier.max_train=1000", "eval.classifier.seed=1"],
+               cwd=tmp_path, module="ganlab.classifier")
+    info = json.loads((tmp_path / "digits.json").read_text())
+    assert info["data"] == "digits" and info["test_accuracy"] > 0.6 and info["steps"] == 80
+    clf = load_classifier(tmp_path, "digits")
+    assert clf.class_hist.sum().item() == pytest.approx(1.0) and len(clf.class_hist) == 10
+
+
+def test_training_options_take_effect():
+    base = dict(steps=20, batch_size=32)
+    a, b = train_classifier(DIGITS, seed=0, **base), train_classifier(DIGITS, seed=0, **base)
+    c = train_classifier(DIGITS, seed=1, **base)
+    frozen = train_classifier(DIGITS, seed=0, lr=0.0, **base)
+    w = lambda t: t.model.head.weight  # noqa: E731
+    assert torch.equal(w(a), w(b)) and not torch.equal(w(a), w(c))  # seeded, deterministic
+    assert not torch.equal(w(a), w(frozen)) and frozen.test_accuracy < a.test_accuracy
+    small = train_classifier(DIGITS, max_train=100, **base)
+    assert small.class_hist.sum().item() == pytest.approx(1.0)
+
+
+def test_training_a_classifier_leaves_the_global_rng_alone():
+    torch.manual_seed(5)
+    expected = torch.rand(3)
+    torch.manual_seed(5)
+    train_classifier(DIGITS, steps=3)
+    assert torch.equal(torch.rand(3), expected)
+
+
+def test_a_broken_cache_file_is_a_clear_error(tmp_path):
+    cache_path(tmp_path, "digits").write_bytes(b"not a checkpoint")
+    with pytest.raises(ResumeError, match="python -m ganlab.classifier data=digits"):
+        load_classifier(tmp_path, "digits")
+    assert load_classifier(tmp_path, "mnist") is None
+
+
+def test_missing_labels_and_bad_overrides_are_clear_errors(tiny_mnist, tmp_path):
+    proc = run_ganlab(["data=mnist", f"data.root={tiny_mnist}", f"eval.classifier.dir={tmp_path}"],
+                      cwd=tmp_path, module="ganlab.classifier", check=False)
+    assert proc.returncode == 2 and "ganlab.classifier: error:" in proc.stderr and "labels" in proc.stderr
+    proc = run_ganlab(["data=nonexistent"], cwd=tmp_path, module="ganlab.classifier", check=False)
+    assert proc.returncode == 2 and "ganlab.classifier: error:" in proc.stderr
+
+
+def test_data_key():
+    assert data_key(DIGITS) == "digits"
+    assert data_key({"_target_": "ganlab.data.load_idx", "name": "fashion_mnist"}) == "fashion_mnist"

@@ -1,0 +1,76 @@
+"""`python -m ganlab.compare` on a small real multirun, and `python -m ganlab.eval` on one of its checkpoints."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from conftest import run_ganlab
+from test_entry import job_dirs
+
+
+@pytest.fixture(scope="module")
+def sweep(tmp_path_factory) -> Path:
+    """2 learning rates x 2 seeds, 12 steps each, evaluated every 6 steps."""
+    root = tmp_path_factory.mktemp("compare")
+    run_ganlab(["-m", "optimizer.lr=1e-4,2e-4", "seed=0,1", "trainer.max_steps=12", "trainer.log_every=3",
+                "eval.every=6", "eval.n_samples=100", "eval.kid_subsets=5", "model.middle_size=32", "logger=none",
+                "trainer.progress=false", f"hydra.sweep.dir={root / 'sweep'}"], cwd=root)
+    return root / "sweep"
+
+
+def test_compare_writes_the_table_and_the_plot(sweep, tmp_path):
+    proc = run_ganlab([str(sweep), "--out", str(tmp_path)], cwd=tmp_path, module="ganlab.compare")
+    table = (tmp_path / "table.md").read_text()
+    assert "sorted by eval/fid_clf (ascending)" in table and table in proc.stdout
+    assert "All runs: `eval.every=6,eval.kid_subsets=5,eval.n_samples=100,model.middle_size=32,trainer.log_every=3," \
+           "trainer.max_steps=12`" in table
+    with open(tmp_path / "runs.csv") as f:
+        runs = list(csv.DictReader(f))
+    assert len(runs) == 4 and {r["seed"] for r in runs} == {"0", "1"}
+    with open(tmp_path / "table.csv") as f:
+        configs = list(csv.DictReader(f))
+    assert len(configs) == 2 and all(c["n_seeds"] == "2" for c in configs)
+    means = [float(c["eval/fid_clf_mean"]) for c in configs]
+    assert means == sorted(means)  # best first
+    for config in configs:  # mean ± std over the two seeds, from the runs' own summaries
+        values = [float(r["eval/fid_clf"]) for r in runs if r["config"] == config["config"]]
+        assert float(config["eval/fid_clf_mean"]) == pytest.approx(np.mean(values))
+        assert float(config["eval/fid_clf_std"]) == pytest.approx(np.std(values, ddof=1))
+        assert "optimizer.lr=" in config["config"] and "seed" not in config["config"]
+    assert table.count(" ± ") >= 2 and "| 1 | `optimizer.lr=" in table
+    image = np.asarray(Image.open(tmp_path / "compare.png").convert("RGB"))
+    assert image.shape[0] > 400 and image.shape[1] > 600
+    assert len(np.unique(image.reshape(-1, 3), axis=0)) > 50  # drawn, not blank
+
+
+def test_compare_sorts_by_a_chosen_metric_and_rejects_unknown_ones(sweep, tmp_path):
+    run_ganlab([str(sweep), "--metric", "eval/classes_hit", "--out", str(tmp_path)], cwd=tmp_path, module="ganlab.compare")
+    assert "sorted by eval/classes_hit (descending)" in (tmp_path / "table.md").read_text()
+    proc = run_ganlab([str(sweep), "--metric", "eval/modes_covered"], cwd=tmp_path, module="ganlab.compare", check=False)
+    assert proc.returncode == 2 and "ganlab.compare: error: --metric eval/modes_covered: no run has it" in proc.stderr
+    proc = run_ganlab([str(tmp_path)], cwd=tmp_path, module="ganlab.compare", check=False)
+    assert proc.returncode == 2 and "holds no runs" in proc.stderr
+
+
+def test_eval_of_a_checkpoint_matches_the_runs_own_final_evaluation(sweep, tmp_path):
+    job = job_dirs(sweep)[0]
+    out = tmp_path / "m.json"
+    proc = run_ganlab([str(job / "checkpoints" / "step_00000012.pt"), "--out", str(out)], cwd=tmp_path,
+                      module="ganlab.eval")
+    result = json.loads(out.read_text())
+    assert json.loads(proc.stdout) == result and result["step"] == 12
+    final = [json.loads(line) for line in (job / "eval.jsonl").read_text().splitlines()][-1]
+    for key in ("eval/fid_clf", "eval/kid_clf", "eval/classes_hit", "eval/d_real", "eval/d_fake"):
+        assert result[key] == pytest.approx(final[key], rel=1e-5), key  # same G, z, real subset, classifier
+    proc = run_ganlab([str(job / "checkpoints" / "step_00000012.pt"), "--n-samples", "50", "--features", "none"],
+                      cwd=tmp_path, module="ganlab.eval")
+    assert "eval/fid_clf" not in json.loads(proc.stdout)
+    assert (job / "checkpoints" / "step_00000012.eval.json").is_file()
+    proc = run_ganlab([str(tmp_path / "missing.pt")], cwd=tmp_path, module="ganlab.eval", check=False)
+    assert proc.returncode == 2 and "ganlab.eval: error:" in proc.stderr

@@ -1,0 +1,67 @@
+"""FID/KID through torchmetrics on classifier features, class coverage, and the Inception path's offline error."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from conftest import FAST, run_ganlab
+from ganlab.classifier import load_classifier
+from ganlab.errors import FeaturesUnavailableError
+from ganlab.features import INCEPTION_URL, ClassifierFeatures, InceptionFeatures
+from ganlab.labeled import load_labeled
+from ganlab.metrics import FeatureDistances, class_coverage
+
+DIGITS = {"_target_": "ganlab.data.load_digits"}
+
+
+@pytest.fixture(scope="module")
+def digits_features(classifier_cache):
+    return ClassifierFeatures(load_classifier(classifier_cache, "digits").model)
+
+
+def test_fid_of_a_set_against_itself_is_zero_and_against_noise_large(digits_features):
+    torch.manual_seed(0)  # KID draws random subsets
+    images, _ = load_labeled(DIGITS, "train")
+    distances = FeatureDistances(digits_features, images, kid_subsets=10, kid_subset_size=500)
+    itself = distances(images)
+    noise = torch.rand(len(images), *images.shape[1:], generator=torch.Generator().manual_seed(0)) * 2 - 1
+    against_noise = distances(noise)
+    assert abs(itself["fid"]) < 1e-3
+    assert abs(itself["kid"]) < 1e-2 * against_noise["kid"]  # unbiased on random subsets: ~0, not exactly
+    held_out = distances(load_labeled(DIGITS, "test")[0])  # other real digits: close, not equal
+    assert against_noise["fid"] > 100 * max(held_out["fid"], 1e-3) and against_noise["fid"] > 10
+    assert against_noise["kid"] > 10 * max(held_out["kid"], 1e-3)
+
+
+def test_class_coverage_known_answers():
+    uniform = torch.full((10,), 0.1)
+    one_hot_all = torch.eye(10).repeat(20, 1)  # every class equally often, fully confident
+    assert class_coverage(one_hot_all, uniform) == {"classes_hit": 10, "class_kl": pytest.approx(0.0, abs=1e-6),
+                                                    "max_softmax": 1.0}
+    collapsed = torch.zeros(50, 10)
+    collapsed[:, 3] = 0.6
+    collapsed[:, 4] = 0.4
+    out = class_coverage(collapsed, uniform)
+    assert out["classes_hit"] == 1 and out["class_kl"] == pytest.approx(math.log(10))
+    assert out["max_softmax"] == pytest.approx(0.6)
+
+
+def test_inception_without_weights_says_how_to_provide_them(tmp_path):
+    missing = tmp_path / "weights-inception.pth"
+    with pytest.raises(FeaturesUnavailableError) as err:
+        InceptionFeatures(str(missing))
+    message = str(err.value)
+    assert "eval.features=inception needs" in message and "eval.features=classifier" in message
+    # one of the two things it needs is named with how to get it (here at least the weights file)
+    assert str(missing) in message and INCEPTION_URL in message and "eval.inception_weights=" in message
+
+
+def test_inception_without_weights_stops_a_run_clearly(tmp_path):
+    proc = run_ganlab([*FAST, "trainer.max_steps=2", "eval.features=inception",
+                       f"eval.inception_weights={tmp_path / 'none.pth'}", f"hydra.run.dir={tmp_path / 'run'}"],
+                      cwd=tmp_path, check=False)
+    assert proc.returncode != 0
+    assert "ganlab: error:" in proc.stderr and "inception" in proc.stderr and "Traceback" not in proc.stderr
