@@ -149,7 +149,8 @@ def main(argv: list[str] | None = None) -> int:
         cfg = compose_config(overrides)
         settings = OmegaConf.to_container(cfg.eval.classifier, resolve=True)
         dataset = OmegaConf.to_container(cfg.data.dataset, resolve=True)
-        device = build(cfg.hardware, "hardware")
+        hardware = build(cfg.hardware, "hardware")
+        device = getattr(hardware, "device", hardware)  # ganlab.hardware.Hardware, or a bare device
         start = time.perf_counter()
         trained = train_classifier(dataset, settings["steps"], settings["batch_size"], settings["lr"],
                                    settings["max_train"], settings["seed"], device)
