@@ -40,7 +40,9 @@ class FeatureDistances:
         self.extractor, self.batch_size = extractor, batch_size
         self.kid_subsets, self.kid_subset_size = kid_subsets, kid_subset_size
         self.real = extract(extractor, real, batch_size)
-        self.fid = FrechetInceptionDistance(feature=_Precomputed(self.real.shape[1]), reset_real_features=False)
+        # sync_on_compute=False: only rank 0 evaluates in a DDP run; a gather would wait for the others
+        self.fid = FrechetInceptionDistance(feature=_Precomputed(self.real.shape[1]), reset_real_features=False,
+                                            sync_on_compute=False)
         self.fid.update(self.real, real=True)
 
     def __call__(self, fake: torch.Tensor) -> dict[str, float]:
@@ -52,7 +54,7 @@ class FeatureDistances:
         with warnings.catch_warnings():  # "saves all features in buffer": n_samples is small by design
             warnings.filterwarnings("ignore", message=".*will save all extracted features.*")
             kid = KernelInceptionDistance(feature=_Precomputed(self.real.shape[1]), subsets=self.kid_subsets,
-                                          subset_size=size)
+                                          subset_size=size, sync_on_compute=False)
         kid.update(self.real, real=True)
         kid.update(fake_features, real=False)
         kid_mean, _ = kid.compute()

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from test_entry import job_dirs
 from conftest import FAST, compose_cfg, run_ganlab
 from ganlab.distributed import shard
 from ganlab.train import build_run, train
@@ -74,8 +75,9 @@ def test_submitit_tasks_per_node_make_one_ddp_run(tmp_path):
     run_ganlab(["-m", "hardware=ddp", "hydra/launcher=submitit_local", "hydra.launcher.tasks_per_node=2",
                 "hydra.launcher.timeout_min=5", "model.middle_size=16", "trainer.max_steps=6", "trainer.log_every=2",
                 *FAST, f"hydra.sweep.dir={sweep}"], cwd=tmp_path)
-    rows = [json.loads(line) for line in (sweep / "0" / "metrics.jsonl").read_text().splitlines()]
+    [job] = job_dirs(sweep)
+    rows = [json.loads(line) for line in (job / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in rows] == [2, 4, 6]  # one writer: rank 0 (two independent runs would write 6 rows)
-    assert (sweep / "0" / "checkpoints" / "step_00000006.pt").is_file()
+    assert (job / "checkpoints" / "step_00000006.pt").is_file()
     logs = sorted((sweep / ".submitit").glob("*/*_log.err"))
     assert len(logs) == 2  # two tasks ran

@@ -13,6 +13,7 @@ import pytest
 import torch
 import yaml
 
+from test_entry import job_dirs
 from conftest import CONF_DIR, FAST, run_ganlab
 from tiny_cifar import write_cifar_batches
 
@@ -50,7 +51,7 @@ def test_every_loss_and_model_trains_on(data, tmp_path, tiny_mnist):
                 "trainer.log_every=1", "trainer.n_grid=4", *FAST, f"hydra.sweep.dir={sweep}"], cwd=tmp_path,
                env={"OMP_NUM_THREADS": "1"})  # tiny models: threads only add overhead on shared cores
     trained = set()
-    for job in (p for p in sweep.iterdir() if p.is_dir() and p.name.isdigit()):
+    for job in job_dirs(sweep):
         choices = dict(o.split("=", 1) for o in yaml.safe_load((job / ".hydra" / "overrides.yaml").read_text())
                        if o.split("=", 1)[0] in ("model", "loss"))
         rows = [json.loads(line) for line in (job / "metrics.jsonl").read_text().splitlines()]
