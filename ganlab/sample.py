@@ -28,29 +28,27 @@ def load_generator(state: dict, device: torch.device) -> nn.Module:
 
 
 @torch.no_grad()
-def generate_uint8(state: dict, n: int, seed: int = 0, batch_size: int = 1000,
-                   device: torch.device = torch.device("cpu")) -> np.ndarray:
-    """N samples of a checkpoint's G as uint8 (N, C, H, W)."""
+def _generate(state: dict, n: int, seed: int, batch_size: int, device: torch.device) -> list[torch.Tensor]:
+    """G's raw float outputs for n latents of the run's distribution, in chunks of ``batch_size``."""
     generator = load_generator(state, device)
     data_cfg = state["config"]["data"]
     latent = LatentSampler(generator.z_size, data_cfg["latent_dist"], data_cfg["latent_std"], device, seed)
-    lo, hi = data_cfg["pixel_range"]
-    chunks = []
-    for start in range(0, n, batch_size):
-        images = generator(latent(min(batch_size, n - start))).float()
-        unit = (images - lo) / (hi - lo)
-        chunks.append(unit.mul(255).round().clamp(0, 255).to(torch.uint8).cpu())
+    return [generator(latent(min(batch_size, n - start))).float() for start in range(0, n, batch_size)]
+
+
+def generate_uint8(state: dict, n: int, seed: int = 0, batch_size: int = 1000,
+                   device: torch.device = torch.device("cpu")) -> np.ndarray:
+    """N samples of a checkpoint's G as uint8 (N, C, H, W), mapped from the run's pixel range."""
+    lo, hi = state["config"]["data"]["pixel_range"]
+    chunks = [((images - lo) / (hi - lo)).mul(255).round().clamp(0, 255).to(torch.uint8).cpu()
+              for images in _generate(state, n, seed, batch_size, device)]
     return torch.cat(chunks).numpy() if chunks else np.zeros((0, *state["img_shape"]), np.uint8)
 
 
-@torch.no_grad()
 def generate_points(state: dict, n: int, seed: int = 0, batch_size: int = 1000,
                     device: torch.device = torch.device("cpu")) -> np.ndarray:
     """N samples of a checkpoint of flat data (2D points) as float32 (N, D), in the data's units."""
-    generator = load_generator(state, device)
-    data_cfg = state["config"]["data"]
-    latent = LatentSampler(generator.z_size, data_cfg["latent_dist"], data_cfg["latent_std"], device, seed)
-    chunks = [generator(latent(min(batch_size, n - start))).float().cpu() for start in range(0, n, batch_size)]
+    chunks = [points.cpu() for points in _generate(state, n, seed, batch_size, device)]
     return torch.cat(chunks).numpy() if chunks else np.zeros((0, *state["img_shape"]), np.float32)
 
 
