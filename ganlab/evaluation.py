@@ -156,6 +156,14 @@ class Evaluator:
         if old is None or (value < old[0] if lower else value > old[0]):
             self.best[name] = (value, step)
 
+    def state_dict(self) -> dict[str, Any]:
+        """The best values so far (plain data for a checkpoint): a resumed run keeps its best, not restarts it."""
+        return {"best": {name: [value, step] for name, (value, step) in self.best.items()}}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Take back what ``state_dict`` gave; best values only, the last evaluation is redone."""
+        self.best = {name: (float(value), int(step)) for name, (value, step) in state.get("best", {}).items()}
+
     def summary(self) -> dict[str, float]:
         """Final values plus the best of each metric and the step it was reached at."""
         out = {PREFIX + k: v for k, v in self.last.items()}

@@ -118,10 +118,11 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None,
     if run.hardware.ddp:  # every rank reads and rank 0 writes the same checkpoints
         run_dir = distributed.main_run_dir(run_dir)
     ckpt_dir = run_dir / "checkpoints"
-    start_step = 0
+    start_step, resumed = 0, None
     resume_path = resolve_resume(cfg.get("resume"), ckpt_dir)
     if resume_path is not None:
-        start_step = restore(run, load_checkpoint(resume_path), resume_path)
+        resumed = load_checkpoint(resume_path)
+        start_step = restore(run, resumed, resume_path)
         log.info("resumed from %s at step %d", resume_path, start_step)
     config_plain = OmegaConf.to_container(cfg, resolve=True)
     config_plain.pop("hydra", None)
@@ -135,6 +136,8 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None,
             real_pool = torch.cat([run.batches.get(i) for i in range(-(-cfg.eval.n_samples // run.batches.batch_size))])
         evaluator = build_evaluator(cfg.eval, cfg.data.dataset, real_pool, run.pixel_range, run.device) \
             if run.hardware.is_main else None  # rank 0 evaluates, like it logs
+        if evaluator is not None and resumed is not None:  # best-so-far survives a resume (older checkpoints: none)
+            evaluator.load_state_dict(resumed.get("eval") or {})
         final = loop(run, tracker, start_step, ckpt_dir, config_plain, stop_requested, evaluator)
     except BaseException:
         tracker.finish(exit_code=1)
@@ -181,6 +184,8 @@ def loop(run: Run, tracker: Tracker, start_step: int, ckpt_dir: Path, config: di
                 "images_per_s": window_images / max(now - window_start, 1e-9),
                 "epoch": (step * tc.n_critic) / run.batches.per_epoch,
             }
+            if out.d_penalty is not None:  # R1 / gradient penalty: the part of d_loss that is not the game
+                metrics["d_penalty"] = out.d_penalty.item()
             window_start, window_images = now, 0
             tracker.log(metrics, step)
             bar.set_postfix(d_loss=f"{metrics['d_loss']:.3f}", g_loss=f"{metrics['g_loss']:.3f}")
@@ -191,12 +196,12 @@ def loop(run: Run, tracker: Tracker, start_step: int, ckpt_dir: Path, config: di
         if step % tc.ckpt_every == 0 or step == run.total_steps:
             check_finite(first_bad_step)  # never overwrite a good checkpoint with a diverged model
             if hw.is_main:
-                save_checkpoint(step_path(ckpt_dir, step), snapshot(run, step, config))
+                save_checkpoint(step_path(ckpt_dir, step), snapshot(run, step, config, evaluator))
                 prune_checkpoints(ckpt_dir, tc.ckpt_keep)
         elif stop_requested is not None and stop_requested():  # preempted: keep this exact step
             check_finite(first_bad_step)
             if hw.is_main:
-                save_checkpoint(step_path(ckpt_dir, step), snapshot(run, step, config))
+                save_checkpoint(step_path(ckpt_dir, step), snapshot(run, step, config, evaluator))
                 prune_checkpoints(ckpt_dir, tc.ckpt_keep)
             bar.close()
             raise Preempted(step)
@@ -235,7 +240,7 @@ def sample_grid(run: Run) -> torch.Tensor:
     return grid.mul(255).round().clamp(0, 255).to(torch.uint8)
 
 
-def snapshot(run: Run, step: int, config: dict) -> dict[str, Any]:
+def snapshot(run: Run, step: int, config: dict, evaluator: Evaluator | None = None) -> dict[str, Any]:
     """The checkpoint of ``run`` at ``step``: plain data, loadable with weights_only=True."""
     rng = {"torch": torch.get_rng_state(), "latent": run.latent.generator.get_state()}
     if run.device.type == "cuda":
@@ -249,6 +254,7 @@ def snapshot(run: Run, step: int, config: dict) -> dict[str, Any]:
         "rng": rng,
         "img_shape": list(run.img_shape),
         "config": config,
+        "eval": evaluator.state_dict() if evaluator is not None else {},
     }
 
 

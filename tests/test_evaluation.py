@@ -62,6 +62,26 @@ def test_eval_rows_and_summary_hold_final_and_best_with_its_step(tmp_path):
     assert "eval/d_real_best" not in summary  # no better side
 
 
+def test_best_values_survive_a_resume(tmp_path):
+    args = [*BASE, "trainer.max_steps=6", "eval.every=2", "trainer.ckpt_every=2"]
+    straight = train(compose_cfg(args), tmp_path / "straight")
+    evals = rows(tmp_path / "straight" / "eval.jsonl")
+    ckpt = torch.load(tmp_path / "straight" / "checkpoints" / "step_00000004.pt", weights_only=True)
+    first_half = [r for r in evals if r["step"] <= 4]
+    best = min(first_half, key=lambda r: r["eval/fid_clf"])
+    assert ckpt["eval"]["best"]["fid_clf"] == [best["eval/fid_clf"], best["step"]]  # the checkpoint carries it
+    resumed = train(compose_cfg([*args, f"resume={tmp_path / 'straight/checkpoints/step_00000004.pt'}"]),
+                    tmp_path / "resumed")
+    assert {k: v for k, v in resumed.items() if k.endswith(("_best", "_best_step"))} == \
+        {k: v for k, v in straight.items() if k.endswith(("_best", "_best_step"))}
+    # a best reached only before the resume (doctored lower than anything the run reaches) is kept
+    ckpt["eval"]["best"]["fid_clf"] = [-1.0, 3]
+    torch.save(ckpt, tmp_path / "doctored.pt")
+    kept = train(compose_cfg([*args, f"resume={tmp_path / 'doctored.pt'}"]), tmp_path / "kept")
+    assert (kept["eval/fid_clf_best"], kept["eval/fid_clf_best_step"]) == (-1.0, 3)
+    assert kept["eval/fid_clf"] == straight["eval/fid_clf"]  # the final value is this run's own
+
+
 def test_eval_goes_to_wandb_history_and_summary(tmp_path):
     run_dir = tmp_path / "run"
     run_ganlab(["model.middle_size=32", "trainer.max_steps=4", "trainer.log_every=1", "eval.every=2",
