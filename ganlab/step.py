@@ -28,6 +28,7 @@ class StepOutput:
     fake_out: torch.Tensor
     d_grad: torch.Tensor | None
     g_grad: torch.Tensor | None
+    d_penalty: torch.Tensor | None = None  # the loss's penalty term (already inside d_loss); None without one
 
 
 def grad_norm(module: nn.Module) -> torch.Tensor:
@@ -68,7 +69,7 @@ class GANStep:
         """Run len(reals) D updates and one G update; grad norms only when asked (a few reductions)."""
         G, D, loss = self.generator, self.discriminator, self.loss
         device_type = z_g.device.type
-        d_grad = None
+        d_grad = d_penalty = None
         for k, (real, z) in enumerate(zip(reals, z_d)):
             with self._autocast(device_type):
                 fake = G(z)
@@ -77,9 +78,10 @@ class GANStep:
                 real_out, fake_out = D(real).float(), D(fake_for_d).float()
                 d_loss = loss.d_loss(real_out, fake_out)
                 if self.d_penalty is not None:
-                    penalty = self.d_penalty(self.d_module, real, fake.detach(), real_out)  # penalties never reach G
-                    if penalty is not None:
-                        d_loss = d_loss + penalty
+                    d_penalty = self.d_penalty(self.d_module, real, fake.detach(), real_out)  # penalties never reach G
+                    if d_penalty is not None:
+                        d_penalty = d_penalty.float()
+                        d_loss = d_loss + d_penalty
             self.d_opt.zero_grad(set_to_none=True)
             d_loss.backward()  # with detach_fake=false this also fills G's grads (the blog's waste)
             if grad_norms and k == len(reals) - 1:
@@ -102,7 +104,8 @@ class GANStep:
                 p.requires_grad_(True)
         g_grad = grad_norm(self.generator) if grad_norms else None
         self.g_opt.step()
-        return StepOutput(d_loss.detach(), g_loss.detach(), real_out.detach(), fake_out.detach(), d_grad, g_grad)
+        return StepOutput(d_loss.detach(), g_loss.detach(), real_out.detach(), fake_out.detach(), d_grad, g_grad,
+                          None if d_penalty is None else d_penalty.detach())
 
 
 def set_capturable(optimizer: torch.optim.Optimizer, capturable: bool, device: torch.device) -> None:

@@ -120,6 +120,7 @@ def test_loss_hooks_slot_into_the_d_update(penalty):
     assert loss.calls[0][3] is False  # the detached fake
     base = loss.d_loss(out.real_out, out.fake_out)
     assert torch.allclose(out.d_loss, base + (penalty or 0.0))
+    assert (out.d_penalty is None) if penalty is None else out.d_penalty.item() == pytest.approx(penalty)
     # after_d_step ran after D's last update: every D weight is clipped
     assert max(p.abs().max().item() for p in run.discriminator.parameters()) <= CLIP
 

@@ -57,6 +57,9 @@ def test_every_loss_and_model_trains_on(data, tmp_path, tiny_mnist):
         rows = [json.loads(line) for line in (job / "metrics.jsonl").read_text().splitlines()]
         assert [r["step"] for r in rows] == [1, 2], job
         assert all(torch.isfinite(torch.tensor([r["d_loss"], r["g_loss"], r["d_grad_norm"]])).all() for r in rows)
+        penalised = choices["loss"] in ("bce_r1", "wgan_gp")  # the penalty term is logged on its own
+        assert all(("d_penalty" in r) == penalised for r in rows), job
+        assert all(r["d_penalty"] >= 0 and torch.isfinite(torch.tensor(r["d_penalty"])) for r in rows if penalised)
         assert (job / "samples" / "samples_00000002.png").is_file()
         state = torch.load(job / "checkpoints" / "step_00000002.pt", weights_only=True)
         assert tuple(state["img_shape"]) == DATA[data]
