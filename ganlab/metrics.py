@@ -11,8 +11,6 @@ import warnings
 
 import torch
 from torch import nn
-from torchmetrics.image.fid import FrechetInceptionDistance
-from torchmetrics.image.kid import KernelInceptionDistance
 
 
 class _Precomputed(nn.Module):
@@ -40,6 +38,10 @@ class FeatureDistances:
         self.extractor, self.batch_size = extractor, batch_size
         self.kid_subsets, self.kid_subset_size = kid_subsets, kid_subset_size
         self.real = extract(extractor, real, batch_size)
+        # lazy: importing torchmetrics pulls in torchvision and scipy.signal (~2-3 s of a fresh process),
+        # which a run without image evaluation (eval.every=0, 2D data) never needs
+        from torchmetrics.image.fid import FrechetInceptionDistance
+
         # sync_on_compute=False: only rank 0 evaluates in a DDP run; a gather would wait for the others
         self.fid = FrechetInceptionDistance(feature=_Precomputed(self.real.shape[1]), reset_real_features=False,
                                             sync_on_compute=False)
@@ -51,6 +53,8 @@ class FeatureDistances:
         self.fid.reset()  # keeps the real statistics (reset_real_features=False)
         self.fid.update(fake_features, real=False)
         size = min(self.kid_subset_size, len(self.real), len(fake_features))
+        from torchmetrics.image.kid import KernelInceptionDistance  # imported with FID's module already: free
+
         with warnings.catch_warnings():  # "saves all features in buffer": n_samples is small by design
             warnings.filterwarnings("ignore", message=".*will save all extracted features.*")
             kid = KernelInceptionDistance(feature=_Precomputed(self.real.shape[1]), subsets=self.kid_subsets,
