@@ -14,6 +14,14 @@ import pytest
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 
+if int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")) > 1:
+    # several workers share the cores: one torch thread each (and in every subprocess a test starts);
+    # oversubscribed torch threads spin against each other and run many times slower
+    os.environ["OMP_NUM_THREADS"] = "1"
+    import torch
+
+    torch.set_num_threads(1)
+
 REPO = Path(__file__).resolve().parent.parent
 CONF_DIR = REPO / "conf"
 FASHION_ROOT = Path("/usr/share/datasets/fashion-mnist")
