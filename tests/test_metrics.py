@@ -12,7 +12,7 @@ from ganlab.classifier import load_classifier
 from ganlab.errors import FeaturesUnavailableError
 from ganlab.features import INCEPTION_URL, ClassifierFeatures, InceptionFeatures
 from ganlab.labeled import load_labeled
-from ganlab.metrics import FeatureDistances, class_coverage
+from ganlab.metrics import FeatureDistances, _Precomputed, class_coverage, extract
 
 DIGITS = {"_target_": "ganlab.data.load_digits"}
 
@@ -34,6 +34,21 @@ def test_fid_of_a_set_against_itself_is_zero_and_against_noise_large(digits_feat
     held_out = distances(load_labeled(DIGITS, "test")[0])  # other real digits: close, not equal
     assert against_noise["fid"] > 100 * max(held_out["fid"], 1e-3) and against_noise["fid"] > 10
     assert against_noise["kid"] > 10 * max(held_out["kid"], 1e-3)
+
+
+def test_kid_in_float32_matches_float64(digits_features):
+    from torchmetrics.image.kid import KernelInceptionDistance
+
+    images, _ = load_labeled(DIGITS, "train")
+    held_out = load_labeled(DIGITS, "test")[0]
+    distances = FeatureDistances(digits_features, images, kid_subsets=10, kid_subset_size=300)
+    torch.manual_seed(0)
+    fast = distances(held_out)["kid"]
+    reference = KernelInceptionDistance(feature=_Precomputed(digits_features.num_features), subsets=10, subset_size=300)
+    reference.update(distances.real, real=True)  # float64 features
+    reference.update(extract(digits_features, held_out), real=False)
+    torch.manual_seed(0)  # the same random subsets
+    assert fast == pytest.approx(float(reference.compute()[0]), rel=1e-4)
 
 
 def test_class_coverage_known_answers():
