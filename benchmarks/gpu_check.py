@@ -170,7 +170,8 @@ def main() -> None:
             try:
                 import pytest  # noqa: F401
 
-                run_script(["-m", "pytest", "-q", "tests/test_step.py"], timeout=120)
+                # -o addopts=: pyproject's addopts ask for pytest-xdist, which is not bundled (one file, one process)
+                run_script(["-m", "pytest", "-q", "-o", "addopts=", "tests/test_step.py"], timeout=120)
             except ImportError:
                 say("pytest not installed here: tests/test_step.py skipped (the checks above cover it)")
     finally:
