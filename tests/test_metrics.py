@@ -1,4 +1,4 @@
-"""FID/KID through torchmetrics on classifier features, class coverage, and the Inception path's offline error."""
+"""FID/KID through torchmetrics on classifier features, class coverage, and the Inception path (offline error, wiring)."""
 
 from __future__ import annotations
 
@@ -80,3 +80,42 @@ def test_inception_without_weights_stops_a_run_clearly(tmp_path):
                       cwd=tmp_path, check=False)
     assert proc.returncode != 0
     assert "ganlab: error:" in proc.stderr and "inception" in proc.stderr and "Traceback" not in proc.stderr
+
+
+@pytest.fixture(scope="module")
+def random_inception_weights(tmp_path_factory) -> str:
+    """A weights file in torch-fidelity's Inception format, randomly initialised (the real one needs network).
+
+    It checks the wiring (file loading, uint8 RGB input, 2048-d features, fid/kid_inception), not the
+    published numbers, which only the real weights give.
+    """
+    fidelity = pytest.importorskip("torch_fidelity.feature_extractor_inceptionv3")
+    with pytest.MonkeyPatch.context() as patch:  # build the network without its download
+        patch.setattr(fidelity, "load_state_dict_from_url", lambda *args, **kwargs: None)
+        patch.setattr(fidelity.FeatureExtractorInceptionV3, "load_state_dict", lambda self, state, *a, **k: None)
+        torch.manual_seed(0)
+        network = fidelity.FeatureExtractorInceptionV3("inception-v3-compat", ["2048"])
+    path = tmp_path_factory.mktemp("inception") / "weights-inception.pth"
+    torch.save(network.state_dict(), path)
+    return str(path)
+
+
+def test_inception_features_with_a_weights_file(random_inception_weights):
+    features = InceptionFeatures(random_inception_weights)
+    gray = torch.rand(6, 1, 8, 8, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    out = features(gray)  # 8x8 grayscale digits: repeated to RGB, resized to 299 inside
+    assert out.shape == (6, 2048) and torch.isfinite(out).all()
+    assert torch.allclose(out, features(gray.expand(-1, 3, -1, -1)))  # grayscale = the same plane in R, G, B
+    assert not torch.allclose(out[0], out[1])
+
+
+def test_inception_fid_and_kid_in_a_run(random_inception_weights, tmp_path):
+    from ganlab.train import train
+    from conftest import compose_cfg
+
+    result = train(compose_cfg([*FAST, "model.middle_size=16", "trainer.max_steps=2", "eval.every=2",
+                                "eval.features=inception", f"eval.inception_weights={random_inception_weights}",
+                                "eval.n_samples=24", "eval.batch_size=12", "eval.kid_subsets=3"]), tmp_path)
+    assert math.isfinite(result["eval/fid_inception"]) and result["eval/fid_inception"] > 0
+    assert math.isfinite(result["eval/kid_inception"])
+    assert "eval/fid_clf" not in result and "eval/classes_hit" not in result  # inception replaces the classifier
