@@ -176,16 +176,20 @@ def loop(run: Run, tracker: Tracker, start_step: int, ckpt_dir: Path, config: di
         if is_log:  # the only host syncs of the loop
             check_finite(first_bad_step)
             now = time.perf_counter()
-            metrics = {
-                "d_loss": d_loss.item(), "g_loss": g_loss.item(),
-                "d_real": as_probability(D, real_out).mean().item(),
-                "d_fake": as_probability(D, fake_out).mean().item(),
-                "g_grad_norm": g_grad.item(), "d_grad_norm": d_grad.item(),
-                "images_per_s": window_images / max(now - window_start, 1e-9),
-                "epoch": (step * tc.n_critic) / run.batches.per_epoch,
+            on_device = {
+                "d_loss": d_loss, "g_loss": g_loss,
+                "d_real": as_probability(D, real_out).mean(), "d_fake": as_probability(D, fake_out).mean(),
+                # D's raw outputs (logit, critic score, or D's probability when it ends in a sigmoid);
+                # for WGAN(-GP), d_real_out - d_fake_out is the critic's Wasserstein estimate
+                "d_real_out": real_out.mean(), "d_fake_out": fake_out.mean(),
+                "g_grad_norm": g_grad, "d_grad_norm": d_grad,
             }
             if out.d_penalty is not None:  # R1 / gradient penalty: the part of d_loss that is not the game
-                metrics["d_penalty"] = out.d_penalty.item()
+                on_device["d_penalty"] = out.d_penalty
+            # one host read for all of them (one sync on a GPU, not one per value)
+            metrics = dict(zip(on_device, torch.stack([v.float() for v in on_device.values()]).tolist()))
+            metrics["images_per_s"] = window_images / max(now - window_start, 1e-9)
+            metrics["epoch"] = (step * tc.n_critic) / run.batches.per_epoch
             window_start, window_images = now, 0
             tracker.log(metrics, step)
             bar.set_postfix(d_loss=f"{metrics['d_loss']:.3f}", g_loss=f"{metrics['g_loss']:.3f}")

@@ -4,6 +4,7 @@ CUDA-graph capture (on CUDA only), and no host syncs outside log steps."""
 from __future__ import annotations
 
 import copy
+import json
 import sys
 from pathlib import Path
 
@@ -259,3 +260,19 @@ def test_a_run_built_without_hardware_defaults_to_plain_eager(tmp_path):
     bare = Run(**{**fields, "hardware": None, "g_train": None, "d_train": None})
     assert bare.hardware.device == run.device and not bare.hardware.ddp and bare.g_train is run.generator
     assert loop(bare, Tracker(tmp_path), 0, tmp_path / "ck", {})["step"] == 2
+
+
+def test_logged_d_outputs_and_penalty_add_up_to_d_loss(tmp_path):
+    common = [*FAST, "model.middle_size=16", "trainer.max_steps=3", "trainer.log_every=1"]
+
+    def rows(name: str, overrides: list[str]) -> list[dict]:
+        train(compose_cfg([*common, *overrides]), tmp_path / name)
+        return [json.loads(line) for line in (tmp_path / name / "metrics.jsonl").read_text().splitlines()]
+
+    for r in rows("wgan", ["loss=wgan"]):  # critic loss: d_loss = mean D(G(z)) - mean D(x), raw scores
+        assert "d_penalty" not in r and r["d_loss"] == pytest.approx(r["d_fake_out"] - r["d_real_out"], rel=1e-5, abs=1e-6)
+    for r in rows("wgan_gp", ["loss=wgan_gp"]):
+        assert r["d_penalty"] > 0
+        assert r["d_loss"] == pytest.approx(r["d_fake_out"] - r["d_real_out"] + r["d_penalty"], rel=1e-5, abs=1e-6)
+    for r in rows("sigmoid_d", ["loss=mse", "model.d_sigmoid=true"]):  # D's output is the probability
+        assert r["d_real_out"] == r["d_real"] and r["d_fake_out"] == r["d_fake"]
