@@ -36,6 +36,7 @@ def test_fid_of_a_set_against_itself_is_zero_and_against_noise_large(digits_feat
     assert against_noise["kid"] > 10 * max(held_out["kid"], 1e-3)
 
 
+@pytest.mark.filterwarnings("ignore:Metric `Kernel Inception Distance` will save all extracted features")
 def test_kid_in_float32_matches_float64(digits_features):
     from torchmetrics.image.kid import KernelInceptionDistance
 
