@@ -9,9 +9,11 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 
 from conftest import FAST, REPO, compose_cfg, run_ganlab
+from ganlab.build import build
 from ganlab.errors import ConfigError
 from ganlab.sweep import overrides_hash
 from ganlab.sweep_job import objective_value
@@ -48,6 +50,15 @@ def test_hardware_launchers_keep_a_device():
     assert slurm.hydra.launcher._target_.endswith("SlurmLauncher") and slurm.hydra.launcher.max_num_timeout == 3
     for cfg in (parallel, slurm):
         assert cfg.hardware.device == "auto"
+    # the speed switches work under either launcher ("many runs per GPU" with CUDA graphs, bf16, TF32)
+    for choice in ("local_parallel", "slurm"):
+        hardware = build(compose_cfg([f"hardware={choice}", "hardware.precision=bf16", "hardware.tf32=false"]).hardware,
+                         "hardware")
+        assert hardware.device.type == ("cuda" if torch.cuda.is_available() else "cpu")
+        assert hardware.autocast_dtype is torch.bfloat16
+        if not torch.cuda.is_available():
+            with pytest.raises(ConfigError, match="cuda_graph=true needs CUDA"):
+                build(compose_cfg([f"hardware={choice}", "hardware.cuda_graph=true"]).hardware, "hardware")
 
 
 def test_sweep_and_job_names_come_from_overrides_not_the_clock():
