@@ -84,8 +84,9 @@ def fashion_root() -> Path:
 def classifier_cache(tmp_path_factory) -> Path:
     """Evaluation classifiers of every test live in a per-session folder, never in ~/.cache/ganlab.
 
-    Runs evaluate after their last step (eval.every), which needs the data set's classifier: a
-    cheap digits one is trained here once, so runs neither train it nor read the user's cache.
+    Runs evaluate after their last step (eval.every), which needs the data set's classifier: cheap
+    digits and Fashion-MNIST ones are trained here once, so runs neither train them nor read the
+    user's cache (the Fashion-MNIST one also serves the tests' tiny IDX sets named fashion_mnist).
     """
     from ganlab.classifier import save_classifier, train_classifier
 
@@ -93,6 +94,9 @@ def classifier_cache(tmp_path_factory) -> Path:
     saved = os.environ.get("GANLAB_CACHE")
     os.environ["GANLAB_CACHE"] = str(cache)  # read by conf/config.yaml's eval.classifier.dir, also in subprocesses
     save_classifier(train_classifier({"_target_": "ganlab.data.load_digits"}, steps=150), cache / "classifiers")
+    if (FASHION_ROOT / "train-images-idx3-ubyte.gz").is_file():  # else each worker's first Fashion-MNIST run trains one
+        fashion = {"_target_": "ganlab.data.load_idx", "name": "fashion_mnist", "root": str(FASHION_ROOT)}
+        save_classifier(train_classifier(fashion, steps=100, max_train=5000), cache / "classifiers")
     yield cache / "classifiers"
     if saved is None:
         os.environ.pop("GANLAB_CACHE", None)
