@@ -1,7 +1,9 @@
-"""The benchmark scripts run end to end on tiny data (their numbers are printed, never asserted)."""
+"""The benchmark scripts run end to end on tiny data (their numbers are printed, never asserted); gpu_check's
+plumbing without CUDA."""
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
@@ -54,3 +56,18 @@ def test_multirun_overhead_and_sweep_throughput_run(tiny_fashion):
     out = bench("sweep_throughput.py", "--root", str(tiny_fashion), "--jobs", "1,2", "--steps", "4",
                 "--batch-size", "16", "--threads", "1")
     assert re.search(r"^\s+2\s+\d+", out, re.M)  # a row for 2 concurrent jobs
+
+
+def test_gpu_check_reports_each_failed_check_and_goes_on(tmp_path):
+    """Without CUDA every correctness check fails, each reported on its own (a GPU loan is short)."""
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("CUDA is here: run benchmarks/gpu_check.py itself")
+    proc = subprocess.run([sys.executable, str(REPO / "benchmarks" / "gpu_check.py"), "--skip", "speed,sweep,pytest"],
+                          capture_output=True, text=True, timeout=300, cwd=REPO, env={**os.environ, "OUT": str(tmp_path)})
+    assert proc.returncode == 1, proc.stderr[-2000:]
+    for check in ("check_graph_vs_eager", "check_no_sync", "check_bf16"):
+        assert f"{check}: FAIL with an exception" in proc.stdout
+    assert proc.stdout.count("ConfigError: hardware=gpu asks for CUDA") == 3  # the error itself, each time
+    assert (tmp_path / "gpu_check.txt").read_text().strip().endswith("correctness: FAILURES above")
