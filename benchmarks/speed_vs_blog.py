@@ -107,13 +107,14 @@ def worker(args: argparse.Namespace) -> None:
     print(json.dumps(result))
 
 
-def spawn(contender: str, args: argparse.Namespace) -> dict[str, float]:
-    """Run one contender in a fresh child process and parse its JSON line."""
+def spawn(contender: str, args: argparse.Namespace) -> dict[str, float] | None:
+    """Run one contender in a fresh child process and parse its JSON line (None, reported, if it failed)."""
     cmd = [sys.executable, __file__, "--worker", contender, "--root", args.root, "--epochs", str(args.epochs),
            "--device", args.device, "--threads", str(args.threads), "--batch-size", str(args.batch_size)]
     proc = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO)
     if proc.returncode != 0:
-        raise SystemExit(f"{contender} failed:\n{proc.stderr[-3000:]}")
+        print(f"# {contender} failed (dropped; the others go on):\n{proc.stderr[-3000:]}", flush=True)
+        return None
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
@@ -136,8 +137,17 @@ def main() -> None:
     for r in range(args.repeats):
         order = contenders if r % 2 == 0 else contenders[::-1]  # alternate who goes first
         for contender in order:
-            runs[contender].append(spawn(contender, args))
-            print(f"# repeat {r + 1} {contender}: {runs[contender][-1]['s_per_epoch']:.3f} s/epoch", flush=True)
+            if contender not in runs:  # failed in an earlier repeat
+                continue
+            result = spawn(contender, args)
+            if result is None:
+                del runs[contender]
+                continue
+            runs[contender].append(result)
+            print(f"# repeat {r + 1} {contender}: {result['s_per_epoch']:.3f} s/epoch", flush=True)
+    if not runs:
+        raise SystemExit("every contender failed")
+    contenders = list(runs)
     blog = statistics.median(m["s_per_epoch"] for m in runs["blog"]) if "blog" in runs else None
     print(f"\n{args.device}, {args.epochs} epoch(s) per measurement, {args.repeats} alternating repeats, "
           f"threads={runs[contenders[0]][0]['threads']}")
