@@ -21,17 +21,8 @@ done
 
 log() { echo "[slurm-stop $(date +%T)] $*" >&2; }
 
-# alive PID: true while any thread of PID is still running. (A multithreaded
-# daemon's main thread turns into a zombie "Z" while its other threads are
-# still shutting down, so looking only at /proc/PID/stat is not enough.)
-alive() {
-  local t st
-  for t in /proc/"$1"/task/*/stat; do
-    st=$(awk '{print $3}' "$t" 2>/dev/null) || continue
-    [[ -n $st && $st != Z && $st != X ]] && return 0
-  done
-  return 1
-}
+# alive, pid_alive, wait_gone (shared with start.sh)
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 # slurmctld and slurmdbd leave their own pid files behind; a stale
 # /run/slurmctld.pid makes e.g. the slurmctld package's prerm script fail
@@ -41,13 +32,13 @@ clean_daemon_pidfile() {
 
 # stop_one NAME COMM DAEMON_PIDFILE [SECONDS_BEFORE_SIGKILL]
 stop_one() {
-  local name=$1 comm=$2 f="$STATE_DIR/$1.pid" dpf=$3 wait_s=${4:-15} pid i
+  local name=$1 comm=$2 f="$STATE_DIR/$1.pid" dpf=$3 wait_s=${4:-15} pid
   if [[ ! -s $f ]]; then
     log "$name: no pid file ($f), nothing to stop"
     return 0
   fi
-  pid=$(tr -dc '0-9' <"$f")
-  if [[ -z $pid || ! -r /proc/$pid/comm || $(cat "/proc/$pid/comm" 2>/dev/null) != "$comm" ]] || ! alive "$pid"; then
+  if ! pid=$(pid_alive "$f" "$comm"); then
+    pid=$(tr -dc '0-9' <"$f")
     log "$name: pid '${pid}' is not a running $comm (already stopped)"
     rm -f "$f"
     clean_daemon_pidfile "$dpf" "$pid"
@@ -55,11 +46,7 @@ stop_one() {
   fi
   log "$name: SIGTERM pid $pid"
   kill -TERM "$pid" 2>/dev/null || true
-  for ((i = 0; i < wait_s * 10; i++)); do
-    alive "$pid" || break
-    sleep 0.1
-  done
-  if alive "$pid"; then
+  if ! wait_gone "$pid" "$wait_s"; then
     log "$name: still alive after $wait_s s, SIGKILL pid $pid"
     kill -KILL "$pid" 2>/dev/null || true
     sleep 0.2
