@@ -9,7 +9,7 @@ from typing import Literal
 import numpy as np
 import torch
 
-from ganlab.data import to_pixel_range
+from ganlab.data import to_pixel_range, torchvision_download
 from ganlab.errors import DataNotFoundError
 
 BATCH_DIR = "cifar-10-batches-py"  # what torchvision's CIFAR10(download=True) and the tarball unpack to
@@ -49,7 +49,7 @@ def load_cifar10(
     names = FILES["train"] + FILES["test"] if split == "all" else FILES[split]
     folder = find_cifar_dir(root_path, names)
     if folder is None and download:
-        _download(root_path)
+        torchvision_download("cifar10", root_path, "CIFAR10", (True,))  # one archive: every batch
         folder = find_cifar_dir(root_path, names)
     if folder is None:
         raise DataNotFoundError(
@@ -58,12 +58,3 @@ def load_cifar10(
         )
     unit = torch.cat([read_cifar_batch(folder / name) for name in names]).float().div_(255.0)
     return to_pixel_range(unit, pixel_range)
-
-
-def _download(root: Path) -> None:
-    import torchvision
-
-    try:
-        torchvision.datasets.CIFAR10(str(root), train=True, download=True)
-    except Exception as err:  # no network, a mirror down: say where the files were expected
-        raise DataNotFoundError(f"cifar10: download into {root} failed ({err})") from err

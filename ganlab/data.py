@@ -18,7 +18,7 @@ import torch
 from ganlab.errors import DataNotFoundError
 
 _IDX_FILES = {"train": "train-images-idx3-ubyte", "test": "t10k-images-idx3-ubyte"}
-_TORCHVISION_DIR = {"mnist": "MNIST", "fashion_mnist": "FashionMNIST"}
+_TORCHVISION_DIR = {"mnist": "MNIST", "fashion_mnist": "FashionMNIST"}  # its torchvision class = the folder it downloads into
 _HOW_TO_GET = {
     "mnist": "download them (data.download=true, needs network) or copy the IDX files there",
     "fashion_mnist": "on Debian: apt-get install dataset-fashion-mnist and pass "
@@ -81,7 +81,7 @@ def load_idx(
     splits = ["train", "test"] if split == "all" else [split]
     paths = [find_idx_file(root_path, name, _IDX_FILES[s]) for s in splits]
     if any(p is None for p in paths) and download:
-        _download(name, root_path)
+        torchvision_download(name, root_path, _TORCHVISION_DIR[name], (True, False), _HOW_TO_GET[name])
         paths = [find_idx_file(root_path, name, _IDX_FILES[s]) for s in splits]
     missing = [_IDX_FILES[s] for s, p in zip(splits, paths) if p is None]
     if missing:
@@ -93,15 +93,19 @@ def load_idx(
     return to_pixel_range(unit.unsqueeze(1), pixel_range)
 
 
-def _download(name: str, root: Path) -> None:
-    import torchvision
+def torchvision_download(name: str, root: Path, dataset: str, train_flags: tuple[bool, ...], hint: str = "") -> None:
+    """Fetch data set ``name`` into ``root`` with ``torchvision.datasets.<dataset>`` (once per train flag).
 
-    cls = {"mnist": torchvision.datasets.MNIST, "fashion_mnist": torchvision.datasets.FashionMNIST}[name]
+    Any failure (no network, a mirror down) becomes a DataNotFoundError saying where the files were expected.
+    """
+    import torchvision  # lazy: only a download needs it
+
+    cls = getattr(torchvision.datasets, dataset)
     try:
-        for train in (True, False):
+        for train in train_flags:
             cls(str(root), train=train, download=True)
     except Exception as err:  # no network, a mirror down: say where the files were expected
-        raise DataNotFoundError(f"{name}: download into {root} failed ({err}); {_HOW_TO_GET[name]}") from err
+        raise DataNotFoundError(f"{name}: download into {root} failed ({err})" + (f"; {hint}" if hint else "")) from err
 
 
 class ShuffledBatches:

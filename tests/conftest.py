@@ -47,6 +47,16 @@ def run_ganlab(args: list[str], cwd: Path, env: dict | None = None, check: bool 
     return proc
 
 
+def block_download(monkeypatch: pytest.MonkeyPatch, dataset: str, message: str = "no network") -> None:
+    """Make ``torchvision.datasets.<dataset>`` fail as a download without network does."""
+    import torchvision
+
+    def offline(*args, **kwargs):
+        raise RuntimeError(message)
+
+    monkeypatch.setattr(torchvision.datasets, dataset, offline)
+
+
 def write_idx_images(path: Path, images: np.ndarray, gz: bool) -> None:
     """Write uint8 images (N, H, W) as an IDX3 file, optionally gzipped."""
     payload = struct.pack(">IIII", 0x00000803, *images.shape) + images.astype(np.uint8).tobytes()

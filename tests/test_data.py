@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import write_idx_images
+from conftest import block_download, write_idx_images
 from ganlab.data import ShuffledBatches, load_digits, load_idx, read_idx_images
 from ganlab.errors import DataNotFoundError
 
@@ -36,12 +36,7 @@ def test_missing_files_without_download(tmp_path):
 
 
 def test_download_failure_is_clear(tmp_path, monkeypatch):
-    import torchvision
-
-    def offline(*args, **kwargs):
-        raise RuntimeError("Error downloading train-images-idx3-ubyte.gz: no network")
-
-    monkeypatch.setattr(torchvision.datasets, "MNIST", offline)
+    block_download(monkeypatch, "MNIST", "Error downloading train-images-idx3-ubyte.gz: no network")
     with pytest.raises(DataNotFoundError, match="download into .* failed .*no network"):
         load_idx("mnist", str(tmp_path), download=True)
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import compose_cfg
+from conftest import block_download, compose_cfg
 from ganlab.build import build
 from ganlab.cifar import load_cifar10
 from ganlab.errors import ConfigError, DataNotFoundError
@@ -35,12 +35,7 @@ def test_cifar_missing_says_where_it_looked(tmp_path):
 
 
 def test_cifar_download_failure_is_clear(tmp_path, monkeypatch):
-    import torchvision
-
-    def offline(*args, **kwargs):
-        raise RuntimeError("no network")
-
-    monkeypatch.setattr(torchvision.datasets, "CIFAR10", offline)
+    block_download(monkeypatch, "CIFAR10")
     with pytest.raises(DataNotFoundError, match="download into .* failed .*no network"):
         load_cifar10(str(tmp_path), download=True)
 
