@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from omegaconf import OmegaConf
+from omegaconf.errors import OmegaConfBaseException
 
 from ganlab.errors import GanlabError
 from ganlab.metric_names import lower_is_better
@@ -79,7 +80,7 @@ def _config(hydra_dir: Path) -> dict[str, Any]:
     cfg = OmegaConf.load(hydra_dir / "config.yaml")
     try:
         return OmegaConf.to_container(cfg, resolve=True)
-    except Exception:  # an env/custom resolver missing here: unresolved values are still informative
+    except OmegaConfBaseException:  # an env/custom resolver missing here: unresolved values are still informative
         return OmegaConf.to_container(cfg, resolve=False)
 
 
