@@ -37,7 +37,8 @@ def say(text: str) -> None:
 
 
 def compose(overrides: list[str]):
-    from hydra import compose as hydra_compose, initialize_config_dir
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
 
     with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
         return hydra_compose(config_name="config", overrides=overrides)
@@ -50,7 +51,6 @@ def inputs(run, step: int):
 
 def check_graph_vs_eager(root: str) -> bool:
     """Graph replay and eager steps from the same start and inputs: losses and weights agree."""
-    import torch
 
     from ganlab.step import CapturedStep, build_step
     from ganlab.train import build_run

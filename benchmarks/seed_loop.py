@@ -88,7 +88,7 @@ def run_blog_loop(tv_root: Path, epochs: int = 1, batch_size: int = 512, device:
     epoch_times, images = [], 0
     for _ in range(epochs):
         start = time.perf_counter()
-        for image, label in train_loader:
+        for image, _label in train_loader:
             image = image.to(device)
             # discriminator
             dis_optim.zero_grad()

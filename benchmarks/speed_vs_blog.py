@@ -48,8 +48,9 @@ def ganlab_worker(root: str, epochs: int, device: str, batch_size: int, extra: l
     from hydra import compose, initialize_config_dir
 
     sys.path.insert(0, str(REPO))
+    from ganlab.loop import run_loop
     from ganlab.tracking import Tracker
-    from ganlab.train import build_run, loop
+    from ganlab.train import build_run
 
     t0 = time.perf_counter()
     hardware = "hardware=gpu" if device.startswith("cuda") else "hardware=cpu"
@@ -66,7 +67,7 @@ def ganlab_worker(root: str, epochs: int, device: str, batch_size: int, extra: l
             torch.cuda.synchronize()
             torch.cuda.reset_peak_memory_stats()
         start = time.perf_counter()
-        final = loop(run, Tracker(out), 0, out / "checkpoints", {})  # includes the final sample + checkpoint
+        final = run_loop(run, Tracker(out), 0, out / "checkpoints", {})  # includes the final sample + checkpoint
         if device.startswith("cuda"):
             torch.cuda.synchronize()
         seconds = time.perf_counter() - start
@@ -156,7 +157,8 @@ def main() -> None:
     for contender, ms in runs.items():
         med = statistics.median(m["s_per_epoch"] for m in ms)
         print(f"{contender:<20} {med:>11.3f} {min(m['s_per_epoch'] for m in ms):>7.3f} "
-              f"{statistics.median(m['images_per_s'] for m in ms):>9.0f} {statistics.median(m['setup_s'] for m in ms):>8.2f} "
+              f"{statistics.median(m['images_per_s'] for m in ms):>9.0f} "
+              f"{statistics.median(m['setup_s'] for m in ms):>8.2f} "
               f"{max(m['peak_rss_mb'] for m in ms):>11.0f} {max(m.get('cuda_peak_mb', 0) for m in ms):>8.0f} "
               f"{(blog / med if blog else float('nan')):>9.2f}")
     if args.json:

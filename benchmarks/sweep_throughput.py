@@ -67,8 +67,10 @@ def main() -> None:
     extra = [e for e in extra if e != "--"]
     results = [run_sweep(int(n), args, extra) for n in args.jobs.split(",")]
     base = results[0]["aggregate_images_per_s"]
-    print(f"{args.device}, blog config on Fashion-MNIST, {args.steps} steps per job, extra overrides: {extra or 'none'}")
-    print(f"{'jobs':>4} {'aggregate img/s':>15} {'per job img/s':>13} {'x first row':>11} {'wall s':>7} {'wall img/s':>10}")
+    print(f"{args.device}, blog config on Fashion-MNIST, {args.steps} steps per job, "
+          f"extra overrides: {extra or 'none'}")
+    print(f"{'jobs':>4} {'aggregate img/s':>15} {'per job img/s':>13} {'x first row':>11} {'wall s':>7} "
+          f"{'wall img/s':>10}")
     for r in results:
         print(f"{r['jobs']:>4} {r['aggregate_images_per_s']:>15.0f} {r['per_job_images_per_s']:>13.0f} "
               f"{r['aggregate_images_per_s'] / base:>11.2f} {r['wall_s']:>7.1f} {r['wall_images_per_s']:>10.0f}")

@@ -3,24 +3,19 @@
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 
 import hydra
 from omegaconf import DictConfig
 
+from ganlab.config import CONFIG_PATH
 from ganlab.errors import GanlabError
-
-# From a checkout, use the repo's conf/ (edits take effect at once); installed, the copy shipped
-# inside the package as ganlab.conf.
-_REPO_CONF = Path(__file__).resolve().parent.parent / "conf"
-CONFIG_PATH = str(_REPO_CONF) if (_REPO_CONF / "config.yaml").is_file() else "pkg://ganlab.conf"
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="config")
 def _hydra_main(cfg: DictConfig) -> float | None:
     from hydra.core.hydra_config import HydraConfig
 
-    from ganlab.sweep_job import objective_value, run_sweep_job
+    from ganlab.launch.job import objective_value, run_sweep_job
     from ganlab.train import train
 
     hc = HydraConfig.get()

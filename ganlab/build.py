@@ -1,16 +1,29 @@
-"""The one seam between config and objects: ``instantiate`` with argument checks and clear errors."""
+"""The one seam between config and objects: ``instantiate`` with argument checks and clear errors.
+
+``build`` turns any ``_target_`` node into its object; the ``build_*`` functions below are the
+typed builders every entry point uses (the trainer, the population launcher, the commands), so an
+object is built the same way wherever it is built.
+"""
 
 from __future__ import annotations
 
 import functools
 import inspect
 import typing
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, ListConfig, OmegaConf
+from torch import nn
 
 from ganlab.errors import ConfigError, GanlabError
+
+if TYPE_CHECKING:
+    from ganlab.data.batches import DataSet, LatentSampler
+    from ganlab.hardware.device import Hardware
+    from ganlab.losses import GANLoss
+    from ganlab.metrics.evaluator import Evaluator
 
 _NO_HINTS: dict[str, Any] = {}
 
@@ -23,9 +36,7 @@ def build(node: DictConfig, where: str, **runtime: Any) -> Any:
     """
     if not isinstance(node, DictConfig) or "_target_" not in node:
         raise ConfigError(f"{where}: expected a config node with a _target_, got {node!r}")
-    target = _locate(node._target_, where)
-    given = {k: v for k, v in OmegaConf.to_container(node, resolve=True).items() if not k.startswith("_")}
-    check_arguments(target, given, where)
+    _check_tree(OmegaConf.to_container(node, resolve=True), where)
     try:
         # runtime values are passed to the callable, not merged into the config (which would
         # copy them into OmegaConf and instantiate any _target_ found inside them)
@@ -36,6 +47,16 @@ def build(node: DictConfig, where: str, **runtime: Any) -> Any:
         if isinstance(cause, GanlabError):  # already a user-facing error (missing data, no CUDA)
             raise cause from None
         raise ConfigError(f"{where}: could not build {node._target_}: {cause}") from err
+
+
+def _check_tree(node: dict[str, Any], where: str) -> None:
+    """Check a ``_target_`` node's arguments, and those of every ``_target_`` node nested in it."""
+    target = _locate(node["_target_"], where)
+    given = {k: v for k, v in node.items() if not k.startswith("_")}
+    check_arguments(target, given, where)
+    for key, value in given.items():
+        if isinstance(value, dict) and "_target_" in value:
+            _check_tree(value, f"{where}.{key}")
 
 
 def _locate(path: str, where: str) -> Any:
@@ -105,3 +126,68 @@ def _describe(hint: Any) -> str:
     if typing.get_origin(hint) is typing.Literal:
         return "one of " + ", ".join(repr(a) for a in typing.get_args(hint))
     return getattr(hint, "__name__", None) or str(hint).replace("typing.", "")
+
+
+# --- the typed builders: config node -> object, the same for the trainer, the launchers and the commands
+
+
+def build_hardware(cfg: DictConfig) -> "Hardware":
+    """The run's Hardware (a bare torch.device from a custom node is wrapped as plain fp32 eager)."""
+    from ganlab.hardware.device import Hardware
+
+    hardware = build(cfg.hardware, "hardware")
+    return hardware if isinstance(hardware, Hardware) else Hardware(hardware)
+
+
+def build_data(cfg: DictConfig) -> "DataSet":
+    """The data set ``data.dataset`` describes (every data set follows ``ganlab.data.batches.DataSet``)."""
+    data = build(cfg.data.dataset, "data.dataset")
+    if not callable(getattr(data, "batches", None)):
+        raise ConfigError(f"data.dataset: {cfg.data.dataset._target_} built a {type(data).__name__}, not a data set "
+                          "(see ganlab.data.batches.DataSet)")
+    return data
+
+
+def build_models(cfg: DictConfig, shape: tuple[int, ...]) -> tuple[nn.Module, nn.Module]:
+    """(G, D) for samples of ``shape``, on the CPU (move them yourself)."""
+    generator = build(cfg.model.generator, "model.generator", img_shape=shape)
+    discriminator = build(cfg.model.discriminator, "model.discriminator", img_shape=shape)
+    return generator, discriminator
+
+
+def build_loss(cfg: DictConfig, discriminator: nn.Module) -> "GANLoss":
+    """The run's GANLoss, checked against what D outputs (logits, or probabilities after a sigmoid)."""
+    from ganlab.losses import GANLoss
+
+    loss = build(cfg.loss, "loss")
+    if not isinstance(loss, GANLoss):
+        raise ConfigError(f"loss: {cfg.loss._target_} is not a ganlab.losses.GANLoss")
+    if discriminator.outputs_probability and not loss.accepts_probabilities:
+        raise ConfigError(f"{type(loss).__name__} works on logits, but D ends in a sigmoid "
+                          "(model.d_sigmoid=true); use loss=mse or set model.d_sigmoid=false")
+    return loss
+
+
+def build_optimizers(cfg: DictConfig, generator: nn.Module, discriminator: nn.Module
+                     ) -> tuple[torch.optim.Optimizer, torch.optim.Optimizer]:
+    """G's and D's optimizers over their parameters."""
+    g_opt = build(cfg.optimizer.generator, "optimizer.generator")(params=generator.parameters())
+    d_opt = build(cfg.optimizer.discriminator, "optimizer.discriminator")(params=discriminator.parameters())
+    return g_opt, d_opt
+
+
+def build_latent(cfg: DictConfig, z_size: int, device: torch.device, seed: int) -> "LatentSampler":
+    """The run's z sampler (``data.latent_dist``, ``data.latent_std``) with its own seeded generator."""
+    from ganlab.data.batches import LatentSampler
+
+    args = {"dist": cfg.data.latent_dist, "std": cfg.data.latent_std}
+    check_arguments(LatentSampler, args, "data.latent")
+    return LatentSampler(z_size=z_size, device=device, seed=seed, **args)
+
+
+def build_evaluator(cfg: DictConfig, data: "DataSet", device: torch.device) -> "Evaluator | None":
+    """The run's Evaluator over ``data`` (None when ``eval.every`` = 0)."""
+    from ganlab.metrics.evaluator import Evaluator
+
+    settings = build(cfg.eval, "eval")
+    return Evaluator(settings, data, device) if settings.every > 0 else None

@@ -74,5 +74,6 @@ def resolve_resume(resume: str | None, ckpt_dir: Path) -> Path | None:
         return found[-1][1] if found else None
     path = Path(resume).expanduser()
     if not path.is_file():
-        raise ResumeError(f"resume={resume}: no such checkpoint file (use resume=auto to pick the newest in the run dir)")
+        raise ResumeError(f"resume={resume}: no such checkpoint file "
+                          "(use resume=auto to pick the newest in the run dir)")
     return path

@@ -1,8 +1,12 @@
-"""Typed schema for the run-level keys, and what a run knows about its Hydra context."""
+"""The composed config as typed values: where conf/ lives, composing it, the trainer schema, the run context.
+
+This module and ``ganlab.build`` are the only ones below the entry points that read a DictConfig:
+they turn it into typed settings and objects that the rest of ganlab takes as plain arguments.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
@@ -10,8 +14,13 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from ganlab.errors import ConfigError
+from ganlab.ranges import check_ranges
 
-GROUPS = ("model", "loss", "optimizer", "data", "hardware", "logger", "experiment", "sweep")
+# From a checkout, use the repo's conf/ (edits take effect at once); installed, the copy shipped
+# inside the package as ganlab.conf.
+_REPO_CONF = Path(__file__).resolve().parent.parent / "conf"
+CONFIG_PATH = str(_REPO_CONF) if (_REPO_CONF / "config.yaml").is_file() else "pkg://ganlab.conf"
+GROUPS = ("model", "loss", "optimizer", "data", "hardware", "launcher", "logger", "experiment", "sweep")
 
 
 @dataclass
@@ -30,6 +39,62 @@ class TrainerConfig:
     progress: bool = True
 
 
+@dataclass
+class RunContext:
+    """``run.*``: where a run records itself and under which name; Hydra fills it, the Python API sets it."""
+
+    dir: Path
+    name: str = "default"  # the job's overrides: its W&B run name
+    group: str = "single"  # the sweep's name (its directory's), "single" for a single run
+    choices: dict[str, str] = field(default_factory=dict)  # the chosen option of each config group
+    overrides: list[str] = field(default_factory=list)  # the job's command-line overrides
+
+
+def compose_config(overrides: list[str]) -> DictConfig:
+    """The config ``python -m ganlab <overrides>`` would train with (same conf/, same defaults)."""
+    from hydra import compose, initialize_config_dir, initialize_config_module
+    from hydra.errors import HydraException
+
+    try:
+        if CONFIG_PATH.startswith("pkg://"):
+            init = initialize_config_module(config_module=CONFIG_PATH.removeprefix("pkg://"), version_base="1.3")
+        else:
+            init = initialize_config_dir(config_dir=CONFIG_PATH, version_base="1.3")
+        with init:
+            return compose(config_name="config", overrides=overrides)
+    except (HydraException, OmegaConfBaseException) as err:
+        raise ConfigError(str(err).splitlines()[0]) from err
+
+
+def plain_config(cfg: DictConfig) -> dict[str, Any]:
+    """The resolved config as plain containers, without Hydra's node and the run context (for checkpoints)."""
+    body = OmegaConf.masked_copy(cfg, [k for k in cfg if k not in ("hydra", "run")])
+    try:
+        return OmegaConf.to_container(body, resolve=True)
+    except OmegaConfBaseException as err:
+        raise ConfigError(f"config: {err.msg if hasattr(err, 'msg') else err}".splitlines()[0]) from err
+
+
+def validate(cfg: DictConfig) -> dict[str, Any]:
+    """Check every value's range (one line naming the first bad key) and return the plain config."""
+    plain = plain_config(cfg)
+    check_ranges(plain, interpolated_keys(cfg))
+    return plain
+
+
+def interpolated_keys(node: DictConfig, prefix: str = "") -> frozenset[str]:
+    """The dotted keys whose value is an interpolation (``${..lr}``, ``${oc.select:...}``), hydra/run aside."""
+    found: set[str] = set()
+    for key in node:
+        if not prefix and key in ("hydra", "run"):
+            continue
+        if OmegaConf.is_interpolation(node, key):
+            found.add(f"{prefix}{key}")
+        elif isinstance(node._get_node(key), DictConfig):
+            found |= interpolated_keys(node[key], f"{prefix}{key}.")
+    return frozenset(found)
+
+
 def trainer_config(cfg: DictConfig) -> TrainerConfig:
     """Validate ``cfg.trainer`` against TrainerConfig (unknown keys and wrong types are errors)."""
     try:
@@ -37,47 +102,27 @@ def trainer_config(cfg: DictConfig) -> TrainerConfig:
         merged = OmegaConf.merge(OmegaConf.structured(TrainerConfig), given)
     except OmegaConfBaseException as err:
         raise ConfigError(f"trainer: {err.msg if hasattr(err, 'msg') else err}".splitlines()[0]) from err
-    tc: TrainerConfig = OmegaConf.to_object(merged)
-    for key in ("epochs", "n_critic", "log_every", "sample_every", "ckpt_every", "n_grid"):
-        if getattr(tc, key) < 1:
-            raise ConfigError(f"trainer.{key} must be >= 1, got {getattr(tc, key)}")
-    if tc.max_steps is not None and tc.max_steps < 1:
-        raise ConfigError(f"trainer.max_steps must be >= 1 or null, got {tc.max_steps}")
-    if tc.ckpt_keep is not None and tc.ckpt_keep < 1:
-        raise ConfigError(f"trainer.ckpt_keep must be >= 1 or null, got {tc.ckpt_keep}")
-    if not isinstance(cfg.get("seed"), int) or isinstance(cfg.get("seed"), bool):
-        raise ConfigError(f"seed must be an integer, got {cfg.get('seed')!r}")
-    return tc
+    return OmegaConf.to_object(merged)
 
 
-def hydra_context(cfg: DictConfig) -> dict[str, Any]:
-    """Run dir, W&B name/group and group choices from Hydra (or defaults outside a Hydra run)."""
-    from hydra.core.hydra_config import HydraConfig
-
-    hc = HydraConfig.get() if HydraConfig.initialized() else cfg.get("hydra")
-    if hc is None:
-        return {"output_dir": None, "name": "default", "group": "single", "choices": {}, "multirun": False}
-    multirun = str(OmegaConf.select(hc, "mode", default="RUN")).endswith("MULTIRUN")
-    output_dir = OmegaConf.select(hc, "runtime.output_dir", default=None)
-    choices = OmegaConf.to_container(hc.runtime.choices) if "choices" in hc.runtime else {}
-    return {
-        "output_dir": output_dir,
-        "name": OmegaConf.select(hc, "job.override_dirname", default="") or "default",
-        # the sweep's name: its directory's (sweep file + hash of its overrides, see ganlab.sweep)
-        "group": Path(str(output_dir)).parent.name if multirun and output_dir else "single",
-        "choices": {g: str(choices.get(g)) for g in GROUPS},
-        "multirun": multirun,
-        "overrides": list(OmegaConf.select(hc, "overrides.task", default=[]) or []),
-    }
+def run_context(cfg: DictConfig) -> RunContext:
+    """``cfg.run`` as a RunContext; outside a Hydra run, ``run.dir`` must be set by the caller."""
+    try:
+        node = OmegaConf.to_container(cfg.run, resolve=True)
+    except OmegaConfBaseException as err:
+        raise ConfigError("run.dir is not set: outside `python -m ganlab` (e.g. train(cfg) from Python) set "
+                          f"cfg.run.dir to the run's directory ({str(err).splitlines()[0]})") from err
+    choices = {g: str((node.get("choices") or {}).get(g)) for g in GROUPS} if node.get("choices") else {}
+    return RunContext(Path(node["dir"]), node.get("name") or "default", node.get("group") or "single",
+                      choices, [str(o) for o in node.get("overrides") or []])
 
 
-def tracked_config(cfg: DictConfig, choices: dict[str, str], overrides: list[str] = ()) -> dict[str, Any]:
+def tracked_config(cfg: DictConfig, ctx: RunContext) -> dict[str, Any]:
     """The resolved config plus top-level keys dashboards can group and plot by: ``<group>_choice``
     for each config group, and ``optimizer_lr``-style keys for each overridden (e.g. swept) value."""
-    plain = OmegaConf.to_container(cfg, resolve=True)
-    plain.pop("hydra", None)
-    plain.update({f"{g}_choice": c for g, c in choices.items()})
-    for override in overrides:
+    plain = plain_config(cfg)
+    plain.update({f"{g}_choice": c for g, c in ctx.choices.items()})
+    for override in ctx.overrides:
         key = override.lstrip("+~").split("=", 1)[0]
         if "." in key and (value := OmegaConf.select(cfg, key, default=None)) is not None:
             plain[key.replace(".", "_")] = OmegaConf.to_container(value, resolve=True) \

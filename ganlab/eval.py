@@ -14,15 +14,12 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
-from ganlab.build import build
+from ganlab.build import build_data, build_evaluator
 from ganlab.checkpoint import load_checkpoint
-from ganlab.data import LatentSampler
 from ganlab.errors import GanlabError
-from ganlab.evaluation import build_evaluator
-from ganlab.sample import load_generator
+from ganlab.from_checkpoint import checkpoint_config, latent_of, load_models
 
 
 def evaluate_checkpoint(path: Path, n_samples: int | None = None, features: str | None = None,
@@ -30,9 +27,9 @@ def evaluate_checkpoint(path: Path, n_samples: int | None = None, features: str 
                         device: torch.device = torch.device("cpu")) -> dict[str, Any]:
     """Metrics of the checkpoint at ``path`` (keys ``eval/...``) plus its step."""
     state = load_checkpoint(path)
-    config = OmegaConf.create(state["config"])
+    config = checkpoint_config(state)
     if "eval" not in config:  # checkpoints written before evaluation existed: today's defaults
-        from ganlab.compose import compose_config
+        from ganlab.config import compose_config
 
         config.eval = compose_config([]).eval
     config.eval.every = 1  # evaluate now; every=0 in the run only meant "not during training"
@@ -41,14 +38,11 @@ def evaluate_checkpoint(path: Path, n_samples: int | None = None, features: str 
             OmegaConf.update(config.eval, key, value)
     if data_root is not None:
         config.data.dataset.root = data_root
-    real = build(config.data.dataset, "data.dataset").to(device)
-    generator = load_generator(state, device)
-    discriminator = instantiate(config.model.discriminator, img_shape=tuple(state["img_shape"]))
-    discriminator.load_state_dict(state["discriminator"])
-    latent = LatentSampler(generator.z_size, config.data.latent_dist, config.data.latent_std, device, 0)
-    evaluator = build_evaluator(config.eval, config.data.dataset, real, tuple(config.data.pixel_range), device)
+    generator, discriminator = load_models(state, device)
+    evaluator = build_evaluator(config, build_data(config).to(device), device)
+    latent = latent_of(state, generator.z_size, device, 0)
     return {"checkpoint": str(path), "step": int(state["step"]),
-            **evaluator(generator, discriminator.to(device), latent, int(state["step"]))}
+            **evaluator(generator, discriminator, latent, int(state["step"]))}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -57,7 +51,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("checkpoint", type=Path)
     parser.add_argument("--n-samples", type=int, default=None, help="samples (default: the run's eval.n_samples)")
     parser.add_argument("--features", choices=["classifier", "inception", "none"], default=None)
-    parser.add_argument("--classifier-dir", default=None, help="classifier cache (default: the run's eval.classifier.dir)")
+    parser.add_argument("--classifier-dir", default=None,
+                        help="classifier cache (default: the run's eval.classifier.dir)")
     parser.add_argument("--data-root", default=None, help="where the IDX data set lives now, if it moved")
     parser.add_argument("--out", type=Path, default=None, help="JSON file (default: <checkpoint>.eval.json)")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")

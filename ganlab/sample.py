@@ -12,27 +12,17 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from hydra.utils import instantiate
-from torch import nn
 
 from ganlab.checkpoint import load_checkpoint
-from ganlab.data import LatentSampler
 from ganlab.errors import GanlabError
-
-
-def load_generator(state: dict, device: torch.device) -> nn.Module:
-    """Rebuild G from the config stored in a checkpoint and load its weights (eval mode)."""
-    generator = instantiate(state["config"]["model"]["generator"], img_shape=tuple(state["img_shape"]))
-    generator.load_state_dict(state["generator"])
-    return generator.to(device).eval()
+from ganlab.from_checkpoint import latent_of, load_models
 
 
 @torch.no_grad()
 def _generate(state: dict, n: int, seed: int, batch_size: int, device: torch.device) -> list[torch.Tensor]:
     """G's raw float outputs for n latents of the run's distribution, in chunks of ``batch_size``."""
-    generator = load_generator(state, device)
-    data_cfg = state["config"]["data"]
-    latent = LatentSampler(generator.z_size, data_cfg["latent_dist"], data_cfg["latent_std"], device, seed)
+    generator, _ = load_models(state, device)
+    latent = latent_of(state, generator.z_size, device, seed)
     return [generator(latent(min(batch_size, n - start))).float() for start in range(0, n, batch_size)]
 
 

@@ -9,13 +9,15 @@ from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Callable, Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import torch
 from torch import nn
 
+from ganlab.losses import GANLoss
+
 if TYPE_CHECKING:
-    from ganlab.hardware import Hardware
+    from ganlab.hardware.device import Hardware
 
 
 @dataclass
@@ -41,12 +43,12 @@ class GANStep:
     """One step: for each real batch a D update on (real, G(z_d)), then a G update on G(z_g).
 
     ``generator``/``discriminator`` are what is called (possibly DistributedDataParallel wrappers);
-    ``d_module`` is the bare D handed to the loss hooks. Loss hooks, used when the loss has them:
-    ``d_penalty(discriminator, real, fake, real_out) -> Tensor | None`` is added to d_loss before
-    backward; ``after_d_step(discriminator)`` runs after D's optimizer step (e.g. weight clipping).
+    ``d_module`` is the bare D handed to the loss hooks: ``loss.d_penalty(discriminator, real, fake,
+    real_out)`` (None for no penalty) is added to d_loss before backward, and
+    ``loss.after_d_step(discriminator)`` runs after D's optimizer step (e.g. weight clipping).
     """
 
-    def __init__(self, generator: nn.Module, discriminator: nn.Module, loss: object,
+    def __init__(self, generator: nn.Module, discriminator: nn.Module, loss: GANLoss,
                  g_opt: torch.optim.Optimizer, d_opt: torch.optim.Optimizer, detach_fake: bool = True,
                  autocast_dtype: torch.dtype | None = None, d_module: nn.Module | None = None) -> None:
         self.generator, self.discriminator, self.loss = generator, discriminator, loss
@@ -55,8 +57,6 @@ class GANStep:
         self.autocast_dtype = autocast_dtype
         self.d_module = d_module if d_module is not None else discriminator
         self.d_params = [p for p in self.d_module.parameters() if p.requires_grad]
-        self.d_penalty: Callable | None = getattr(loss, "d_penalty", None)
-        self.after_d_step: Callable | None = getattr(loss, "after_d_step", None)
 
     def _autocast(self, device_type: str) -> contextlib.AbstractContextManager:
         if self.autocast_dtype is None:
@@ -77,18 +77,16 @@ class GANStep:
                 # .float(): losses in fp32 under autocast; a no-op (same tensor) in fp32
                 real_out, fake_out = D(real).float(), D(fake_for_d).float()
                 d_loss = loss.d_loss(real_out, fake_out)
-                if self.d_penalty is not None:
-                    d_penalty = self.d_penalty(self.d_module, real, fake.detach(), real_out)  # penalties never reach G
-                    if d_penalty is not None:
-                        d_penalty = d_penalty.float()
-                        d_loss = d_loss + d_penalty
+                d_penalty = loss.d_penalty(self.d_module, real, fake.detach(), real_out)  # penalties never reach G
+                if d_penalty is not None:
+                    d_penalty = d_penalty.float()
+                    d_loss = d_loss + d_penalty
             self.d_opt.zero_grad(set_to_none=True)
             d_loss.backward()  # with detach_fake=false this also fills G's grads (the blog's waste)
             if grad_norms and k == len(reals) - 1:
                 d_grad = grad_norm(self.d_module)
             self.d_opt.step()
-            if self.after_d_step is not None:
-                self.after_d_step(self.d_module)
+            loss.after_d_step(self.d_module)
         # D's weights get no grads in G's update: they would be discarded by D's next zero_grad
         # anyway, so skipping them changes no result and saves D's weight-gradient matmuls
         # (the bare D is called: under DDP its wrapper would wait for those grads to all-reduce)
@@ -166,7 +164,7 @@ class CapturedStep:
         return self.out
 
 
-def build_step(generator: nn.Module, discriminator: nn.Module, loss: object, g_opt: torch.optim.Optimizer,
+def build_step(generator: nn.Module, discriminator: nn.Module, loss: GANLoss, g_opt: torch.optim.Optimizer,
                d_opt: torch.optim.Optimizer, detach_fake: bool, hardware: "Hardware",
                d_module: nn.Module | None = None) -> GANStep | CapturedStep:
     """The step the loop calls: eager, or captured when ``hardware.cuda_graph`` (call after any resume)."""

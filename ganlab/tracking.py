@@ -18,13 +18,19 @@ from PIL import Image
 
 
 class Tracker:
-    """Files only: one JSON line per logged step, a PNG per image, summary.json at the end."""
+    """Files only: one JSON line per logged step, a PNG per image, summary.json at the end.
+
+    ``resume_step``: the step the run starts from. Rows past it (written after the checkpoint a
+    resumed run starts from, e.g. before a hard kill) are dropped first, so each step is logged once.
+    """
 
     def __init__(self, run_dir: str | Path, name: str = "default", group: str | None = "single",
-                 run_config: dict[str, Any] | None = None) -> None:
+                 run_config: dict[str, Any] | None = None, resume_step: int = 0) -> None:
         self.run_dir = Path(run_dir)
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.name, self.group = name, group
+        for rows in ("metrics.jsonl", "eval.jsonl"):
+            drop_rows_after(self.run_dir / rows, resume_step)
         self._metrics = open(self.run_dir / "metrics.jsonl", "a", encoding="utf-8")
         self._summary: dict[str, Any] = {}
 
@@ -55,6 +61,29 @@ class Tracker:
             (self.run_dir / "summary.json").write_text(json.dumps(self._summary, indent=2) + "\n")
         self._metrics.close()
 
+    def sync_hint(self) -> str | None:
+        """Where the run's dashboard is, or how to upload it (None: files only)."""
+        return None
+
+
+def drop_rows_after(path: Path, step: int) -> None:
+    """Rewrite a JSON-lines file without the rows whose ``step`` is past ``step`` (and any partial last line)."""
+    if not path.is_file():
+        return
+    lines = path.read_text(encoding="utf-8").splitlines()
+    kept = [line for line in lines if _step_of(line) <= step]
+    if len(kept) < len(lines):
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text("".join(line + "\n" for line in kept), encoding="utf-8")
+        os.replace(tmp, path)
+
+
+def _step_of(line: str) -> float:
+    try:
+        return json.loads(line).get("step", 0)
+    except (json.JSONDecodeError, AttributeError):  # a line cut short by a hard kill: drop it
+        return float("inf")
+
 
 def _to_hwc(image: torch.Tensor) -> Any:
     array = image.detach().cpu().permute(1, 2, 0).numpy()
@@ -80,8 +109,8 @@ class WandbTracker(Tracker):
                  run_config: dict[str, Any] | None = None,
                  mode: Literal["auto", "online", "offline", "disabled"] = "auto",
                  project: str = "ganlab", entity: str | None = None, tags: list[str] | None = None,
-                 init_timeout: float = 30.0) -> None:
-        super().__init__(run_dir, name, group, run_config)
+                 init_timeout: float = 30.0, resume_step: int = 0) -> None:
+        super().__init__(run_dir, name, group, run_config, resume_step)
         import wandb
 
         self._wandb = wandb
@@ -97,11 +126,14 @@ class WandbTracker(Tracker):
         except Exception as err:
             if chosen != "online":
                 raise
-            warnings.warn(f"W&B online init failed ({err}); continuing offline, sync later with `wandb sync`")
+            warnings.warn(f"W&B online init failed ({err}); continuing offline, sync later with `wandb sync`",
+                          stacklevel=2)
             wandb.teardown()  # the failed online attempt still holds the run id in the service
             chosen = "offline"
             self.run = wandb.init(mode="offline", **kwargs)
         self.mode = chosen
+        # offline: the folder `wandb sync` uploads; online: the run's page
+        self._where = Path(self.run.dir).parent if chosen == "offline" else getattr(self.run, "url", None)
         id_file.write_text(run_id + "\n")
 
     def _guard(self, call: Any, *args: Any, **kwargs: Any) -> None:
@@ -112,7 +144,8 @@ class WandbTracker(Tracker):
         try:
             call(*args, **kwargs)
         except Exception as err:
-            warnings.warn(f"W&B stopped working ({type(err).__name__}: {err}); metrics and images go to files only")
+            warnings.warn(f"W&B stopped working ({type(err).__name__}: {err}); metrics and images go to files only",
+                          stacklevel=2)
             self.run = None
 
     def log(self, metrics: dict[str, float], step: int) -> None:
@@ -121,7 +154,7 @@ class WandbTracker(Tracker):
 
     def log_eval(self, metrics: dict[str, float], step: int) -> None:
         super().log_eval(metrics, step)
-        self.run.log(metrics, step=step)
+        self._guard(lambda: self.run.log(metrics, step=step))
 
     def log_image(self, key: str, image: torch.Tensor, step: int) -> Path:
         path = super().log_image(key, image, step)
@@ -139,3 +172,30 @@ class WandbTracker(Tracker):
             self._guard(self._wandb.teardown)
         finally:
             super().finish(exit_code)
+
+    def sync_hint(self) -> str | None:
+        if self.mode == "offline" and self._where:
+            return f"offline run; upload it with: wandb sync {self._where}"
+        return f"{self._where}" if self._where else None
+
+
+class SilentTracker(Tracker):
+    """The tracker of ranks other than 0: accepts everything, writes nothing."""
+
+    def __init__(self) -> None:  # no run dir, no files
+        self._summary = {}
+
+    def log(self, metrics: dict[str, float], step: int) -> None:
+        pass
+
+    def log_eval(self, metrics: dict[str, float], step: int) -> None:
+        pass
+
+    def log_image(self, key: str, image: torch.Tensor, step: int) -> None:
+        pass
+
+    def summary(self, values: dict[str, Any]) -> None:
+        pass
+
+    def finish(self, exit_code: int = 0) -> None:
+        pass

@@ -29,10 +29,16 @@ FASHION_ROOT = Path("/usr/share/datasets/fashion-mnist")
 FAST = ["trainer.progress=false", "logger=none"]
 
 
-def compose_cfg(overrides: list[str] = (), hydra_config: bool = False) -> DictConfig:
-    """The real composed config, as `python -m ganlab <overrides>` would see it."""
+def compose_cfg(overrides: list[str] = (), hydra_config: bool = False, run_dir: Path | None = None) -> DictConfig:
+    """The real composed config, as `python -m ganlab <overrides>` would see it.
+
+    Outside a Hydra run nothing fills ``run.*``: ``run_dir`` sets it (as the Python API requires).
+    """
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        return compose(config_name="config", overrides=list(overrides), return_hydra_config=hydra_config)
+        cfg = compose(config_name="config", overrides=list(overrides), return_hydra_config=hydra_config)
+    if run_dir is not None:
+        cfg.run = {"dir": str(run_dir), "name": "default", "group": "single", "choices": {}, "overrides": []}
+    return cfg
 
 
 def run_ganlab(args: list[str], cwd: Path, env: dict | None = None, check: bool = True,
@@ -98,14 +104,16 @@ def classifier_cache(tmp_path_factory) -> Path:
     digits and Fashion-MNIST ones are trained here once, so runs neither train them nor read the
     user's cache (the Fashion-MNIST one also serves the tests' tiny IDX sets named fashion_mnist).
     """
-    from ganlab.classifier import save_classifier, train_classifier
+    from ganlab.data.idx import idx
+    from ganlab.data.images import digits
+    from ganlab.metrics.classifier import save_classifier, train_classifier
 
     cache = tmp_path_factory.mktemp("ganlab_cache")
     saved = os.environ.get("GANLAB_CACHE")
     os.environ["GANLAB_CACHE"] = str(cache)  # read by conf/config.yaml's eval.classifier.dir, also in subprocesses
-    save_classifier(train_classifier({"_target_": "ganlab.data.load_digits"}, steps=150), cache / "classifiers")
+    save_classifier(train_classifier(digits(), steps=150), cache / "classifiers")
     if (FASHION_ROOT / "train-images-idx3-ubyte.gz").is_file():  # else each worker's first Fashion-MNIST run trains one
-        fashion = {"_target_": "ganlab.data.load_idx", "name": "fashion_mnist", "root": str(FASHION_ROOT)}
+        fashion = idx("fashion_mnist", str(FASHION_ROOT))
         save_classifier(train_classifier(fashion, steps=100, max_train=5000), cache / "classifiers")
     yield cache / "classifiers"
     if saved is None:

@@ -7,12 +7,14 @@ import json
 import pytest
 import torch
 
-from conftest import run_ganlab
-from ganlab.classifier import accuracy, cache_path, load_classifier, train_classifier
+from ganlab.data.idx import idx
+from ganlab.data.images import digits
 from ganlab.errors import ResumeError
-from ganlab.labeled import data_key, load_labeled
+from ganlab.metrics.classifier import accuracy, cache_path, load_classifier, train_classifier
 
-DIGITS = {"_target_": "ganlab.data.load_digits"}
+from conftest import run_ganlab
+
+DIGITS = digits()
 
 
 @pytest.mark.slow  # ~30 s on 2 free cores, more on a shared machine
@@ -26,7 +28,7 @@ def test_classifier_reaches_recorded_accuracy_on_real_fashion_mnist(fashion_root
     state = torch.load(tmp_path / "fashion_mnist.pt", weights_only=True)  # plain data
     assert state["test_accuracy"] == info["test_accuracy"] and state["n_classes"] == 10
     clf = load_classifier(tmp_path, "fashion_mnist")
-    test_x, test_y = load_labeled({"name": "fashion_mnist", "root": str(fashion_root)}, "test")
+    test_x, test_y = idx("fashion_mnist", str(fashion_root)).labelled("test")
     assert accuracy(clf.model, test_x, test_y) == pytest.approx(info["test_accuracy"])
 
 
@@ -75,6 +77,5 @@ def test_missing_labels_and_bad_overrides_are_clear_errors(tiny_mnist, tmp_path)
     assert proc.returncode == 2 and "ganlab.classifier: error:" in proc.stderr
 
 
-def test_data_key():
-    assert data_key(DIGITS) == "digits"
-    assert data_key({"_target_": "ganlab.data.load_idx", "name": "fashion_mnist"}) == "fashion_mnist"
+def test_classifiers_are_cached_under_the_data_sets_name(tiny_mnist):
+    assert DIGITS.name == "digits" and idx("mnist", str(tiny_mnist)).name == "mnist"

@@ -9,9 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
+from test_entry import job_dirs
 
 from conftest import run_ganlab
-from test_entry import job_dirs
 
 
 @pytest.fixture(scope="module")
@@ -50,9 +50,11 @@ def test_compare_writes_the_table_and_the_plot(sweep, tmp_path):
 
 
 def test_compare_sorts_by_a_chosen_metric_and_rejects_unknown_ones(sweep, tmp_path):
-    run_ganlab([str(sweep), "--metric", "eval/classes_hit", "--out", str(tmp_path)], cwd=tmp_path, module="ganlab.compare")
+    run_ganlab([str(sweep), "--metric", "eval/classes_hit", "--out", str(tmp_path)], cwd=tmp_path,
+               module="ganlab.compare")
     assert "sorted by eval/classes_hit (descending)" in (tmp_path / "table.md").read_text()
-    proc = run_ganlab([str(sweep), "--metric", "eval/modes_covered"], cwd=tmp_path, module="ganlab.compare", check=False)
+    proc = run_ganlab([str(sweep), "--metric", "eval/modes_covered"], cwd=tmp_path, module="ganlab.compare",
+                      check=False)
     assert proc.returncode == 2 and "ganlab.compare: error: --metric eval/modes_covered: no run has it" in proc.stderr
     proc = run_ganlab([str(tmp_path)], cwd=tmp_path, module="ganlab.compare", check=False)
     assert proc.returncode == 2 and "holds no runs" in proc.stderr

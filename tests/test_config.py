@@ -2,23 +2,23 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 import torch
 
-from conftest import CONF_DIR, compose_cfg
 from ganlab.build import build
 from ganlab.errors import ConfigError
 from ganlab.losses import GANLoss
 from ganlab.train import build_run
+
+from conftest import CONF_DIR, compose_cfg
 from tiny_cifar import write_cifar_batches
 
 GROUPS = ["model", "loss", "optimizer", "data", "hardware", "logger", "experiment"]
 
 
 def options(group: str) -> list[str]:
-    return sorted(p.stem for p in (CONF_DIR / group).glob("*.yaml"))
+    folder = CONF_DIR.parent / "sweeps" if group == "sweep" else CONF_DIR / group  # the sweep group is sweeps/
+    return sorted(p.stem for p in folder.glob("*.yaml"))
 
 
 def test_every_group_has_options():
@@ -54,7 +54,7 @@ def test_option_composes_and_builds(group, option, tiny_mnist, tmp_path):
     assert isinstance(run.loss, GANLoss)
     z = run.latent(4)
     fake = run.generator(z)
-    assert fake.shape == (4, *run.img_shape)
+    assert fake.shape == (4, *run.shape)
     assert run.discriminator(fake).shape == (4,)
     assert run.total_steps >= 1
 
@@ -93,11 +93,12 @@ def test_optimizer_split_lr(tiny_mnist):
 @pytest.mark.parametrize(
     "override,match",
     [
-        ("model.middle_size=abc", r"model.generator.middle_size: expected int"),
+        ("model.middle_size=abc", r"model.middle_size='abc': must be an integer >= 1"),
         ("data.latent_dist=cauchy", r"data.latent.dist: expected one of 'normal', 'uniform'"),
         ("trainer.epochs=ten", r"trainer"),
-        ("trainer.n_critic=0", r"trainer.n_critic must be >= 1"),
-        ("seed=1.5", r"seed must be an integer"),
+        ("trainer.n_critic=0", r"trainer.n_critic=0: must be an integer >= 1"),
+        ("seed=1.5", r"seed=1.5: must be an integer >= 0"),
+        ("model.generator.output=sigmoid", r"model.generator.output: expected one of 'tanh', 'linear'"),
         ("+model.generator.dropout=0.1", r"model.generator.dropout: unknown option"),
         ("loss=bce", None),
     ],

@@ -6,9 +6,17 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import block_download, write_idx_images
-from ganlab.data import ShuffledBatches, load_digits, load_idx, read_idx_images
+from ganlab.data.batches import ShuffledBatches
+from ganlab.data.idx import idx as idx_set
+from ganlab.data.idx import read_idx_images
+from ganlab.data.images import digits as digits_set
 from ganlab.errors import DataNotFoundError
+
+from conftest import block_download, write_idx_images
+
+
+def load_idx(*args, **kwargs):
+    return idx_set(*args, **kwargs).images
 
 
 @pytest.mark.parametrize("layout", ["", "raw", "MNIST/raw"])
@@ -52,11 +60,17 @@ def test_real_fashion_mnist_from_debian(fashion_root):
     assert train.shape == (60000, 1, 28, 28) and train.dtype == torch.float32
     assert train.min() == 0 and train.max() == 1 and 0.2 < train.mean() < 0.4  # FMNIST's mean is ~0.286
     assert len(load_idx("fashion_mnist", str(fashion_root), split="test")) == 10000
+    data = idx_set("fashion_mnist", str(fashion_root))
+    assert data.labels.shape == (60000,) and data.n_classes == 10 and data.labelled("test")[1].shape == (10000,)
 
 
-def test_digits_embedded():
-    digits = load_digits(pixel_range=(-1.0, 1.0))
-    assert digits.shape == (1797, 1, 8, 8) and digits.min() == -1 and digits.max() == 1
+def test_digits_embedded_with_labels():
+    data = digits_set(pixel_range=(-1.0, 1.0))
+    assert data.images.shape == (1797, 1, 8, 8) and data.images.min() == -1 and data.images.max() == 1
+    assert data.labels.shape == (1797,) and set(data.labels.tolist()) == set(range(10)) and data.n_classes == 10
+    train_x, train_y = data.labelled("train")
+    test_x, test_y = data.labelled("test")
+    assert len(train_x) + len(test_x) == 1797 and len(test_x) == int(1797 * 0.2) and train_x.min() == -1
 
 
 def test_shuffled_batches_depend_only_on_seed_and_index():

@@ -10,11 +10,12 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from test_entry import job_dirs
-from conftest import FAST, compose_cfg, run_ganlab
-from ganlab.distributed import shard
+
+from ganlab.hardware.ddp import shard
 from ganlab.train import build_run, train
+
+from conftest import FAST, compose_cfg, run_ganlab
 from wandb_reader import find_runs, read_run
 
 ARGS = ["hardware=ddp", "model.middle_size=16", "trainer.epochs=1", "trainer.log_every=5", "trainer.progress=false"]
@@ -51,8 +52,8 @@ def test_two_gloo_ranks_make_one_run_with_single_process_step_count(tmp_path):
     ckpt = run_dir / "checkpoints" / f"step_{single_total:08d}.pt"
     state = torch.load(ckpt, weights_only=True)
     assert not any(k.startswith("module.") for k in state["generator"])
-    result = train(compose_cfg([*FAST, *BLOG_STEP, "model.middle_size=16", "trainer.epochs=2", f"resume={ckpt}"]),
-                   tmp_path / "r")
+    result = train(compose_cfg([*FAST, *BLOG_STEP, "model.middle_size=16", "trainer.epochs=2", f"resume={ckpt}"],
+                               run_dir=tmp_path / "r"))
     assert result["step"] == 2 * single_total
 
 

@@ -45,7 +45,7 @@ def test_each_loss_trains_through_the_entry_point_with_one_wandb_run_per_job(tmp
         groups.add(run.group)
         names.add(run.name)
     assert len(groups) == 1 and groups.pop() == sweep.name  # the sweep's name: its directory's
-    assert len(names) == 3 and all(f"loss={l}" in n for l, n in zip(["bce", "minimax", "mse"], sorted(names)))
+    assert len(names) == 3 and all(f"loss={loss}" in n for loss, n in zip(["bce", "minimax", "mse"], sorted(names)))
 
 
 def test_wandb_offline_run_reads_back(tmp_path):
@@ -140,7 +140,7 @@ def test_wheel_install_runs_from_anywhere(tmp_path):
     for name in ("lr_zsize_loss", "seeds", "optuna"):
         assert (site / "ganlab" / "conf" / "sweep" / f"{name}.yaml").is_file(), name
     sweep = workdir / "sweep"
-    run_ganlab(["-m", "+sweep=seeds", "seed=0,1", "trainer.max_steps=2", *FAST, f"hydra.sweep.dir={sweep}"],
+    run_ganlab(["-m", "sweep=seeds", "seed=0,1", "trainer.max_steps=2", *FAST, f"hydra.sweep.dir={sweep}"],
                cwd=workdir, env={"PYTHONPATH": str(site)})
     jobs = json.loads((sweep / "sweep_index.json").read_text())["jobs"]
     assert sorted(j["overrides"][0] for j in jobs.values()) == ["seed=0", "seed=1"]

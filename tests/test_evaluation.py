@@ -8,14 +8,16 @@ from pathlib import Path
 
 import pytest
 import torch
-from omegaconf import OmegaConf
 from torch import nn
 
-from conftest import FAST, compose_cfg, run_ganlab
-from ganlab.data import LatentSampler
+from ganlab.build import build_evaluator
+from ganlab.data.batches import LatentSampler
+from ganlab.data.toy2d import GaussianMixture2D
 from ganlab.errors import ConfigError, FeaturesUnavailableError
-from ganlab.evaluation import Evaluator, build_evaluator
+from ganlab.metrics.evaluator import Evaluator
 from ganlab.train import train
+
+from conftest import FAST, compose_cfg, run_ganlab
 from wandb_reader import find_runs, read_run
 
 BASE = [*FAST, "model.middle_size=32", "trainer.log_every=1", "eval.n_samples=128", "eval.kid_subsets=5"]
@@ -27,26 +29,28 @@ def rows(path: Path) -> list[dict]:
 
 def final_weights(run_dir: Path, step: int) -> dict[str, torch.Tensor]:
     state = torch.load(run_dir / "checkpoints" / f"step_{step:08d}.pt", weights_only=True)
-    return {**{f"G.{k}": v for k, v in state["generator"].items()}, **{f"D.{k}": v for k, v in state["discriminator"].items()}}
+    return {**{f"G.{k}": v for k, v in state["generator"].items()},
+            **{f"D.{k}": v for k, v in state["discriminator"].items()}}
 
 
 @pytest.mark.parametrize("extra", [[], ["model.d_output_batchnorm=true", "loss=mse", "trainer.n_critic=2"]])
 def test_evaluation_does_not_perturb_training(tmp_path, extra):
     with_eval, without = tmp_path / "with", tmp_path / "without"
-    train(compose_cfg([*BASE, *extra, "trainer.max_steps=6", "eval.every=2"]), with_eval)
-    train(compose_cfg([*BASE, *extra, "trainer.max_steps=6", "eval.every=0"]), without)
+    train(compose_cfg([*BASE, *extra, "trainer.max_steps=6", "eval.every=2"], run_dir=with_eval))
+    train(compose_cfg([*BASE, *extra, "trainer.max_steps=6", "eval.every=0"], run_dir=without))
     a, b = final_weights(with_eval, 6), final_weights(without, 6)
     for key in a:
         assert torch.equal(a[key], b[key]), key  # bit-identical (BatchNorm running stats included)
     assert rows(with_eval / "metrics.jsonl") == [
-        {**r, "images_per_s": rw["images_per_s"]} for r, rw in zip(rows(without / "metrics.jsonl"), rows(with_eval / "metrics.jsonl"))]
+        {**r, "images_per_s": rw["images_per_s"]}
+        for r, rw in zip(rows(without / "metrics.jsonl"), rows(with_eval / "metrics.jsonl"))]
     assert [r["step"] for r in rows(with_eval / "eval.jsonl")] == [2, 4, 6]
     assert not (without / "eval.jsonl").exists()
     assert not any(k.startswith("eval/") for k in json.loads((without / "summary.json").read_text()))
 
 
 def test_eval_rows_and_summary_hold_final_and_best_with_its_step(tmp_path):
-    result = train(compose_cfg([*BASE, "trainer.max_steps=9", "eval.every=3"]), tmp_path)
+    result = train(compose_cfg([*BASE, "trainer.max_steps=9", "eval.every=3"], run_dir=tmp_path))
     evals = rows(tmp_path / "eval.jsonl")
     assert [r["step"] for r in evals] == [3, 6, 9]
     for key in ("eval/fid_clf", "eval/kid_clf", "eval/classes_hit", "eval/class_kl", "eval/max_softmax",
@@ -64,20 +68,20 @@ def test_eval_rows_and_summary_hold_final_and_best_with_its_step(tmp_path):
 
 def test_best_values_survive_a_resume(tmp_path):
     args = [*BASE, "trainer.max_steps=6", "eval.every=2", "trainer.ckpt_every=2"]
-    straight = train(compose_cfg(args), tmp_path / "straight")
+    straight = train(compose_cfg(args, run_dir=tmp_path / "straight"))
     evals = rows(tmp_path / "straight" / "eval.jsonl")
     ckpt = torch.load(tmp_path / "straight" / "checkpoints" / "step_00000004.pt", weights_only=True)
     first_half = [r for r in evals if r["step"] <= 4]
     best = min(first_half, key=lambda r: r["eval/fid_clf"])
     assert ckpt["eval"]["best"]["fid_clf"] == [best["eval/fid_clf"], best["step"]]  # the checkpoint carries it
-    resumed = train(compose_cfg([*args, f"resume={tmp_path / 'straight/checkpoints/step_00000004.pt'}"]),
-                    tmp_path / "resumed")
+    half = tmp_path / "straight/checkpoints/step_00000004.pt"
+    resumed = train(compose_cfg([*args, f"resume={half}"], run_dir=tmp_path / "resumed"))
     assert {k: v for k, v in resumed.items() if k.endswith(("_best", "_best_step"))} == \
         {k: v for k, v in straight.items() if k.endswith(("_best", "_best_step"))}
     # a best reached only before the resume (doctored lower than anything the run reaches) is kept
     ckpt["eval"]["best"]["fid_clf"] = [-1.0, 3]
     torch.save(ckpt, tmp_path / "doctored.pt")
-    kept = train(compose_cfg([*args, f"resume={tmp_path / 'doctored.pt'}"]), tmp_path / "kept")
+    kept = train(compose_cfg([*args, f"resume={tmp_path / 'doctored.pt'}"], run_dir=tmp_path / "kept"))
     assert (kept["eval/fid_clf_best"], kept["eval/fid_clf_best_step"]) == (-1.0, 3)
     assert kept["eval/fid_clf"] == straight["eval/fid_clf"]  # the final value is this run's own
 
@@ -99,31 +103,33 @@ def test_eval_goes_to_wandb_history_and_summary(tmp_path):
 def test_no_classifier_policies(tmp_path):
     empty = tmp_path / "empty_cache"
     skip = train(compose_cfg([*BASE, "trainer.max_steps=2", "eval.every=2", "eval.if_no_classifier=skip",
-                              f"eval.classifier.dir={empty}"]), tmp_path / "skip")
+                              f"eval.classifier.dir={empty}"], run_dir=tmp_path / "skip"))
     assert "eval/d_real" in skip and "eval/fid_clf" not in skip and not empty.exists()
-    with pytest.raises(FeaturesUnavailableError, match="no classifier for digits.*python -m ganlab.classifier data=digits"):
+    with pytest.raises(FeaturesUnavailableError,
+                       match="no classifier for digits.*python -m ganlab.classifier data=digits"):
         train(compose_cfg([*BASE, "trainer.max_steps=2", "eval.if_no_classifier=error",
-                           f"eval.classifier.dir={empty}"]), tmp_path / "error")
-    trained = train(compose_cfg([*BASE, "trainer.max_steps=2", "eval.if_no_classifier=train", "eval.classifier.steps=30",
-                                 f"eval.classifier.dir={empty}"]), tmp_path / "train")
+                           f"eval.classifier.dir={empty}"], run_dir=tmp_path / "error"))
+    trained = train(compose_cfg([*BASE, "trainer.max_steps=2", "eval.if_no_classifier=train",
+                                 "eval.classifier.steps=30", f"eval.classifier.dir={empty}"],
+                                run_dir=tmp_path / "train"))
     assert "eval/fid_clf" in trained and (empty / "digits.pt").is_file()
     assert json.loads((empty / "digits.json").read_text())["steps"] == 30
 
 
 def test_unlabelled_data_skips_classifier_metrics_and_trains(tiny_mnist, tmp_path):
     result = train(compose_cfg([*BASE, "data=mnist", f"data.root={tiny_mnist}", "data.batch_size=16",
-                                "trainer.max_steps=2", "eval.n_samples=32", f"eval.classifier.dir={tmp_path / 'c'}"]),
-                   tmp_path / "run")
+                                "trainer.max_steps=2", "eval.n_samples=32", f"eval.classifier.dir={tmp_path / 'c'}"],
+                               run_dir=tmp_path / "run"))
     assert "eval/d_fake" in result and "eval/fid_clf" not in result
 
 
 def test_features_none_and_bad_values(tmp_path):
-    result = train(compose_cfg([*BASE, "trainer.max_steps=2", "eval.features=none"]), tmp_path / "none")
+    result = train(compose_cfg([*BASE, "trainer.max_steps=2", "eval.features=none"], run_dir=tmp_path / "none"))
     assert "eval/d_real" in result and not any(k.startswith("eval/fid") for k in result)
     with pytest.raises(ConfigError, match="eval.features"):
-        train(compose_cfg([*BASE, "trainer.max_steps=2", "eval.features=fancy"]), tmp_path / "bad")
-    with pytest.raises(ConfigError, match="n_samples >= 2"):
-        train(compose_cfg([*BASE, "trainer.max_steps=2", "eval.n_samples=1"]), tmp_path / "small")
+        train(compose_cfg([*BASE, "trainer.max_steps=2", "eval.features=fancy"], run_dir=tmp_path / "bad"))
+    with pytest.raises(ConfigError, match="eval.n_samples=1: must be an integer >= 2"):
+        train(compose_cfg([*BASE, "trainer.max_steps=2", "eval.n_samples=1"], run_dir=tmp_path / "small"))
 
 
 def image_evaluator(overrides: list[str]) -> tuple[Evaluator, object]:
@@ -131,7 +137,7 @@ def image_evaluator(overrides: list[str]) -> tuple[Evaluator, object]:
     from ganlab.train import build_run
 
     run = build_run(cfg)
-    return build_evaluator(cfg.eval, cfg.data.dataset, run.batches.images, run.pixel_range, run.device), run
+    return build_evaluator(cfg, run.data, run.device), run
 
 
 def test_batch_size_seed_and_kid_subsets_options():
@@ -147,17 +153,11 @@ def test_batch_size_seed_and_kid_subsets_options():
     assert not torch.equal(a.real, c.real)  # another seed: another real reference subset and z
 
 
-class Ring8Points(torch.Tensor):
-    """A 2D data object as the 2D data sets expose it: points plus .modes (K, 2) and .std."""
-
-
-def ring8(n: int = 800, std: float = 0.02) -> torch.Tensor:
-    modes = torch.stack([torch.tensor([math.cos(2 * math.pi * k / 8), math.sin(2 * math.pi * k / 8)]) for k in range(8)])
-    gen = torch.Generator().manual_seed(0)
-    points = modes[torch.arange(n) % 8] + torch.randn(n, 2, generator=gen) * std
-    data = points.as_subclass(Ring8Points)
-    data.modes, data.std = modes, std
-    return data
+def ring8(std: float = 0.02) -> GaussianMixture2D:
+    """ring8 on the unit circle."""
+    angles = torch.arange(8) * (2 * math.pi / 8)
+    modes = torch.stack([angles.cos(), angles.sin()], dim=1)
+    return GaussianMixture2D("ring8", modes, std)
 
 
 class OneModeG(nn.Module):
@@ -177,10 +177,7 @@ class ConstantD(nn.Module):
 
 
 def test_2d_data_gets_the_benchmark_metrics_and_the_theory():
-    eval_cfg = compose_cfg(["eval.n_samples=400"]).eval
-    data_cfg = OmegaConf.create({"_target_": "test_evaluation.ring8"})
-    real = ring8()
-    evaluator = build_evaluator(eval_cfg, data_cfg, torch.Tensor(real), (-1.0, 1.0), torch.device("cpu"))
+    evaluator = build_evaluator(compose_cfg(["eval.n_samples=400"]), ring8(), torch.device("cpu"))
     latent = LatentSampler(2, "normal", 1.0, torch.device("cpu"), 0)
     out = evaluator(OneModeG(), ConstantD(), latent, 10)
     assert out["eval/modes_covered"] == 1 and out["eval/hq_percent"] == 100.0
@@ -190,13 +187,14 @@ def test_2d_data_gets_the_benchmark_metrics_and_the_theory():
     assert evaluator.summary()["eval/modes_covered_best_step"] == 10
 
 
-def plain_points() -> torch.Tensor:
-    """2D points with no .modes: nothing to measure coverage against."""
-    return torch.zeros(10, 2)
+class PlainPoints(GaussianMixture2D):
+    """2D points with no modes: nothing to measure coverage against."""
+
+    def __init__(self) -> None:
+        super().__init__("plain", torch.zeros(1, 2), 1.0)
+        self.modes = None
 
 
 def test_2d_data_without_modes_is_a_clear_error():
-    eval_cfg = compose_cfg([]).eval
-    data_cfg = OmegaConf.create({"_target_": "test_evaluation.plain_points"})
-    with pytest.raises(FeaturesUnavailableError, match=r"exposes no \.modes"):
-        build_evaluator(eval_cfg, data_cfg, torch.zeros(10, 2), (-1.0, 1.0), torch.device("cpu"))
+    with pytest.raises(FeaturesUnavailableError, match=r"exposes no modes"):
+        build_evaluator(compose_cfg([]), PlainPoints(), torch.device("cpu"))

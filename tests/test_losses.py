@@ -6,14 +6,20 @@ import math
 
 import pytest
 import torch
-
 from torch import nn
 
-from conftest import compose_cfg
 from ganlab.errors import ConfigError
-from ganlab.losses import (HingeLoss, LeastSquaresLoss, MinimaxLoss, NonSaturatingLoss, WassersteinGPLoss,
-                           WassersteinLoss)
+from ganlab.losses import (
+    HingeLoss,
+    LeastSquaresLoss,
+    MinimaxLoss,
+    NonSaturatingLoss,
+    WassersteinGPLoss,
+    WassersteinLoss,
+)
 from ganlab.train import train
+
+from conftest import compose_cfg
 
 REAL = torch.tensor([2.0, -1.0, 0.5])
 FAKE = torch.tensor([-0.5, 1.5, 0.0])
@@ -127,7 +133,8 @@ def test_r1_closed_form_and_off_by_default():
     assert NonSaturatingLoss().d_penalty(linear_critic(w), real, real, torch.zeros(5)) is None
     r1 = NonSaturatingLoss(r1_gamma=10.0).d_penalty(linear_critic(w), real, real, torch.zeros(5))
     assert r1.item() == pytest.approx(10.0 / 2 * 55.0)
-    assert MinimaxLoss(r1_gamma=2.0).d_penalty(linear_critic(w), real, real, torch.zeros(5)).item() == pytest.approx(55.0)
+    minimax_r1 = MinimaxLoss(r1_gamma=2.0).d_penalty(linear_critic(w), real, real, torch.zeros(5))
+    assert minimax_r1.item() == pytest.approx(55.0)
 
 
 def test_only_wgan_clips_and_it_clips_every_parameter():
@@ -142,7 +149,8 @@ def test_only_wgan_clips_and_it_clips_every_parameter():
 @pytest.mark.parametrize("model", [["model=mlp"], ["model=dcgan", "model.width=4", "model.d_spectral_norm=true"]])
 def test_wgan_weights_stay_clipped_through_training(tmp_path, model):
     train(compose_cfg(["loss=wgan", "loss.clip=0.03", *model, "trainer.max_steps=3", "trainer.n_critic=2",
-                       "trainer.progress=false", "logger=none", "optimizer=rmsprop", "optimizer.discriminator.lr=0.05"]), tmp_path)
+                       "trainer.progress=false", "logger=none", "optimizer=rmsprop", "optimizer.discriminator.lr=0.05"],
+                      run_dir=tmp_path))
     state = torch.load(tmp_path / "checkpoints" / "step_00000003.pt", weights_only=True)
     params = {k: v for k, v in state["discriminator"].items() if "running" not in k and "num_batches" not in k
               and not k.endswith("_u") and not k.endswith("_v")}

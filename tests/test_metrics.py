@@ -1,4 +1,4 @@
-"""FID/KID through torchmetrics on classifier features, class coverage, and the Inception path (offline error, wiring)."""
+"""FID/KID on classifier features, class coverage, and the Inception path (offline error, wiring)."""
 
 from __future__ import annotations
 
@@ -7,14 +7,26 @@ import math
 import pytest
 import torch
 
-from conftest import FAST, run_ganlab
-from ganlab.classifier import load_classifier
+from ganlab.data.images import digits
 from ganlab.errors import FeaturesUnavailableError
-from ganlab.features import INCEPTION_URL, ClassifierFeatures, InceptionFeatures
-from ganlab.labeled import load_labeled
-from ganlab.metrics import FeatureDistances, _Precomputed, class_coverage, extract
+from ganlab.metrics.classifier import load_classifier
+from ganlab.metrics.features import INCEPTION_URL, ClassifierFeatures, InceptionFeatures
+from ganlab.metrics.images import FeatureDistances, class_coverage, extract
 
-DIGITS = {"_target_": "ganlab.data.load_digits"}
+from conftest import FAST, run_ganlab
+
+DIGITS = digits()
+
+
+class Precomputed(torch.nn.Module):
+    """Identity 'extractor' for torchmetrics: features are computed by the caller."""
+
+    def __init__(self, num_features: int) -> None:
+        super().__init__()
+        self.num_features = num_features
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        return features
 
 
 @pytest.fixture(scope="module")
@@ -24,32 +36,38 @@ def digits_features(classifier_cache):
 
 def test_fid_of_a_set_against_itself_is_zero_and_against_noise_large(digits_features):
     torch.manual_seed(0)  # KID draws random subsets
-    images, _ = load_labeled(DIGITS, "train")
+    images, _ = DIGITS.labelled("train")
     distances = FeatureDistances(digits_features, images, kid_subsets=10, kid_subset_size=500)
     itself = distances(images)
     noise = torch.rand(len(images), *images.shape[1:], generator=torch.Generator().manual_seed(0)) * 2 - 1
     against_noise = distances(noise)
     assert abs(itself["fid"]) < 1e-3
     assert abs(itself["kid"]) < 1e-2 * against_noise["kid"]  # unbiased on random subsets: ~0, not exactly
-    held_out = distances(load_labeled(DIGITS, "test")[0])  # other real digits: close, not equal
+    held_out = distances(DIGITS.labelled("test")[0])  # other real digits: close, not equal
     assert against_noise["fid"] > 100 * max(held_out["fid"], 1e-3) and against_noise["fid"] > 10
     assert against_noise["kid"] > 10 * max(held_out["kid"], 1e-3)
 
 
 @pytest.mark.filterwarnings("ignore:Metric `Kernel Inception Distance` will save all extracted features")
-def test_kid_in_float32_matches_float64(digits_features):
+def test_fid_and_kid_on_classifier_features_equal_torchmetrics_in_float64(digits_features):
+    from torchmetrics.image.fid import FrechetInceptionDistance
     from torchmetrics.image.kid import KernelInceptionDistance
 
-    images, _ = load_labeled(DIGITS, "train")
-    held_out = load_labeled(DIGITS, "test")[0]
+    images, _ = DIGITS.labelled("train")
+    held_out = DIGITS.labelled("test")[0]
     distances = FeatureDistances(digits_features, images, kid_subsets=10, kid_subset_size=300)
     torch.manual_seed(0)
-    fast = distances(held_out)["kid"]
-    reference = KernelInceptionDistance(feature=_Precomputed(digits_features.num_features), subsets=10, subset_size=300)
-    reference.update(distances.real, real=True)  # float64 features
-    reference.update(extract(digits_features, held_out), real=False)
+    ours = distances(held_out)
+    real, fake = extract(digits_features, images), extract(digits_features, held_out)
+    fid = FrechetInceptionDistance(feature=Precomputed(digits_features.num_features))
+    fid.update(real, real=True)
+    fid.update(fake, real=False)
+    kid = KernelInceptionDistance(feature=Precomputed(digits_features.num_features), subsets=10, subset_size=300)
+    kid.update(real, real=True)  # float64 features: torchmetrics' kernels in float64
+    kid.update(fake, real=False)
     torch.manual_seed(0)  # the same random subsets
-    assert fast == pytest.approx(float(reference.compute()[0]), rel=1e-4)
+    assert ours["kid"] == pytest.approx(float(kid.compute()[0]), rel=1e-4)
+    assert ours["fid"] == pytest.approx(float(fid.compute()), rel=1e-9)
 
 
 def test_class_coverage_known_answers():
@@ -112,11 +130,12 @@ def test_inception_features_with_a_weights_file(random_inception_weights):
 
 def test_inception_fid_and_kid_in_a_run(random_inception_weights, tmp_path):
     from ganlab.train import train
+
     from conftest import compose_cfg
 
     result = train(compose_cfg([*FAST, "model.middle_size=16", "trainer.max_steps=2", "eval.every=2",
                                 "eval.features=inception", f"eval.inception_weights={random_inception_weights}",
-                                "eval.n_samples=24", "eval.batch_size=12", "eval.kid_subsets=3"]), tmp_path)
+                                "eval.n_samples=24", "eval.batch_size=12", "eval.kid_subsets=3"], run_dir=tmp_path))
     assert math.isfinite(result["eval/fid_inception"]) and result["eval/fid_inception"] > 0
     assert math.isfinite(result["eval/kid_inception"])
     assert "eval/fid_clf" not in result and "eval/classes_hit" not in result  # inception replaces the classifier

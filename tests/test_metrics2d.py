@@ -7,8 +7,14 @@ import math
 import pytest
 import torch
 
-from ganlab.metrics2d import (high_quality_percent, histogram_jsd, metrics_2d, mode_histogram, mode_reverse_kl,
-                              modes_covered)
+from ganlab.metrics.points import (
+    high_quality_percent,
+    histogram_jsd,
+    metrics_2d,
+    mode_histogram,
+    mode_reverse_kl,
+    modes_covered,
+)
 
 STD = 0.05
 RING8 = torch.stack([torch.tensor([2 * math.cos(2 * math.pi * k / 8), 2 * math.sin(2 * math.pi * k / 8)])

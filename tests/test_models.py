@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from ganlab.dcgan import DCGANDiscriminator, DCGANGenerator, plan_resolution
 from ganlab.errors import ConfigError
-from ganlab.models import MLPDiscriminator, MLPGenerator
+from ganlab.models.dcgan import DCGANDiscriminator, DCGANGenerator, plan_resolution
+from ganlab.models.mlp import MLPDiscriminator, MLPGenerator
 
 
 @pytest.mark.parametrize("img_shape", [(1, 8, 8), (1, 28, 28), (3, 32, 32), (2,)])

@@ -9,10 +9,12 @@ import signal
 import pytest
 import torch
 
-from conftest import FAST, compose_cfg
-from ganlab.preemption import Preempted, StopOnSignal
+from ganlab.launch.preemption import StopOnSignal
+from ganlab.loop import Preempted
 from ganlab.tracking import WandbTracker
 from ganlab.train import train
+
+from conftest import FAST, compose_cfg
 
 ARGS = ["trainer.max_steps=8", "trainer.ckpt_every=100", "trainer.ckpt_keep=null", "model.middle_size=16", *FAST]
 
@@ -34,10 +36,10 @@ def test_stop_checkpoints_the_exact_step_and_resume_is_bit_exact(tmp_path):
         return len(steps_seen) >= 3
 
     with pytest.raises(Preempted, match="step 3"):
-        train(compose_cfg(ARGS), run_dir=tmp_path / "job", stop_requested=stop_after_three)
+        train(compose_cfg(ARGS, run_dir=tmp_path / "job"), stop_requested=stop_after_three)
     assert sorted(p.name for p in (tmp_path / "job" / "checkpoints").iterdir()) == ["step_00000003.pt"]
-    train(compose_cfg([*ARGS, "resume=auto"]), run_dir=tmp_path / "job")
-    train(compose_cfg(ARGS), run_dir=tmp_path / "straight")
+    train(compose_cfg([*ARGS, "resume=auto"], run_dir=tmp_path / "job"))
+    train(compose_cfg(ARGS, run_dir=tmp_path / "straight"))
     resumed = torch.load(tmp_path / "job" / "checkpoints" / "step_00000008.pt", weights_only=True)
     straight = torch.load(tmp_path / "straight" / "checkpoints" / "step_00000008.pt", weights_only=True)
     for net in ("generator", "discriminator"):

@@ -8,10 +8,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import FAST, compose_cfg, run_ganlab
 from ganlab.checkpoint import load_checkpoint, save_checkpoint
 from ganlab.errors import ResumeError
 from ganlab.train import train
+
+from conftest import FAST, compose_cfg
 
 BASE = [*FAST, "model.middle_size=32", "trainer.log_every=1", "trainer.ckpt_every=4", "trainer.ckpt_keep=null"]
 
@@ -31,10 +32,10 @@ def weights(path: Path) -> dict:
                                    ["loss=wgan_gp", "trainer.n_critic=2"]])  # the penalty's random interpolates
 def test_resume_is_bit_identical(tmp_path, extra):
     straight, split = tmp_path / "straight", tmp_path / "split"
-    train(compose_cfg([*BASE, *extra, "trainer.max_steps=12"]), straight)
-    train(compose_cfg([*BASE, *extra, "trainer.max_steps=6"]), split)
+    train(compose_cfg([*BASE, *extra, "trainer.max_steps=12"], run_dir=straight))
+    train(compose_cfg([*BASE, *extra, "trainer.max_steps=6"], run_dir=split))
     first_half = split / "checkpoints" / "step_00000006.pt"
-    train(compose_cfg([*BASE, *extra, "trainer.max_steps=12", f"resume={first_half}"]), split)
+    train(compose_cfg([*BASE, *extra, "trainer.max_steps=12", f"resume={first_half}"], run_dir=split))
     a, b = weights(straight / "checkpoints" / "step_00000012.pt"), weights(split / "checkpoints" / "step_00000012.pt")
     assert a.keys() == b.keys()
     for key in a:
@@ -44,21 +45,21 @@ def test_resume_is_bit_identical(tmp_path, extra):
 
 def test_resume_auto_picks_newest_and_is_fresh_when_empty(tmp_path):
     run_dir = tmp_path / "run"
-    result = train(compose_cfg([*BASE, "trainer.max_steps=4", "resume=auto"]), run_dir)  # nothing yet: fresh
+    result = train(compose_cfg([*BASE, "trainer.max_steps=4", "resume=auto"], run_dir=run_dir))  # nothing yet: fresh
     assert result["step"] == 4
-    result = train(compose_cfg([*BASE, "trainer.max_steps=8", "resume=auto"]), run_dir)
+    result = train(compose_cfg([*BASE, "trainer.max_steps=8", "resume=auto"], run_dir=run_dir))
     assert [r[0] for r in losses(run_dir)] == [1, 2, 3, 4, 5, 6, 7, 8]  # continued at 5, not restarted
 
 
 def test_same_seed_same_losses_other_seed_differs(tmp_path):
     for name, seed in (("a", 3), ("b", 3), ("c", 4)):
-        train(compose_cfg([*BASE, "trainer.max_steps=5", f"seed={seed}"]), tmp_path / name)
+        train(compose_cfg([*BASE, "trainer.max_steps=5", f"seed={seed}"], run_dir=tmp_path / name))
     assert losses(tmp_path / "a") == losses(tmp_path / "b")
     assert losses(tmp_path / "a") != losses(tmp_path / "c")
 
 
 def test_checkpoint_is_plain_data(tmp_path):
-    train(compose_cfg([*BASE, "trainer.max_steps=4"]), tmp_path)
+    train(compose_cfg([*BASE, "trainer.max_steps=4"], run_dir=tmp_path))
     state = torch.load(tmp_path / "checkpoints" / "step_00000004.pt", weights_only=True)
     assert set(state) >= {"generator", "discriminator", "g_opt", "d_opt", "step", "rng", "config", "img_shape"}
     assert state["step"] == 4 and state["config"]["loss"]["_target_"] == "ganlab.losses.NonSaturatingLoss"
@@ -66,7 +67,7 @@ def test_checkpoint_is_plain_data(tmp_path):
 
 
 def test_ckpt_keep_prunes_old_step_files(tmp_path):
-    train(compose_cfg([*FAST, "trainer.max_steps=8", "trainer.ckpt_every=2", "trainer.ckpt_keep=2"]), tmp_path)
+    train(compose_cfg([*FAST, "trainer.max_steps=8", "trainer.ckpt_every=2", "trainer.ckpt_keep=2"], run_dir=tmp_path))
     assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == ["step_00000006.pt", "step_00000008.pt"]
 
 
@@ -86,12 +87,12 @@ def test_atomic_save_leaves_old_file_on_failure(tmp_path):
 
 def test_resume_errors(tmp_path):
     with pytest.raises(ResumeError, match="no such checkpoint"):
-        train(compose_cfg([*BASE, f"resume={tmp_path / 'missing.pt'}"]), tmp_path / "r")
+        train(compose_cfg([*BASE, f"resume={tmp_path / 'missing.pt'}"], run_dir=tmp_path / "r"))
     junk = tmp_path / "junk.pt"
     junk.write_bytes(b"not a checkpoint")
     with pytest.raises(ResumeError, match="not a loadable ganlab checkpoint"):
-        train(compose_cfg([*BASE, f"resume={junk}"]), tmp_path / "r")
-    train(compose_cfg([*BASE, "trainer.max_steps=2"]), tmp_path / "small")
+        train(compose_cfg([*BASE, f"resume={junk}"], run_dir=tmp_path / "r"))
+    train(compose_cfg([*BASE, "trainer.max_steps=2"], run_dir=tmp_path / "small"))
     with pytest.raises(ResumeError, match="does not match"):
-        train(compose_cfg([*BASE, "model.middle_size=64", f"resume={tmp_path / 'small/checkpoints/step_00000002.pt'}"]),
-              tmp_path / "r")
+        small = tmp_path / "small/checkpoints/step_00000002.pt"
+        train(compose_cfg([*BASE, "model.middle_size=64", f"resume={small}"], run_dir=tmp_path / "r"))

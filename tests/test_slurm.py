@@ -1,4 +1,4 @@
-"""hardware=slurm against a real Slurm (.ci/slurm/start.sh): a 4-job sweep, and preemption
+"""launcher=slurm against a real Slurm (.ci/slurm/start.sh): a 4-job sweep, and preemption
 (`scontrol requeue`, pre-timeout SIGUSR2) resuming at the exact step with bit-identical weights."""
 
 from __future__ import annotations
@@ -45,7 +45,7 @@ def index_jobs(sweep: Path) -> dict:
 
 def test_four_job_sweep_through_slurm(tmp_path, slurm):
     sweep = tmp_path / "sweep"
-    run_ganlab(["-m", "hardware=slurm", "loss=bce,mse", "seed=0,1", "trainer.max_steps=3", "trainer.log_every=1",
+    run_ganlab(["-m", "launcher=slurm", "loss=bce,mse", "seed=0,1", "trainer.max_steps=3", "trainer.log_every=1",
                 "model.middle_size=16", "trainer.progress=false", "logger.mode=offline",
                 "hydra.launcher.partition=debug", "hydra.launcher.timeout_min=7", "hydra.launcher.cpus_per_task=1",
                 "hydra.launcher.mem_gb=1", "hydra.launcher.gpus_per_node=0", "hydra.launcher.array_parallelism=3",
@@ -72,9 +72,10 @@ def test_four_job_sweep_through_slurm(tmp_path, slurm):
         assert (job / "samples" / "samples_00000003.png").is_file()
         [wandb_file] = find_runs(job)
         run = read_run(wandb_file)
-        assert run.exit_code == 0 and run.group == "sweep" and [h["_step"] for h in run.history if "d_loss" in h] == [1, 2, 3]
+        assert run.exit_code == 0 and run.group == "sweep"
+        assert [h["_step"] for h in run.history if "d_loss" in h] == [1, 2, 3]
         loss = next(o.split("=")[1] for o in record["overrides"] if o.startswith("loss="))
-        assert run.config["loss_choice"] == loss and run.config["hardware_choice"] == "slurm"
+        assert run.config["loss_choice"] == loss and run.config["launcher_choice"] == "slurm"
         assert f"loss={loss}" in run.name
 
 
@@ -103,7 +104,7 @@ def test_preempted_job_resumes_at_the_exact_step(tmp_path, slurm, how):
     sweep = tmp_path / "sweep"
     env = {**os.environ, **WANDB_ENV}
     env.pop("WANDB_API_KEY", None)
-    proc = subprocess.Popen([sys.executable, "-m", "ganlab", "-m", "hardware=slurm", *train_args, *launcher,
+    proc = subprocess.Popen([sys.executable, "-m", "ganlab", "-m", "launcher=slurm", *train_args, *launcher,
                              f"hydra.sweep.dir={sweep}"], cwd=tmp_path, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
@@ -121,7 +122,8 @@ def test_preempted_job_resumes_at_the_exact_step(tmp_path, slurm, how):
     assert 100 <= stopped < steps, "the signal arrived too late to test a resume"
     job = sweep / job_id
     # ckpt_every is past the end: the only other checkpoint is the one written on the signal
-    assert sorted(p.name for p in (job / "checkpoints").glob("*.pt")) == [f"step_{stopped:08d}.pt", f"step_{steps:08d}.pt"]
+    saved = sorted(p.name for p in (job / "checkpoints").glob("*.pt"))
+    assert saved == [f"step_{stopped:08d}.pt", f"step_{steps:08d}.pt"]
     logged = [json.loads(line)["step"] for line in (job / "metrics.jsonl").read_text().splitlines()]
     assert logged == list(range(50, steps + 1, 50)), "steps repeated or lost across the resume"
     # one offline run dir per attempt, both of the same W&B run id (offline-run-<time>-<id>); the first

@@ -12,11 +12,12 @@ import pytest
 import torch
 
 import ganlab
-from conftest import FAST, compose_cfg
 from ganlab.errors import ConfigError, NonFiniteLossError
-from ganlab.hardware import Hardware, setup
+from ganlab.hardware.device import Hardware, setup
 from ganlab.step import CapturedStep, GANStep, build_step, grad_norm, set_capturable
 from ganlab.train import build_run, train
+
+from conftest import FAST, compose_cfg
 
 CONFIGS = {
     "bce": ["model.middle_size=32"],
@@ -128,8 +129,8 @@ def test_loss_hooks_slot_into_the_d_update(penalty):
 
 def test_bf16_autocast_runs_and_changes_the_numbers(tmp_path):
     base = [*FAST, "model.middle_size=32", "trainer.max_steps=4", "trainer.log_every=1"]
-    fp32 = train(compose_cfg([*base, "hardware=cpu"]), tmp_path / "fp32")
-    bf16 = train(compose_cfg([*base, "hardware=cpu", "hardware.precision=bf16"]), tmp_path / "bf16")
+    fp32 = train(compose_cfg([*base, "hardware=cpu"], run_dir=tmp_path / "fp32"))
+    bf16 = train(compose_cfg([*base, "hardware=cpu", "hardware.precision=bf16"], run_dir=tmp_path / "bf16"))
     assert bf16["step"] == 4 and torch.isfinite(torch.tensor([bf16["d_loss"], bf16["g_loss"]])).all()
     assert bf16["d_loss"] != fp32["d_loss"]  # autocast really ran the matmuls in bf16
     assert bf16["d_loss"] == pytest.approx(fp32["d_loss"], rel=0.1)
@@ -192,7 +193,7 @@ def test_no_host_sync_outside_log_sample_and_checkpoint_steps(monkeypatch, tmp_p
                  "trainer.ckpt_every=100", "model.middle_size=16"]
         run_dir = tmp_path / str(steps)
         counts["n"] = 0
-        train(compose_cfg([*FAST, *gated]), run_dir)
+        train(compose_cfg([*FAST, *gated], run_dir=run_dir))
         per_run.append(counts["n"])
     assert per_run[0] == per_run[1], per_run  # 6 more plain steps, not one more sync
     assert per_run[0] > 0  # the gated reads (final log, NaN check) were seen: the counter works
@@ -222,7 +223,7 @@ def test_cuda_graph_replay_matches_eager(name):
 
 def test_hardware_accepts_a_bare_device():
     """Configs that still target resolve_device (a torch.device) build as plain fp32 eager runs."""
-    cfg = compose_cfg([*FAST, "hardware._target_=ganlab.hardware.resolve_device", "~hardware.cuda_graph",
+    cfg = compose_cfg([*FAST, "hardware._target_=ganlab.hardware.device.resolve_device", "~hardware.cuda_graph",
                        "~hardware.precision", "~hardware.tf32"])
     run = build_run(cfg)
     assert isinstance(run.hardware, Hardware) and not run.hardware.cuda_graph and run.hardware.autocast_dtype is None
@@ -243,7 +244,7 @@ def test_nan_is_reported_at_its_own_step_when_found_at_a_later_log_step(monkeypa
     monkeypatch.setattr(GANStep, "__call__", poisoned)
     with pytest.raises(NonFiniteLossError, match="^step 4: "):
         train(compose_cfg([*FAST, "model.middle_size=16", "trainer.max_steps=12", "trainer.log_every=10",
-                           "trainer.ckpt_every=100"]), tmp_path)
+                           "trainer.ckpt_every=100"], run_dir=tmp_path))
     assert calls["n"] == 10  # found at the log step, 6 steps later; no checkpoint of the NaN model
     assert not (tmp_path / "checkpoints").exists()
 
@@ -252,25 +253,27 @@ def test_a_run_built_without_hardware_defaults_to_plain_eager(tmp_path):
     """Code that builds a Run by hand (no hardware, no DDP wrappers) still trains with the shared step."""
     import dataclasses
 
+    from ganlab.loop import run_loop
+    from ganlab.run import Run
     from ganlab.tracking import Tracker
-    from ganlab.train import Run, loop
 
     run = build_run(compose_cfg([*FAST, "model.middle_size=16", "trainer.max_steps=2"]))
     fields = {f.name: getattr(run, f.name) for f in dataclasses.fields(Run)}
     bare = Run(**{**fields, "hardware": None, "g_train": None, "d_train": None})
     assert bare.hardware.device == run.device and not bare.hardware.ddp and bare.g_train is run.generator
-    assert loop(bare, Tracker(tmp_path), 0, tmp_path / "ck", {})["step"] == 2
+    assert run_loop(bare, Tracker(tmp_path), 0, tmp_path / "ck", {})["step"] == 2
 
 
 def test_logged_d_outputs_and_penalty_add_up_to_d_loss(tmp_path):
     common = [*FAST, "model.middle_size=16", "trainer.max_steps=3", "trainer.log_every=1"]
 
     def rows(name: str, overrides: list[str]) -> list[dict]:
-        train(compose_cfg([*common, *overrides]), tmp_path / name)
+        train(compose_cfg([*common, *overrides], run_dir=tmp_path / name))
         return [json.loads(line) for line in (tmp_path / name / "metrics.jsonl").read_text().splitlines()]
 
     for r in rows("wgan", ["loss=wgan"]):  # critic loss: d_loss = mean D(G(z)) - mean D(x), raw scores
-        assert "d_penalty" not in r and r["d_loss"] == pytest.approx(r["d_fake_out"] - r["d_real_out"], rel=1e-5, abs=1e-6)
+        assert "d_penalty" not in r
+        assert r["d_loss"] == pytest.approx(r["d_fake_out"] - r["d_real_out"], rel=1e-5, abs=1e-6)
     for r in rows("wgan_gp", ["loss=wgan_gp"]):
         assert r["d_penalty"] > 0
         assert r["d_loss"] == pytest.approx(r["d_fake_out"] - r["d_real_out"] + r["d_penalty"], rel=1e-5, abs=1e-6)

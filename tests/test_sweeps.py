@@ -12,11 +12,12 @@ import pytest
 import torch
 import yaml
 
-from conftest import FAST, REPO, compose_cfg, run_ganlab
 from ganlab.build import build
 from ganlab.errors import ConfigError
-from ganlab.sweep import overrides_hash
-from ganlab.sweep_job import objective_value
+from ganlab.launch.job import objective_value
+from ganlab.launch.sweep import overrides_hash
+
+from conftest import FAST, REPO, compose_cfg, run_ganlab
 from wandb_reader import find_runs, read_run
 
 TINY = ["trainer.max_steps=2", "model.middle_size=16", "trainer.progress=false"]
@@ -33,32 +34,38 @@ def the_sweep_dir(cwd: Path) -> Path:
 
 def test_sweep_files_compose_with_their_grids():
     assert sorted(p.stem for p in (REPO / "sweeps").glob("*.yaml")) == ["lr_zsize_loss", "optuna", "seeds"]
-    grid = compose_cfg(["+sweep=lr_zsize_loss"], hydra_config=True).hydra.sweeper.params
+    grid = compose_cfg(["sweep=lr_zsize_loss"], hydra_config=True).hydra.sweeper.params
     assert dict(grid) == {"optimizer.lr": "1e-4,2e-4,5e-4", "model.z_size": "32,50,100",
-                          "loss": ",".join(l for l in ("bce", "minimax", "mse", "hinge", "wgan_gp")
-                                           if (REPO / "conf" / "loss" / f"{l}.yaml").is_file())}
-    assert compose_cfg(["+sweep=seeds"], hydra_config=True).hydra.sweeper.params.seed == "range(0,5)"
-    optuna = compose_cfg(["+sweep=optuna"], hydra_config=True).hydra
+                          "loss": ",".join(loss for loss in ("bce", "minimax", "mse", "hinge", "wgan_gp")
+                                           if (REPO / "conf" / "loss" / f"{loss}.yaml").is_file())}
+    assert compose_cfg(["sweep=seeds"], hydra_config=True).hydra.sweeper.params.seed == "range(0,5)"
+    optuna = compose_cfg(["sweep=optuna"], hydra_config=True).hydra
     assert optuna.sweeper._target_.endswith("OptunaSweeper") and optuna.sweeper.direction == "minimize"
     assert set(optuna.sweeper.params) == {"optimizer.lr", "optimizer.betas.0", "model.z_size", "trainer.n_critic"}
 
 
-def test_hardware_launchers_keep_a_device():
-    parallel = compose_cfg(["hardware=local_parallel"], hydra_config=True)
+def test_launchers_compose_with_every_hardware_option():
+    parallel = compose_cfg(["launcher=local_parallel"], hydra_config=True)
     assert parallel.hydra.launcher._target_.endswith("JoblibLauncher") and parallel.hydra.launcher.n_jobs == 2
-    slurm = compose_cfg(["hardware=slurm"], hydra_config=True)
+    slurm = compose_cfg(["launcher=slurm"], hydra_config=True)
     assert slurm.hydra.launcher._target_.endswith("SlurmLauncher") and slurm.hydra.launcher.max_num_timeout == 3
-    for cfg in (parallel, slurm):
-        assert cfg.hardware.device == "auto"
+    basic = compose_cfg([], hydra_config=True)
+    assert basic.hydra.launcher._target_.endswith("BasicLauncher") and basic.hardware.device == "auto"
+    for launcher in ("basic", "local_parallel", "slurm"):
+        for hardware, device in (("auto", "auto"), ("cpu", "cpu"), ("gpu", "cuda"), ("ddp", "auto")):
+            cfg = compose_cfg([f"launcher={launcher}", f"hardware={hardware}"], hydra_config=True)
+            assert cfg.hardware.device == device and cfg.hydra.launcher._target_.split(".")[-1] in (
+                "BasicLauncher", "JoblibLauncher", "SlurmLauncher")
+            assert cfg.hardware.get("ddp", False) == (hardware == "ddp")
     # the speed switches work under either launcher ("many runs per GPU" with CUDA graphs, bf16, TF32)
     for choice in ("local_parallel", "slurm"):
-        hardware = build(compose_cfg([f"hardware={choice}", "hardware.precision=bf16", "hardware.tf32=false"]).hardware,
+        hardware = build(compose_cfg([f"launcher={choice}", "hardware.precision=bf16", "hardware.tf32=false"]).hardware,
                          "hardware")
         assert hardware.device.type == ("cuda" if torch.cuda.is_available() else "cpu")
         assert hardware.autocast_dtype is torch.bfloat16
         if not torch.cuda.is_available():
             with pytest.raises(ConfigError, match="cuda_graph=true needs CUDA"):
-                build(compose_cfg([f"hardware={choice}", "hardware.cuda_graph=true"]).hardware, "hardware")
+                build(compose_cfg([f"launcher={choice}", "hardware.cuda_graph=true"]).hardware, "hardware")
 
 
 def test_sweep_and_job_names_come_from_overrides_not_the_clock():
@@ -69,7 +76,7 @@ def test_sweep_and_job_names_come_from_overrides_not_the_clock():
 
 def test_grid_sweep_composes_with_overrides_skips_finished_and_resumes_unfinished(tmp_path, tiny_mnist):
     # the grid narrowed on the command line (3 of its 5 losses), data swapped: 3 jobs (one per loss)
-    args = ["-m", "+sweep=lr_zsize_loss", "optimizer.lr=5e-4", "model.z_size=32", "loss=bce,minimax,mse", "data=mnist",
+    args = ["-m", "sweep=lr_zsize_loss", "optimizer.lr=5e-4", "model.z_size=32", "loss=bce,minimax,mse", "data=mnist",
             f"data.root={tiny_mnist}", "data.batch_size=16", "trainer.epochs=5", *TINY, "trainer.ckpt_every=1",
             "trainer.ckpt_keep=null", "trainer.log_every=1", "logger.mode=offline"]
     run_ganlab(args, cwd=tmp_path)
@@ -125,16 +132,16 @@ def test_a_crashed_job_is_marked_failed_and_the_others_run(tmp_path):
     sweep = tmp_path / "sweep"
     proc = run_ganlab(["-m", "trainer.n_critic=0,1", *TINY, *FAST, f"hydra.sweep.dir={sweep}"], cwd=tmp_path,
                       check=False)
-    assert proc.returncode != 0 and "ganlab: error: trainer.n_critic must be >= 1" in proc.stderr
+    assert proc.returncode != 0 and "ganlab: error: trainer.n_critic=0: must be an integer >= 1" in proc.stderr
     by_critic = {r["overrides"][0]: r for r in index(sweep)["jobs"].values()}
     assert by_critic["trainer.n_critic=0"]["status"] == "failed"
-    assert by_critic["trainer.n_critic=0"]["error"] == "ConfigError: trainer.n_critic must be >= 1, got 0"
+    assert by_critic["trainer.n_critic=0"]["error"] == "ConfigError: trainer.n_critic=0: must be an integer >= 1"
     assert by_critic["trainer.n_critic=1"]["status"] == "finished"
 
 
 def test_local_parallel_runs_jobs_in_capped_worker_processes(tmp_path):
     sweep = tmp_path / "sweep"
-    run_ganlab(["-m", "hardware=local_parallel", "hydra.launcher.n_jobs=2", "seed=0,1,2,3", *TINY, *FAST,
+    run_ganlab(["-m", "launcher=local_parallel", "hydra.launcher.n_jobs=2", "seed=0,1,2,3", *TINY, *FAST,
                 f"hydra.sweep.dir={sweep}"], cwd=tmp_path)
     jobs = list(index(sweep)["jobs"].values())
     assert len(jobs) == 4 and {j["status"] for j in jobs} == {"finished"}
@@ -146,7 +153,7 @@ def test_local_parallel_runs_jobs_in_capped_worker_processes(tmp_path):
 
 def test_optuna_search_minimises_the_objective(tmp_path):
     sweep = tmp_path / "sweep"
-    args = ["-m", "+sweep=optuna", "hydra.sweeper.n_trials=3", "objective=g_loss", *TINY, *FAST,
+    args = ["-m", "sweep=optuna", "hydra.sweeper.n_trials=3", "objective=g_loss", *TINY, *FAST,
             f"hydra.sweep.dir={sweep}"]
     run_ganlab(args, cwd=tmp_path)
     proc = run_ganlab(args, cwd=tmp_path)  # seeded: the same trials again, all answered from the index
@@ -162,7 +169,7 @@ def test_optuna_search_minimises_the_objective(tmp_path):
 
 def test_optuna_search_goes_on_after_a_failed_trial(tmp_path):
     sweep = tmp_path / "sweep"
-    proc = run_ganlab(["-m", "+sweep=optuna", "hydra.sweeper.n_trials=2", "objective=nope", *TINY, *FAST,
+    proc = run_ganlab(["-m", "sweep=optuna", "hydra.sweeper.n_trials=2", "objective=nope", *TINY, *FAST,
                        f"hydra.sweep.dir={sweep}"], cwd=tmp_path, check=False)
     jobs = list(index(sweep)["jobs"].values())
     assert len(jobs) == 2 and {j["status"] for j in jobs} == {"failed"}  # the 2nd trial ran after the 1st failed

@@ -7,8 +7,9 @@ import json
 import pytest
 from PIL import Image
 
-from conftest import run_ganlab
 from ganlab.tracking import WandbTracker, has_wandb_credentials
+
+from conftest import run_ganlab
 from wandb_reader import find_runs, read_run
 
 FAKE_KEY = "a" * 40
@@ -59,7 +60,7 @@ def test_online_failure_warns_and_continues_offline(tmp_path):
 
 def test_failed_training_still_finishes_the_wandb_run(tmp_path):
     run_dir = tmp_path / "run"
-    proc = run_ganlab(["loss=mse", "loss.real_target=nan", "logger.mode=offline", "trainer.max_steps=4",
+    proc = run_ganlab(["loss=mse", "loss.real_target=1e30", "logger.mode=offline", "trainer.max_steps=4",
                        "trainer.log_every=2", "trainer.progress=false", f"hydra.run.dir={run_dir}"],
                       cwd=tmp_path, check=False)
     assert proc.returncode == 2 and "step 1: d_loss or g_loss is NaN/inf" in proc.stderr

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-
 from test_entry import job_dirs
+
 from conftest import CONF_DIR, FAST, run_ganlab
 from tiny_cifar import write_cifar_batches
 
@@ -22,8 +22,8 @@ MODELS = ["dcgan", "mlp"]
 DATA = {"digits": (1, 8, 8), "mnist": (1, 28, 28), "fashion_mnist": (1, 28, 28), "cifar10": (3, 32, 32),
         "ring8": (2,), "grid25": (2,)}
 EXCLUDED = {
-    ("dcgan", "ring8"): "2D points have no height and width to convolve (a clear ConfigError, tested in test_data_zoo)",
-    ("dcgan", "grid25"): "2D points have no height and width to convolve (a clear ConfigError, tested in test_data_zoo)",
+    ("dcgan", "ring8"): "2D points have no height and width to convolve (a ConfigError, tested in test_data_zoo)",
+    ("dcgan", "grid25"): "2D points have no height and width to convolve (a ConfigError, tested in test_data_zoo)",
 }
 
 
@@ -64,4 +64,4 @@ def test_every_loss_and_model_trains_on(data, tmp_path, tiny_mnist):
         state = torch.load(job / "checkpoints" / "step_00000002.pt", weights_only=True)
         assert tuple(state["img_shape"]) == DATA[data]
         trained.add((choices["model"], choices["loss"]))
-    assert trained == {(m, l) for m in models for l in LOSSES}
+    assert trained == {(m, loss) for m in models for loss in LOSSES}

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ganlab.cifar import FILES
+from ganlab.data.cifar import FILES
 
 
 def write_cifar_batches(folder: Path, per_batch: int = 4, seed: int = 0) -> np.ndarray:

@@ -1,0 +1,109 @@
+"""Image data sets held in memory as one tensor (N, C, H, W) in the requested pixel range.
+
+Every image set ganlab ships fits in memory, so it is decoded once, kept on the training device and
+sliced by a shuffled index per step: no per-item Python work in the training loop.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Literal
+
+import numpy as np
+import torch
+
+from ganlab.data.batches import LABELLED_RANGE, ShuffledBatches
+from ganlab.errors import DataNotFoundError
+
+Split = Literal["train", "test"]
+DIGITS_TEST_SHARE = 0.2  # digits has no official split: a fixed, seeded 80/20 split
+_DIGITS_SPLIT_SEED = 20261126
+
+
+def to_pixel_range(unit: torch.Tensor, pixel_range: tuple[float, float]) -> torch.Tensor:
+    """Map images in [0, 1] to [lo, hi]."""
+    lo, hi = pixel_range
+    return unit * (hi - lo) + lo
+
+
+@dataclass
+class ImageSet:
+    """An image data set in memory (the ``DataSet`` contract of ``ganlab.data.batches``).
+
+    ``labels`` are the training images' classes where the set has them; ``splits`` loads the
+    labelled train/test splits (images in [-1, 1]) its evaluation classifier trains and is scored on.
+    """
+
+    name: str
+    images: torch.Tensor  # (N, C, H, W) in pixel_range
+    pixel_range: tuple[float, float]
+    labels: torch.Tensor | None = None
+    n_classes: int | None = None
+    splits: Callable[[Split], tuple[torch.Tensor, torch.Tensor]] | None = None
+
+    modes = None  # mixtures only
+    mode_std = None
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        """One image's (C, H, W)."""
+        return tuple(self.images.shape[1:])
+
+    def to(self, device: torch.device) -> ImageSet:
+        """Keep the images (and labels) on ``device`` from now on; returns self."""
+        self.images = self.images.to(device)
+        self.labels = None if self.labels is None else self.labels.to(device)
+        return self
+
+    def batches(self, batch_size: int, seed: int) -> ShuffledBatches:
+        """The training batches of a run with ``seed``."""
+        return ShuffledBatches(self.images, batch_size, seed)
+
+    def reference(self, n: int, seed: int) -> torch.Tensor:
+        """A fixed subset of ``n`` images chosen by ``seed`` alone (all of them when n >= N)."""
+        pick = torch.randperm(len(self.images), generator=torch.Generator().manual_seed(seed))[:n]
+        return self.images[pick.to(self.images.device)]
+
+    def labelled(self, split: Split) -> tuple[torch.Tensor, torch.Tensor]:
+        """(images in [-1, 1], labels) of ``split``; DataNotFoundError when the set has no labels."""
+        if self.splits is None:
+            raise DataNotFoundError(f"data set {self.name!r} has no class labels (the classifier metrics need them)")
+        return self.splits(split)
+
+
+def digits(pixel_range: tuple[float, float] = (-1.0, 1.0)) -> ImageSet:
+    """scikit-learn's embedded 8x8 digits (1,797 images, values 0..16) as (N, 1, 8, 8), with labels."""
+    images, labels = _sklearn_digits()
+    return ImageSet("digits", to_pixel_range(images, pixel_range), tuple(pixel_range), labels, 10, _digits_split)
+
+
+def _sklearn_digits() -> tuple[torch.Tensor, torch.Tensor]:
+    from sklearn.datasets import load_digits  # lazy: scikit-learn costs ~1.7 s to import
+
+    bunch = load_digits()
+    unit = torch.from_numpy(bunch.images.astype(np.float32) / 16.0).unsqueeze(1)
+    return unit, torch.from_numpy(bunch.target.astype(np.int64))
+
+
+def _digits_split(split: Split) -> tuple[torch.Tensor, torch.Tensor]:
+    unit, labels = _sklearn_digits()
+    perm = torch.randperm(len(labels), generator=torch.Generator().manual_seed(_DIGITS_SPLIT_SEED))
+    n_test = int(len(labels) * DIGITS_TEST_SHARE)
+    idx = perm[:n_test] if split == "test" else perm[n_test:]
+    return to_pixel_range(unit[idx], LABELLED_RANGE), labels[idx]
+
+
+def torchvision_download(name: str, root: Path, dataset: str, train_flags: tuple[bool, ...], hint: str = "") -> None:
+    """Fetch data set ``name`` into ``root`` with ``torchvision.datasets.<dataset>`` (once per train flag).
+
+    Any failure (no network, a mirror down) becomes a DataNotFoundError saying where the files were expected.
+    """
+    import torchvision  # lazy: only a download needs it
+
+    cls = getattr(torchvision.datasets, dataset)
+    try:
+        for train in train_flags:
+            cls(str(root), train=train, download=True)
+    except Exception as err:  # no network, a mirror down: say where the files were expected
+        raise DataNotFoundError(f"{name}: download into {root} failed ({err})" + (f"; {hint}" if hint else "")) from err

@@ -1,0 +1,148 @@
+"""Sweep identity and bookkeeping: config-derived sweep/job directory names and the sweep index.
+
+A sweep's directory is named from the sweep file and a hash of the command's overrides, and each
+job's directory from a hash of its own overrides, so re-running the same command finds the same
+directories (finished jobs are skipped, unfinished ones resume) while different sweeps started in
+the same second never share one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+from filelock import FileLock
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig, OmegaConf, open_dict, read_write
+
+INDEX_NAME = "sweep_index.json"
+# overrides that do not change what a job computes, so they do not change its identity
+IDENTITY_EXCLUDED = ("resume",)
+
+
+def overrides_hash(overrides: list[str]) -> str:
+    """A short stable hash of a list of overrides (order-independent)."""
+    kept = sorted(o for o in overrides if o.lstrip("+~").split("=", 1)[0] not in IDENTITY_EXCLUDED)
+    return hashlib.sha1("\n".join(kept).encode()).hexdigest()[:10]
+
+
+def sweep_dir_name(*, _root_: DictConfig) -> str:
+    """``<sweep file or "multirun">-<hash of the command's overrides>`` (resolver ``ganlab_sweep_name``)."""
+    name = OmegaConf.select(_root_, "hydra.runtime.choices.sweep", default=None) or "multirun"
+    task = list(OmegaConf.select(_root_, "hydra.overrides.task", default=[]) or [])
+    return f"{name}-{overrides_hash(task)}"
+
+
+def job_dir_name(*, _root_: DictConfig) -> str:
+    """``job-<hash of this job's overrides>`` (resolver ``ganlab_job_id``)."""
+    task = list(OmegaConf.select(_root_, "hydra.overrides.task", default=[]) or [])
+    return f"job-{overrides_hash(task)}"
+
+
+def run_group() -> str:
+    """A run's W&B group (resolver ``ganlab_run_group``): the sweep's directory name in a multirun, else "single"."""
+    from hydra.core.hydra_config import HydraConfig
+
+    hc = HydraConfig.get()
+    return Path(str(hc.sweep.dir)).name if str(hc.mode).endswith("MULTIRUN") else "single"
+
+
+def register_resolvers() -> None:
+    """Register the ``ganlab_sweep_name``, ``ganlab_job_id`` and ``ganlab_run_group`` resolvers (idempotent)."""
+    for name, fn in (("ganlab_sweep_name", sweep_dir_name), ("ganlab_job_id", job_dir_name),
+                     ("ganlab_run_group", run_group)):
+        if not OmegaConf.has_resolver(name):
+            OmegaConf.register_new_resolver(name, fn)
+
+
+class SweepCallback(Callback):
+    """Hydra callback of every multirun: pins the sweep's directory at its start, sums it up at its end.
+
+    Start: resolve ``hydra.sweep.dir`` once, in the launching process, and pin it. Every job
+    recomposes its config with its own overrides, which would give it another hash; pinning the
+    resolved directory as a hydra override makes every job (also on Slurm) see the sweep's. The
+    sweep's command-line overrides go into the sweep index. End: a few lines on the console (how
+    many jobs finished or failed, the best objective, where the index is, how to compare the runs).
+    """
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        """Resolve and pin ``hydra.sweep.dir``; note the sweep's overrides in its index."""
+        sweep_dir = str(config.hydra.sweep.dir)
+        with read_write(config.hydra), open_dict(config.hydra):
+            config.hydra.sweep.dir = sweep_dir
+            pinned = [o for o in config.hydra.overrides.hydra if not o.startswith("hydra.sweep.dir=")]
+            config.hydra.overrides.hydra = [*pinned, f"hydra.sweep.dir={sweep_dir}"]
+        SweepIndex(sweep_dir).update_sweep(name=Path(sweep_dir).name,
+                                           overrides=list(config.hydra.overrides.task))
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        """Print the sweep's summary from its index."""
+        print(sweep_summary(Path(str(config.hydra.sweep.dir))), flush=True)
+
+
+def sweep_summary(sweep_dir: Path) -> str:
+    """The lines a finished multirun prints: job counts by status, the best objective, what to run next."""
+    jobs = SweepIndex(sweep_dir).read()["jobs"]
+    counts: dict[str, int] = {}
+    for record in jobs.values():
+        counts[record.get("status", "unknown")] = counts.get(record.get("status", "unknown"), 0) + 1
+    lines = [f"ganlab: sweep {sweep_dir.name}: {len(jobs)} jobs, "
+             + ", ".join(f"{n} {status}" for status, n in sorted(counts.items())) + f" ({sweep_dir})"]
+    scored = [(r["objective"], job_id, r) for job_id, r in jobs.items()
+              if r.get("status") == "finished" and isinstance(r.get("objective"), (int, float))]
+    if scored:
+        value, job_id, record = min(scored)  # sweepers minimise the objective
+        lines.append(f"  lowest {record.get('objective_name', 'objective')}: {value:.4g} in {job_id} "
+                     f"({','.join(record.get('overrides', [])) or 'defaults'})")
+    for job_id, record in sorted(jobs.items()):
+        if record.get("status") == "failed":
+            lines.append(f"  failed: {job_id}: {record.get('error')}")
+    lines.append(f"  index: {sweep_dir / INDEX_NAME}")
+    lines.append(f"  compare: python -m ganlab.compare {sweep_dir}")
+    return "\n".join(lines)
+
+
+class SweepIndex:
+    """``<sweep dir>/sweep_index.json``: one record per job (overrides, status, metrics, error).
+
+    Jobs run in separate processes (joblib, Slurm) and update it under a file lock.
+    """
+
+    def __init__(self, sweep_dir: str | Path) -> None:
+        self.path = Path(sweep_dir) / INDEX_NAME
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = FileLock(str(self.path) + ".lock", timeout=120)
+
+    def read(self) -> dict[str, Any]:
+        """The whole index: ``{"jobs": {job_id: record}}``."""
+        if not self.path.is_file():
+            return {"jobs": {}}
+        return json.loads(self.path.read_text())
+
+    def job(self, job_id: str) -> dict[str, Any]:
+        """The record of one job ({} when the index does not know it)."""
+        with self._lock:
+            return self.read()["jobs"].get(job_id, {})
+
+    def update(self, job_id: str, **fields: Any) -> dict[str, Any]:
+        """Merge ``fields`` into the job's record (atomically, under the lock) and return it."""
+        with self._lock:
+            index = self.read()
+            record = {**index["jobs"].get(job_id, {}), **fields, "updated": time.time()}
+            index["jobs"][job_id] = record
+            self._write(index)
+        return record
+
+    def update_sweep(self, **fields: Any) -> None:
+        """Set sweep-level fields (name, command-line overrides) beside the jobs."""
+        with self._lock:
+            self._write({**self.read(), **fields})
+
+    def _write(self, index: dict[str, Any]) -> None:
+        tmp = self.path.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(index, indent=2, sort_keys=True, default=str) + "\n")
+        os.replace(tmp, self.path)  # readers never see a half-written index

@@ -1,0 +1,113 @@
+"""The step loop: n_critic D updates then one G update per step; logging, sampling, evaluation and
+checkpointing gated at the bottom of the loop."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Callable
+
+import torch
+from torch import nn
+
+from ganlab.checkpoint import prune_checkpoints, save_checkpoint, step_path
+from ganlab.errors import NonFiniteLossError
+from ganlab.grids import sample_grid, scatter_samples
+from ganlab.hardware import ddp
+from ganlab.metrics.evaluator import Evaluator
+from ganlab.progress import Progress
+from ganlab.run import Run, snapshot
+from ganlab.step import build_step
+from ganlab.tracking import Tracker
+
+
+class Preempted(Exception):
+    """Training stopped on a preemption signal after checkpointing ``step``."""
+
+    def __init__(self, step: int) -> None:
+        super().__init__(f"preempted: stopped after checkpointing step {step}")
+        self.step = step
+
+
+def run_loop(run: Run, tracker: Tracker, start_step: int, ckpt_dir: Path, config: dict,
+             stop_requested: Callable[[], bool] | None = None,
+             evaluator: Evaluator | None = None) -> dict[str, float]:
+    """Train from ``start_step`` to ``run.total_steps``; return the final metrics (and eval summary)."""
+    tc, D, hw = run.trainer, run.discriminator, run.hardware
+    batch_size = run.batches.batch_size
+    train_step = build_step(run.g_train, run.d_train, run.loss, run.g_opt, run.d_opt, tc.detach_fake, hw, D)
+    shard = (lambda t: ddp.shard(t, hw.rank, hw.world_size)) if hw.ddp else (lambda t: t)
+    first_bad_step = torch.full((), -1, dtype=torch.long, device=run.device)  # stays on device: no sync
+    metrics: dict[str, float] = {}
+    window_start, window_images = time.perf_counter(), 0
+    progress = Progress(run.total_steps, start_step, enabled=tc.progress and hw.is_main)
+
+    def checkpoint(step: int) -> None:
+        check_finite(first_bad_step)  # never overwrite a good checkpoint with a diverged model
+        if hw.is_main:
+            eval_state = evaluator.state_dict() if evaluator is not None else {}
+            save_checkpoint(step_path(ckpt_dir, step), snapshot(run, step, config, eval_state))
+            prune_checkpoints(ckpt_dir, tc.ckpt_keep)
+
+    for step in range(start_step + 1, run.total_steps + 1):
+        is_log = step % tc.log_every == 0 or step == run.total_steps
+        # z is drawn in the order the D updates then the G update use it (one latent generator)
+        reals = [shard(run.batches.get((step - 1) * tc.n_critic + k)) for k in range(tc.n_critic)]
+        z_d = [shard(run.latent(batch_size)) for _ in range(tc.n_critic)]
+        out = train_step(reals, z_d, shard(run.latent(batch_size)), grad_norms=is_log)
+        bad = ~(torch.isfinite(out.d_loss) & torch.isfinite(out.g_loss))
+        first_bad_step = torch.where(bad & (first_bad_step < 0), step, first_bad_step)
+        window_images += batch_size * tc.n_critic
+
+        if is_log:  # the only host syncs of the loop
+            check_finite(first_bad_step)
+            now = time.perf_counter()
+            on_device = {
+                "d_loss": out.d_loss, "g_loss": out.g_loss,
+                "d_real": as_probability(D, out.real_out).mean(), "d_fake": as_probability(D, out.fake_out).mean(),
+                # D's raw outputs (logit, critic score, or D's probability when it ends in a sigmoid);
+                # for WGAN(-GP), d_real_out - d_fake_out is the critic's Wasserstein estimate
+                "d_real_out": out.real_out.mean(), "d_fake_out": out.fake_out.mean(),
+                "g_grad_norm": out.g_grad, "d_grad_norm": out.d_grad,
+            }
+            if out.d_penalty is not None:  # R1 / gradient penalty: the part of d_loss that is not the game
+                on_device["d_penalty"] = out.d_penalty
+            # one host read for all of them (one sync on a GPU, not one per value)
+            metrics = dict(zip(on_device, torch.stack([v.float() for v in on_device.values()]).tolist()))
+            metrics["images_per_s"] = window_images / max(now - window_start, 1e-9)
+            metrics["epoch"] = (step * tc.n_critic) / run.batches.per_epoch
+            window_start, window_images = now, 0
+            tracker.log(metrics, step)
+        progress.update(step, metrics)
+        if hw.is_main and (step % tc.sample_every == 0 or step == run.total_steps):
+            tracker.log_image("samples", draw_samples(run), step)
+        if evaluator is not None and evaluator.due(step, run.total_steps):
+            tracker.log_eval(evaluator(run.generator, D, run.latent, step), step)  # own RNG: training stream untouched
+        if step % tc.ckpt_every == 0 or step == run.total_steps:
+            checkpoint(step)
+        elif stop_requested is not None and stop_requested():  # preempted: keep this exact step
+            checkpoint(step)
+            progress.close()
+            raise Preempted(step)
+    progress.close()
+    return {**metrics, **(evaluator.summary() if evaluator else {}), "step": run.total_steps}
+
+
+def check_finite(first_bad_step: torch.Tensor) -> None:
+    """Raise NonFiniteLossError naming the first step whose D or G loss was NaN/inf."""
+    bad = int(first_bad_step.item())
+    if bad >= 0:
+        raise NonFiniteLossError(f"step {bad}: d_loss or g_loss is NaN/inf; training stopped, "
+                                 "the last good checkpoint is kept (try a lower optimizer.lr)")
+
+
+def as_probability(discriminator: nn.Module, out: torch.Tensor) -> torch.Tensor:
+    """D's output as a probability: as is when D ends in a sigmoid, else sigmoid of the logit/score."""
+    return out.detach() if getattr(discriminator, "outputs_probability", False) else torch.sigmoid(out.detach())
+
+
+def draw_samples(run: Run) -> torch.Tensor:
+    """The run's picture now: a grid of G on the fixed z bank (images) or a scatter plot (2D points)."""
+    if run.data.pixel_range is None:
+        return scatter_samples(run.generator, run.latent, run.data, run.device)
+    return sample_grid(run.generator, run.z_bank, run.data.pixel_range)

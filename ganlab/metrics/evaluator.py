@@ -1,0 +1,157 @@
+"""In-training (and one-checkpoint) evaluation: sample G, compute the metrics, remember the best.
+
+Evaluation never moves the training RNG stream: it runs inside ``torch.random.fork_rng``, draws z
+from its own seeded generator (the same z at every evaluation, so steps compare), and runs G and D
+in eval mode under no_grad (BatchNorm running statistics are not updated). A run with evaluation
+and one without end with bit-identical weights (tested).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import torch
+from torch import nn
+
+from ganlab.data.batches import LABELLED_RANGE, DataSet
+from ganlab.errors import FeaturesUnavailableError
+from ganlab.metrics.classifier import ClassifierSettings, TrainedClassifier, classifier_for
+from ganlab.metrics.features import ClassifierFeatures, InceptionFeatures
+from ganlab.metrics.images import FeatureDistances, class_coverage
+from ganlab.metrics.names import PREFIX, lower_is_better
+from ganlab.metrics.points import histogram_jsd, metrics_2d
+
+
+@dataclass
+class EvalSettings:
+    """``eval.*``: how often and on how many samples to evaluate, with which features (conf/config.yaml)."""
+
+    every: int  # steps between evaluations, and after the last one; 0: never during training
+    n_samples: int  # generated samples per evaluation, and real samples in the reference set
+    batch_size: int
+    features: Literal["classifier", "inception", "none"]
+    inception_weights: str | None
+    if_no_classifier: Literal["train", "skip", "error"]
+    kid_subsets: int
+    seed: int  # z and the real reference set of every evaluation (independent of the run's seed)
+    classifier: ClassifierSettings
+
+
+class Evaluator:
+    """Metrics of G (and D) every ``every`` steps and after the last one, on ``n_samples`` samples.
+
+    Image data: ``fid_clf``/``kid_clf`` + class coverage with the data set's classifier (or
+    ``fid_inception``/``kid_inception``). 2D data (the data set has ``modes``): the PacGAN/VEEGAN
+    metrics and ``jsd_hist``. Always: ``d_real``/``d_fake``, mean D(x) on real and generated samples.
+    The real reference set is ``data.reference(n_samples, seed)``: the same for every run on the data set.
+    """
+
+    def __init__(self, settings: EvalSettings, data: DataSet, device: torch.device) -> None:
+        s = self.settings = settings
+        if s.every < 0 or s.n_samples < 2 or s.batch_size < 1:
+            raise ValueError(f"needs every >= 0, n_samples >= 2, batch_size >= 1 "
+                             f"(got {s.every}, {s.n_samples}, {s.batch_size})")
+        self.every, self.n_samples, self.batch_size, self.seed = s.every, s.n_samples, s.batch_size, s.seed
+        self.pixel_range, self.device = data.pixel_range, device
+        self.modes, self.mode_std = data.modes, data.mode_std
+        if len(data.shape) == 1 and self.modes is None:
+            raise FeaturesUnavailableError(f"eval: 2D data set {data.name} exposes no modes; "
+                                           "set eval.every=0 to train without evaluation")
+        self.best: dict[str, tuple[float, int]] = {}
+        self.last: dict[str, float] = {}
+        self.real = data.reference(s.n_samples, s.seed).to(device)
+        self.distances: dict[str, FeatureDistances] = {}
+        self.clf: TrainedClassifier | None = None
+        if self.modes is not None or s.features == "none":
+            return
+        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+            if s.features == "inception":
+                extractor = InceptionFeatures(s.inception_weights).to(device)
+                self.distances["inception"] = FeatureDistances(extractor, self.to_unit(self.real), s.batch_size,
+                                                               s.kid_subsets)
+            else:
+                self.clf = classifier_for(data, s.classifier, s.if_no_classifier, device)
+                if self.clf is not None:
+                    self.clf.model.to(device)
+                    extractor = ClassifierFeatures(self.clf.model)
+                    self.distances["clf"] = FeatureDistances(extractor, self.to_unit(self.real), s.batch_size,
+                                                             s.kid_subsets)
+
+    def to_unit(self, images: torch.Tensor) -> torch.Tensor:
+        """Images from the run's pixel range to the classifier's [-1, 1]."""
+        lo, hi = self.pixel_range
+        out_lo, out_hi = LABELLED_RANGE
+        return (images.float() - lo) / (hi - lo) * (out_hi - out_lo) + out_lo
+
+    def due(self, step: int, total_steps: int) -> bool:
+        """Evaluate at this step? Every ``every`` steps and after the last one; never when every=0."""
+        return self.every > 0 and (step % self.every == 0 or step == total_steps)
+
+    @torch.no_grad()
+    def __call__(self, generator: nn.Module, discriminator: nn.Module, latent: Any, step: int) -> dict[str, float]:
+        """The metrics of G/D now, keyed ``eval/<name>``; also updates the best values."""
+        cuda = [self.device] if self.device.type == "cuda" else []
+        modes_were = generator.training, discriminator.training
+        generator.eval()  # BatchNorm: running statistics, and they stay as training left them
+        discriminator.eval()
+        try:
+            with torch.random.fork_rng(devices=cuda):
+                torch.manual_seed(self.seed)  # KID's random subsets: the same at every evaluation
+                z_gen = torch.Generator(device=self.device).manual_seed(self.seed)
+                z = latent(self.n_samples, z_gen)  # all at once: the same z whatever eval.batch_size
+                fake = torch.cat([generator(z[i:i + self.batch_size]).float()
+                                  for i in range(0, len(z), self.batch_size)])
+                values = self._metrics(fake, discriminator)
+        finally:
+            generator.train(modes_were[0])
+            discriminator.train(modes_were[1])
+        for name, value in values.items():
+            self._remember(name, value, step)
+        self.last = values
+        return {PREFIX + k: v for k, v in values.items()}
+
+    def _metrics(self, fake: torch.Tensor, discriminator: nn.Module) -> dict[str, float]:
+        values = {"d_real": self._mean_d(discriminator, self.real), "d_fake": self._mean_d(discriminator, fake)}
+        if self.modes is not None:
+            values.update(metrics_2d(fake, self.modes, float(self.mode_std)))
+            values["jsd_hist"] = histogram_jsd(self.real, fake)
+            return values
+        for name, distances in self.distances.items():
+            fid_kid = distances(self.to_unit(fake))
+            values.update({f"fid_{name}": fid_kid["fid"], f"kid_{name}": fid_kid["kid"]})
+        if self.clf is not None:
+            unit = self.to_unit(fake)
+            probs = torch.cat([self.clf.model(unit[i:i + self.batch_size]).softmax(1)
+                               for i in range(0, len(unit), self.batch_size)])
+            values.update(class_coverage(probs, self.clf.class_hist))
+        return values
+
+    def _mean_d(self, discriminator: nn.Module, x: torch.Tensor) -> float:
+        out = torch.cat([discriminator(x[i:i + self.batch_size]).float() for i in range(0, len(x), self.batch_size)])
+        probs = out if getattr(discriminator, "outputs_probability", False) else torch.sigmoid(out)
+        return float(probs.mean())
+
+    def _remember(self, name: str, value: float, step: int) -> None:
+        lower = lower_is_better(name)
+        if lower is None or math.isnan(value):
+            return
+        old = self.best.get(name)
+        if old is None or (value < old[0] if lower else value > old[0]):
+            self.best[name] = (value, step)
+
+    def state_dict(self) -> dict[str, Any]:
+        """The best values so far (plain data for a checkpoint): a resumed run keeps its best, not restarts it."""
+        return {"best": {name: [value, step] for name, (value, step) in self.best.items()}}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Take back what ``state_dict`` gave; best values only, the last evaluation is redone."""
+        self.best = {name: (float(value), int(step)) for name, (value, step) in state.get("best", {}).items()}
+
+    def summary(self) -> dict[str, float]:
+        """Final values plus the best of each metric and the step it was reached at."""
+        out = {PREFIX + k: v for k, v in self.last.items()}
+        for name, (value, step) in self.best.items():
+            out[f"{PREFIX}{name}_best"], out[f"{PREFIX}{name}_best_step"] = value, step
+        return out

@@ -1,0 +1,1 @@
+"""Generator and discriminator families. Shapes are constructor arguments, never config or globals."""

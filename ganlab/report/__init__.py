@@ -1,0 +1,1 @@
+"""Reading a sweep back from its directories: run records, comparison tables and figures."""

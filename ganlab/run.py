@@ -1,0 +1,83 @@
+"""What a training run holds (``Run``), and its checkpoint as plain data (``snapshot`` / ``restore``)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import torch
+from torch import nn
+
+from ganlab.data.batches import Batches, DataSet, LatentSampler
+from ganlab.errors import ResumeError
+from ganlab.hardware.device import Hardware
+from ganlab.losses import GANLoss
+
+if TYPE_CHECKING:  # the run holds typed settings; reading them from the config is ganlab.config's job
+    from ganlab.config import TrainerConfig
+
+
+@dataclass
+class Run:
+    """Everything a training run holds; built once by ``build_run``."""
+
+    trainer: TrainerConfig
+    device: torch.device
+    data: DataSet
+    batches: Batches
+    generator: nn.Module
+    discriminator: nn.Module
+    loss: GANLoss
+    g_opt: torch.optim.Optimizer
+    d_opt: torch.optim.Optimizer
+    latent: LatentSampler
+    z_bank: torch.Tensor
+    total_steps: int
+    hardware: Hardware | None = None  # None: plain fp32 eager on ``device``
+    g_train: nn.Module | None = None  # what the step calls: G itself (None), or G inside DDP
+    d_train: nn.Module | None = None
+
+    def __post_init__(self) -> None:
+        self.hardware = Hardware(self.device) if self.hardware is None else self.hardware
+        self.g_train = self.generator if self.g_train is None else self.g_train
+        self.d_train = self.discriminator if self.d_train is None else self.d_train
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        """One sample's shape: (C, H, W) for images, (2,) for points."""
+        return self.data.shape
+
+
+def snapshot(run: Run, step: int, config: dict, eval_state: dict | None = None) -> dict[str, Any]:
+    """The checkpoint of ``run`` at ``step``: plain data, loadable with weights_only=True."""
+    rng = {"torch": torch.get_rng_state(), "latent": run.latent.generator.get_state()}
+    if run.device.type == "cuda":
+        rng["cuda"] = torch.cuda.get_rng_state(run.device)
+    return {
+        "step": step,
+        "generator": run.generator.state_dict(),
+        "discriminator": run.discriminator.state_dict(),
+        "g_opt": run.g_opt.state_dict(),
+        "d_opt": run.d_opt.state_dict(),
+        "rng": rng,
+        "img_shape": list(run.shape),
+        "config": config,
+        "eval": eval_state or {},
+    }
+
+
+def restore(run: Run, state: dict[str, Any], path: Path) -> int:
+    """Load a checkpoint into ``run`` and return its step."""
+    try:
+        run.generator.load_state_dict(state["generator"])
+        run.discriminator.load_state_dict(state["discriminator"])
+        run.g_opt.load_state_dict(state["g_opt"])
+        run.d_opt.load_state_dict(state["d_opt"])
+    except (RuntimeError, ValueError, KeyError) as err:
+        raise ResumeError(f"{path} does not match this run's model/optimizer config: {err}") from err
+    torch.set_rng_state(state["rng"]["torch"])
+    run.latent.generator.set_state(state["rng"]["latent"])
+    if "cuda" in state["rng"] and run.device.type == "cuda":
+        torch.cuda.set_rng_state(state["rng"]["cuda"], run.device)
+    return int(state["step"])

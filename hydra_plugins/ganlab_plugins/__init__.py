@@ -1,0 +1,17 @@
+"""ganlab's Hydra plugins: the ``sweep`` config group served from ``sweeps/``, and the population launchers.
+
+Hydra finds plugins by scanning the ``hydra_plugins`` namespace package; an editable install
+(``pip install -e .``) hides this folder from that scan, so ganlab also registers them itself
+(``register``), which is a no-op where the scan already found them.
+"""
+
+from __future__ import annotations
+
+
+def register_sources() -> None:
+    """Make the ``ganlab-sweeps://`` config source known to Hydra (cheap: no plugin scan)."""
+    from hydra._internal.sources_registry import SourcesRegistry
+
+    from hydra_plugins.ganlab_plugins.sweeps_source import SweepsConfigSource
+
+    SourcesRegistry.instance().register(SweepsConfigSource)
