@@ -1,0 +1,1 @@
+"""Launchers: how the jobs of a run or sweep are placed on hardware."""
