@@ -3,6 +3,8 @@
 The MLP family's folded path is bit-identical to the members (forward, backward, BatchNorm running
 statistics); the generic vmap path (DCGAN, or any model) agrees to float32 rounding, because its
 batched GEMMs and convolutions block their sums differently from the single-sample kernels.
+The forward/backward test runs twice (two batches) so that state carried between calls (running
+statistics, spectral norm's power-iteration vectors) is checked as it is used.
 """
 
 from __future__ import annotations
@@ -32,6 +34,9 @@ CASES = {  # name: (build, input shape per member)
     "dcgan_d_28": (lambda: DCGANDiscriminator(4, (1, 28, 28)), (1, 28, 28)),
     "dcgan_d_8_nobn": (lambda: DCGANDiscriminator(4, (1, 8, 8), batchnorm=False), (1, 8, 8)),
     "dcgan_d_28_nobn": (lambda: DCGANDiscriminator(4, (1, 28, 28), batchnorm=False), (1, 28, 28)),
+    # spectral norm: the stack runs torch's power iteration itself, batched (the parametrization cannot vmap)
+    "dcgan_d_8_sn": (lambda: DCGANDiscriminator(4, (1, 8, 8), batchnorm=False, spectral=True), (1, 8, 8)),
+    "dcgan_d_28_sn_bn": (lambda: DCGANDiscriminator(4, (1, 28, 28), spectral=True), (1, 28, 28)),
 }
 RUNS = [(name, "auto") for name in CASES] + [(name, "vmap") for name in CASES if name.startswith("mlp")]
 
@@ -76,21 +81,24 @@ def test_forward_backward_and_running_stats_match_members(name, path):
     exact = stacked.path == "fold"
     assert exact == (name.startswith("mlp") and path == "auto")
     gen = torch.Generator().manual_seed(0)
-    x = torch.randn(K, B, *in_shape, generator=gen).requires_grad_()
-    out = stacked(x)
-    weights = torch.randn(out.shape, generator=gen)  # a loss whose grads differ per sample
-    (out * weights).sum().backward()
-    for k, member in enumerate(alone):
-        xk = x[k].detach().clone().requires_grad_()
-        ref = member(xk)
-        (ref * weights[k]).sum().backward()
-        assert_same(out[k], ref, exact, f"member {k} output")
-        assert_same(x.grad[k], xk.grad, exact, f"member {k} input grad")
-        for i, (pname, p) in enumerate(member.named_parameters()):
-            assert_same(stacked.params[i].grad[k], p.grad, exact, f"member {k} {pname}.grad", grad_scale(member))
-        state = stacked.member_state_dict(k)
-        for bname, buf in member.named_buffers():  # running statistics after one train-mode batch
-            assert_same(state[bname], buf, exact or buf.dtype == torch.long, f"member {k} {bname}")
+    for _ in range(2):
+        x = torch.randn(K, B, *in_shape, generator=gen).requires_grad_()
+        stacked.zero_grad()
+        out = stacked(x)
+        weights = torch.randn(out.shape, generator=gen)  # a loss whose grads differ per sample
+        (out * weights).sum().backward()
+        for k, member in enumerate(alone):
+            member.zero_grad()
+            xk = x[k].detach().clone().requires_grad_()
+            ref = member(xk)
+            (ref * weights[k]).sum().backward()
+            assert_same(out[k], ref, exact, f"member {k} output")
+            assert_same(x.grad[k], xk.grad, exact, f"member {k} input grad")
+            for i, (pname, p) in enumerate(member.named_parameters()):
+                assert_same(stacked.params[i].grad[k], p.grad, exact, f"member {k} {pname}.grad", grad_scale(member))
+            state = stacked.member_state_dict(k)
+            for bname, buf in member.named_buffers():  # running statistics, power-iteration vectors
+                assert_same(state[bname], buf, exact or buf.dtype == torch.long, f"member {k} {bname}")
     stacked.eval()
     with torch.no_grad():
         out = stacked(x)
@@ -98,7 +106,7 @@ def test_forward_backward_and_running_stats_match_members(name, path):
             assert_same(out[k], member.eval()(x[k]), exact, f"member {k} eval output (running stats)")
 
 
-@pytest.mark.parametrize("name", ["mlp_g", "mlp_d_blog", "dcgan_g_8", "dcgan_d_8"])
+@pytest.mark.parametrize("name", ["mlp_g", "mlp_d_blog", "dcgan_g_8", "dcgan_d_8", "dcgan_d_8_sn"])
 def test_member_state_dicts_round_trip(name):
     alone = members(CASES[name][0])
     stacked = StackedModule(copy.deepcopy(alone))
@@ -116,7 +124,7 @@ def test_member_state_dicts_round_trip(name):
         assert torch.equal(fresh.state_dict()[key], value)
         assert torch.equal(stacked.member_state_dict(2)[key], value)  # the others untouched
     with pytest.raises(KeyError):
-        stacked.load_member_state_dict(1, {"net.0.weight": alone[1].state_dict()["net.0.weight"]})
+        stacked.load_member_state_dict(1, {"net.1.bias": alone[1].state_dict()["net.1.bias"]})
 
 
 @pytest.mark.parametrize("family", ["mlp", "dcgan"])
@@ -158,7 +166,7 @@ def test_mixed_z_size_pads_with_zeros_that_stay_zero(family):
     assert stacked.member_state_dict(0)[name].shape == alone[0].state_dict()[name].shape
 
 
-@pytest.mark.parametrize("name", ["mlp_d", "mlp_d_points", "dcgan_d_8_nobn"])
+@pytest.mark.parametrize("name", ["mlp_d", "mlp_d_points", "dcgan_d_8_nobn", "dcgan_d_8_sn"])
 def test_gradient_penalty_double_backward_matches_members(name):
     build, in_shape = CASES[name]
     alone = members(build)
@@ -208,8 +216,11 @@ def test_parameters_are_leaves_one_backward_fills_every_member():
 
 
 def test_refuses_what_it_cannot_stack():
-    with pytest.raises(NotImplementedError, match="spectral_norm"):
-        StackedModule([DCGANDiscriminator(4, (1, 8, 8), spectral=True) for _ in range(2)])
+    old_style = [torch.nn.utils.spectral_norm(torch.nn.Linear(3, 3)) for _ in range(2)]  # forward pre-hooks
+    with pytest.raises(NotImplementedError, match="forward hooks"):
+        StackedModule(old_style)
+    with pytest.raises(NotImplementedError, match="momentum=None"):
+        StackedModule([torch.nn.BatchNorm1d(3, momentum=None) for _ in range(2)])
     with pytest.raises(TypeError, match="one class"):
         StackedModule([MLPDiscriminator(8, (1, 8, 8)), DCGANDiscriminator(4, (1, 8, 8))])
     with pytest.raises(ValueError, match="shape"):

@@ -40,14 +40,14 @@ class StackedAdam(StackedOptimizer):
             return group.get("decoupled_weight_decay", False)
         return group[name]
 
-    def setup(self) -> None:
+    def setup(self) -> dict[str, torch.Tensor]:
         h = self.hyper
         decoupled = h["decoupled"].bool()
-        self.l2 = torch.where(decoupled, 0.0, h["weight_decay"])
-        self.decay = torch.where(decoupled, 1 - h["lr"] * h["weight_decay"], 1.0)  # AdamW: param *= 1 - lr * wd
         self.any_l2 = any(g["weight_decay"] != 0 and not g.get("decoupled_weight_decay") for g in self.groups)
         self.any_decoupled = any(g["weight_decay"] != 0 and g.get("decoupled_weight_decay") for g in self.groups)
-        self.one_minus_beta1, self.beta2, self.one_minus_beta2 = 1 - h["beta1"], h["beta2"], 1 - h["beta2"]
+        return {"l2": torch.where(decoupled, 0.0, h["weight_decay"]),
+                "decay": torch.where(decoupled, 1 - h["lr"] * h["weight_decay"], 1.0),  # AdamW: param *= 1 - lr * wd
+                "one_minus_beta1": 1 - h["beta1"], "beta2": h["beta2"], "one_minus_beta2": 1 - h["beta2"], "eps": h["eps"]}
 
     def step_constants(self) -> dict[str, torch.Tensor]:
         # torch: bias corrections and step size as Python floats (float64), cast to float32 in the kernels
@@ -58,15 +58,15 @@ class StackedAdam(StackedOptimizer):
                 "bias_correction2_sqrt": bias_correction2.sqrt().float()}
 
     def update(self, i: int, param: torch.Tensor, grad: torch.Tensor, shared: dict[str, torch.Tensor]) -> None:
-        m = lambda values: self.per_member(values, param)  # noqa: E731 - (K,) -> (K, 1, ...)
+        c = {name: views[i] for name, views in self.constants.items()}  # each (K, 1, ...)
         exp_avg, exp_avg_sq = self.state["exp_avg"][i], self.state["exp_avg_sq"][i]
-        grad = self.add_l2(param, grad)
+        grad = self.add_l2(i, param, grad)
         if self.any_decoupled:
-            param.mul_(m(self.decay))
-        exp_avg.lerp_(grad, m(self.one_minus_beta1))
-        exp_avg_sq.mul_(m(self.beta2)).addcmul_(grad * m(self.one_minus_beta2), grad)  # torch: value=1-beta2
-        denom = (exp_avg_sq.sqrt() / m(shared["bias_correction2_sqrt"][i])).add_(m(self.hyper["eps"]))
-        param.addcdiv_(exp_avg * m(shared["neg_step_size"][i]), denom)  # torch: value=-step_size
+            param.mul_(c["decay"])
+        exp_avg.lerp_(grad, c["one_minus_beta1"])
+        exp_avg_sq.mul_(c["beta2"]).addcmul_(grad * c["one_minus_beta2"], grad)  # torch: value=1-beta2
+        denom = (exp_avg_sq.sqrt() / self.per_member(shared["bias_correction2_sqrt"][i], param)).add_(c["eps"])
+        param.addcdiv_(exp_avg * self.per_member(shared["neg_step_size"][i], param), denom)  # torch: value=-step_size
 
 
 class StackedRMSprop(StackedOptimizer):
@@ -76,42 +76,43 @@ class StackedRMSprop(StackedOptimizer):
     buffers = ("square_avg", "momentum_buffer", "grad_avg")
     hyper_names = ("lr", "alpha", "eps", "weight_decay", "momentum", "centered")
 
-    def setup(self) -> None:
+    def setup(self) -> dict[str, torch.Tensor]:
         h = self.hyper
-        self.l2, self.any_l2 = h["weight_decay"], any(g["weight_decay"] != 0 for g in self.groups)
-        self.one_minus_alpha, self.neg_lr = 1 - h["alpha"], -h["lr"]
+        self.any_l2 = any(g["weight_decay"] != 0 for g in self.groups)
         self.with_momentum = [g["momentum"] > 0 for g in self.groups]
         self.centered = [bool(g["centered"]) for g in self.groups]
-        self.momentum_mask, self.centered_mask = h["momentum"] > 0, h["centered"].bool()
+        return {"l2": h["weight_decay"], "alpha": h["alpha"], "one_minus_alpha": 1 - h["alpha"], "eps": h["eps"],
+                "momentum": h["momentum"], "neg_lr": -h["lr"],
+                "momentum_mask": h["momentum"] > 0, "centered_mask": h["centered"].bool()}
 
     def has_buffer(self, k: int, name: str) -> bool:
         return {"momentum_buffer": self.with_momentum[k], "grad_avg": self.centered[k]}.get(name, True)
 
     def update(self, i: int, param: torch.Tensor, grad: torch.Tensor, shared: dict[str, torch.Tensor]) -> None:
-        m = lambda values: self.per_member(values, param)  # noqa: E731
+        c = {name: views[i] for name, views in self.constants.items()}
         square_avg = self.state["square_avg"][i]
-        grad = self.add_l2(param, grad)
-        square_avg.mul_(m(self.hyper["alpha"])).addcmul_(grad * m(self.one_minus_alpha), grad)
+        grad = self.add_l2(i, param, grad)
+        square_avg.mul_(c["alpha"]).addcmul_(grad * c["one_minus_alpha"], grad)
         if any(self.centered):
             grad_avg = self.state["grad_avg"][i]
-            grad_avg.lerp_(grad, m(self.one_minus_alpha))
+            grad_avg.lerp_(grad, c["one_minus_alpha"])
             avg = square_avg.addcmul(grad_avg, grad_avg, value=-1).sqrt_()
             if not all(self.centered):
-                avg = torch.where(m(self.centered_mask), avg, square_avg.sqrt())
+                avg = torch.where(c["centered_mask"], avg, square_avg.sqrt())
         else:
             avg = square_avg.sqrt()
-        avg = avg.add_(m(self.hyper["eps"]))
+        avg = avg.add_(c["eps"])
         if any(self.with_momentum):
             buf = self.state["momentum_buffer"][i]
-            buf.mul_(m(self.hyper["momentum"])).addcdiv_(grad, avg)
+            buf.mul_(c["momentum"]).addcdiv_(grad, avg)
             if all(self.with_momentum):
-                param.addcmul_(buf, m(self.neg_lr))  # torch: param.add_(buf, alpha=-lr)
+                param.addcmul_(buf, c["neg_lr"])  # torch: param.add_(buf, alpha=-lr)
                 return
             # mixed: members without momentum take torch's other branch; compute both and select
-            plain = torch.addcdiv(param, grad * m(self.neg_lr), avg)
-            param.copy_(torch.where(m(self.momentum_mask), torch.addcmul(param, buf, m(self.neg_lr)), plain))
+            plain = torch.addcdiv(param, grad * c["neg_lr"], avg)
+            param.copy_(torch.where(c["momentum_mask"], torch.addcmul(param, buf, c["neg_lr"]), plain))
         else:
-            param.addcdiv_(grad * m(self.neg_lr), avg)  # torch: value=-lr
+            param.addcdiv_(grad * c["neg_lr"], avg)  # torch: value=-lr
 
 
 class StackedSGD(StackedOptimizer):
@@ -122,13 +123,14 @@ class StackedSGD(StackedOptimizer):
     hyper_names = ("lr", "momentum", "dampening", "weight_decay", "nesterov")
     stepped = False
 
-    def setup(self) -> None:
+    def setup(self) -> dict[str, torch.Tensor]:
         h = self.hyper
-        self.l2, self.any_l2 = h["weight_decay"], any(g["weight_decay"] != 0 for g in self.groups)
-        self.neg_lr, self.one_minus_dampening = -h["lr"], 1 - h["dampening"]
+        self.any_l2 = any(g["weight_decay"] != 0 for g in self.groups)
         self.with_momentum = [g["momentum"] != 0 for g in self.groups]
         self.nesterov = [bool(g["nesterov"]) for g in self.groups]
-        self.momentum_mask, self.nesterov_mask = h["momentum"] != 0, h["nesterov"].bool()
+        self.momentum_mask = h["momentum"] != 0
+        return {"l2": h["weight_decay"], "momentum": h["momentum"], "one_minus_dampening": 1 - h["dampening"],
+                "neg_lr": -h["lr"], "nesterov_mask": h["nesterov"].bool()}
 
     def init_state(self) -> None:
         # torch starts a momentum buffer as a copy of the first grad: track which exist, per (param, member)
@@ -149,20 +151,20 @@ class StackedSGD(StackedOptimizer):
             self.has_momentum_buffer[i, k] = True
 
     def update(self, i: int, param: torch.Tensor, grad: torch.Tensor, shared: dict[str, torch.Tensor]) -> None:
-        m = lambda values: self.per_member(values, param)  # noqa: E731
-        grad = self.add_l2(param, grad)
+        c = {name: views[i] for name, views in self.constants.items()}
+        grad = self.add_l2(i, param, grad)
         if any(self.with_momentum):
             buf = self.state["momentum_buffer"][i]
-            buf.mul_(m(self.hyper["momentum"])).addcmul_(grad, m(self.one_minus_dampening))
+            buf.mul_(c["momentum"]).addcmul_(grad, c["one_minus_dampening"])
             # a member's first step (or a member without momentum): the buffer is the grad itself
-            torch.where(m(self.has_momentum_buffer[i]), buf, grad, out=buf)
+            torch.where(self.per_member(self.has_momentum_buffer[i], param), buf, grad, out=buf)
             self.has_momentum_buffer[i] |= self.momentum_mask
             if any(self.nesterov):
-                ahead = torch.addcmul(grad, buf, m(self.hyper["momentum"]))  # torch: grad.add(buf, alpha=momentum)
-                grad = ahead if all(self.nesterov) else torch.where(m(self.nesterov_mask), ahead, buf)
+                ahead = torch.addcmul(grad, buf, c["momentum"])  # torch: grad.add(buf, alpha=momentum)
+                grad = ahead if all(self.nesterov) else torch.where(c["nesterov_mask"], ahead, buf)
             else:
                 grad = buf
-        param.addcmul_(grad, m(self.neg_lr))  # torch: param.add_(grad, alpha=-lr)
+        param.addcmul_(grad, c["neg_lr"])  # torch: param.add_(grad, alpha=-lr)
 
 
 _BY_CLASS: dict[type, type[StackedOptimizer]] = {

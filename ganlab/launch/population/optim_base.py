@@ -61,13 +61,15 @@ class StackedOptimizer:
         # float64, as torch's Python floats: per-member factors are formed in float64, cast to float32 at use
         self.hyper = {name: torch.tensor([float(self._hyper(g, name)) for g in self.groups],
                                          dtype=torch.float64, device=device) for name in self.hyper_names}
-        self.setup()
+        # cast and shaped once per parameter, not at every step: (K,) -> (K, 1, ...) in the param's dtype
+        self.constants = {name: [self.per_member(values, p) for p in self.params] for name, values in self.setup().items()}
 
     def init_state(self) -> None:
         """Create extra per-member state beyond the buffers (called once)."""
 
-    def setup(self) -> None:
-        """Precompute the per-member constants the update uses (after every hyperparameter change)."""
+    def setup(self) -> dict[str, torch.Tensor]:
+        """The per-member (K,) constants the update uses, by name (recomputed on hyperparameter changes)."""
+        return {}
 
     def per_member(self, values: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
         """(K,) values as (K, 1, ...) in ``like``'s dtype (masks stay bool), broadcasting over each member's slice."""
@@ -108,11 +110,11 @@ class StackedOptimizer:
         """Update stacked parameter i in place from its grad."""
         raise NotImplementedError
 
-    def add_l2(self, param: torch.Tensor, grad: torch.Tensor) -> torch.Tensor:
+    def add_l2(self, i: int, param: torch.Tensor, grad: torch.Tensor) -> torch.Tensor:
         """grad + weight_decay * param, as torch's ``grad.add(param, alpha=wd)`` (members with wd 0 unchanged)."""
         if not self.any_l2:
             return grad
-        return torch.addcmul(grad, param, self.per_member(self.l2, param))
+        return torch.addcmul(grad, param, self.constants["l2"][i])
 
     @torch.no_grad()
     def _reset_member(self, k: int) -> None:

@@ -21,9 +21,9 @@ from typing import Literal
 import torch
 from torch import nn
 from torch.func import vmap
-from torch.nn.utils import parametrize
 
 from ganlab.launch.population.fold import can_fold, fold
+from ganlab.launch.population.spectral import find_spectral_norms, normalized_weight, remove_spectral_norms
 
 
 def pad_latent(z: torch.Tensor, z_max: int) -> torch.Tensor:
@@ -36,16 +36,13 @@ def pad_latent(z: torch.Tensor, z_max: int) -> torch.Tensor:
 
 def _refuse_unsupported(member: nn.Module) -> None:
     for name, module in member.named_modules():
+        where = name or type(member).__name__
         if isinstance(module, nn.modules.batchnorm._BatchNorm) and module.momentum is None:
-            raise NotImplementedError(f"StackedModule cannot stack {name}: BatchNorm with momentum=None "
+            raise NotImplementedError(f"StackedModule cannot stack {where}: BatchNorm with momentum=None "
                                       "(a cumulative average, read back to the host per step)")
-        if parametrize.is_parametrized(module) or module._forward_pre_hooks:
-            where = name or type(member).__name__
-            raise NotImplementedError(
-                f"StackedModule cannot stack {where}: it has a parametrization or forward pre-hook "
-                "(spectral_norm's training forward updates its power-iteration vectors with "
-                "F.normalize(out=...), which has no vmap batching rule: aten::div.out). "
-                "Train spectral-norm members as single runs")
+        if module._forward_pre_hooks or module._forward_hooks:  # e.g. the old torch.nn.utils.spectral_norm
+            raise NotImplementedError(f"StackedModule cannot stack {where}: it has forward hooks, which would run "
+                                      "once per member under vmap; use torch.nn.utils.parametrizations.spectral_norm")
 
 
 class _Buffers(nn.Module):
@@ -82,6 +79,8 @@ class StackedModule(nn.Module):
         self.z_sizes, self.z_max = z_sizes, (max(z_sizes) if z_sizes else None)
         # the widest member's skeleton: its attributes (z_size, which DCGAN's forward views z to) fit the stack
         skeleton = copy.deepcopy(widest).to("meta")
+        self.norms = find_spectral_norms(widest)  # computed by the stack, batched (spectral.py)
+        remove_spectral_norms(skeleton, self.norms)
         if path == "auto":
             path = "fold" if can_fold(widest) else "vmap"
         if path == "fold":
@@ -89,10 +88,11 @@ class StackedModule(nn.Module):
                 raise ValueError(f"path='fold' needs an MLP of the foldable family, got {cls.__name__}")
             fold(skeleton, len(members))
         self.path = path
-        self.param_names = [name for name, _ in skeleton.named_parameters()]
-        self.buffer_names = [name for name, _ in skeleton.named_buffers()]
+        # the members' names, in module.parameters() order (spectral norm: ...parametrizations.weight.original)
+        self.param_names = [name for name, _ in widest.named_parameters()]
+        self.buffer_names = [name for name, _ in widest.named_buffers()]
         self.state_keys = list(widest.state_dict().keys())
-        shapes = {n: t.shape for n, t in [*skeleton.named_parameters(), *skeleton.named_buffers()]}
+        shapes = {n: t.shape for n, t in [*widest.named_parameters(), *widest.named_buffers()]}
         for k, member in enumerate(members):
             self._check_shapes(k, member, shapes)
         self.params = nn.ParameterList(
@@ -105,8 +105,9 @@ class StackedModule(nn.Module):
         self._skeleton.train(widest.training)
         self.training = widest.training
         # where each tensor lives in the skeleton: (the owning module's _parameters/_buffers dict, attribute)
-        self._slots = [self._slot(skeleton, name, "_parameters") for name in self.param_names] + \
-                      [self._slot(skeleton, name, "_buffers") for name in self.buffer_names]
+        self._slot_names = [name for name, _ in skeleton.named_parameters()] + [name for name, _ in skeleton.named_buffers()]
+        self._slots = [self._slot(skeleton, name, "_parameters") for name, _ in skeleton.named_parameters()] + \
+                      [self._slot(skeleton, name, "_buffers") for name, _ in skeleton.named_buffers()]
         self._meta = [table[attr] for table, attr in self._slots]
         # built once: vmap over members of the model's own forward with flat tensor arguments
         self._vmapped = vmap(self._member_forward)
@@ -168,6 +169,11 @@ class StackedModule(nn.Module):
         if x.shape[0] != self.num_members:
             raise ValueError(f"expected inputs of shape (K={self.num_members}, B, ...), got {tuple(x.shape)}")
         tensors = [*self.params, *self.stacked_buffers.buffers()]
+        if self.norms:  # normalised weights in their skeleton slots, the power iteration run on the stack
+            stacked = self.named_stacked()
+            normalized = {n.weight: normalized_weight(n, stacked[n.original], stacked[n.u], stacked[n.v], self.training)
+                          for n in self.norms}
+            tensors = [normalized[name] if name in normalized else stacked[name] for name in self._slot_names]
         if self.path == "vmap":
             return self._vmapped(*tensors, x)
         members, batch = x.shape[:2]
