@@ -1,10 +1,11 @@
-"""K same-shaped modules as one: weights stacked on a leading member dim, forward on (K, B, ...) via vmap.
+"""K same-shaped modules as one: weights stacked on a leading member dim, forward on (K, B, ...).
 
 Each member is an ordinary module built by the single-run code (its own seed, its own init); the
 stack copies their tensors, so member k starts bit-identical to its module. The forward is the
-model's own ``forward``, run per member by ``torch.func.functional_call`` under ``torch.func.vmap``:
-no model is rewritten, and BatchNorm in train mode updates each member's running statistics as
-the member alone would.
+model's own ``forward`` on a meta-device skeleton whose parameter slots receive the stacked
+tensors: under ``torch.func.vmap`` per member (any model; BatchNorm updates each member's running
+statistics), or, for the MLP family, once on members folded into the batch (fold.py: faster, and
+bit-identical to the members). Spectral norm is computed by the stack (spectral.py).
 
 Generators may differ in z_size. The class declares where z enters (``z_input = (param_name, dim)``);
 the stack is built at the largest z_size, a smaller member's first-layer weight padded with zeros
