@@ -25,11 +25,11 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from ganlab.launch.population.optim import from_torch  # noqa: E402
-from ganlab.launch.population.stacked import StackedModule, pad_latent  # noqa: E402
-from ganlab.losses import NonSaturatingLoss  # noqa: E402
-from ganlab.models import MLPDiscriminator, MLPGenerator  # noqa: E402
-from ganlab.step import GANStep  # noqa: E402
+from ganlab.launch.population.optim import from_torch
+from ganlab.launch.population.stacked import StackedModule, pad_latent
+from ganlab.losses import NonSaturatingLoss
+from ganlab.models import MLPDiscriminator, MLPGenerator
+from ganlab.step import GANStep
 
 ADAM = dict(lr=2e-4, betas=(0.5, 0.999))
 
@@ -135,32 +135,38 @@ def main() -> None:
     parser.add_argument("--ks", default="1,9,27", help="population sizes")
     parser.add_argument("--contenders", default="single,stacked,vmap,prototype")
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--steps", type=int, default=100)
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--steps", type=int, default=30, help="steps per timing")
+    parser.add_argument("--repeats", type=int, default=10, help="timings per row; the best is kept (a busy machine "
+                        "slows some of them)")
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--middle", type=int, default=200)
     parser.add_argument("--z", type=int, default=50)
     parser.add_argument("--img", default="1,8,8", help="image shape (digits: 1,8,8)")
     args = parser.parse_args()
     args.img = tuple(int(s) for s in args.img.split(","))
-    torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     data = torch.rand(1797, *args.img) * 2 - 1  # digits' size: 1,797 images
-    print(f"# torch {torch.__version__}, {args.threads} threads, load average {os.getloadavg()[0]:.2f} at start; "
+    print(f"# torch {torch.__version__}, {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f} at start; "
           f"batch {args.batch}, z {args.z}, middle {args.middle}, image {args.img}")
-    print(f"{'contender':<10} {'K':>3} {'ms/step':>9} {'ms/member-step':>15} {'speedup vs single':>18}")
-    base = None
+    print(f"{'contender':<10} {'threads':>7} {'K':>3} {'ms/step':>9} {'ms/member-step':>15} {'speedup vs single':>18}")
     names = args.contenders.split(",")
-    if "single" in names:  # measured once: K singles run one after another take K times as long
-        base = seconds_per_step(single(args, 1, data), args.steps, args.repeats)
-        print(f"{'single':<10} {1:>3} {base * 1e3:>9.2f} {base * 1e3:>15.3f} {1.0:>18.2f}", flush=True)
+    singles: dict[int, float] = {}
+    if "single" in names:  # K singles one after another take K times one; at 1 thread two could run side by side
+        for threads in sorted({1, args.threads}):
+            torch.set_num_threads(threads)
+            singles[threads] = seconds_per_step(single(args, 1, data), args.steps, args.repeats)
+        for threads, per_step in singles.items():
+            print(f"{'single':<10} {threads:>7} {1:>3} {per_step * 1e3:>9.2f} {per_step * 1e3:>15.3f} "
+                  f"{singles[args.threads] / per_step:>18.2f}", flush=True)
+    torch.set_num_threads(args.threads)
     for members in (int(k) for k in args.ks.split(",")):
         for name in (n for n in names if n != "single"):
             per_step = seconds_per_step(CONTENDERS[name](args, members, data), args.steps, args.repeats)
             per_member = per_step / members
-            speedup = f"{base / per_member:.2f}" if base else "-"
-            print(f"{name:<10} {members:>3} {per_step * 1e3:>9.2f} {per_member * 1e3:>15.3f} {speedup:>18}", flush=True)
-    print(f"# load average {os.getloadavg()[0]:.2f} at the end")
+            speedup = f"{singles[args.threads] / per_member:.2f}" if singles else "-"
+            print(f"{name:<10} {args.threads:>7} {members:>3} {per_step * 1e3:>9.2f} {per_member * 1e3:>15.3f} "
+                  f"{speedup:>18}", flush=True)
+    print(f"# load average {os.getloadavg()[0]:.2f} at the end; speedup: vs single at the same thread count")
 
 
 if __name__ == "__main__":

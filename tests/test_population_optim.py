@@ -182,7 +182,7 @@ def test_step_reads_nothing_back_to_the_host(case, monkeypatch):
 
 def test_refuses_what_it_does_not_mirror():
     stacked = StackedModule([Net(4), Net(4)])
-    make = lambda cls, **kw: [cls(Net(4).parameters(), **kw) for _ in range(2)]  # noqa: E731
+    make = lambda cls, **kw: [cls(Net(4).parameters(), **kw) for _ in range(2)]
     with pytest.raises(NotImplementedError, match="amsgrad"):
         from_torch(make(torch.optim.Adam, amsgrad=True), stacked)
     with pytest.raises(NotImplementedError, match="maximize"):
@@ -206,7 +206,7 @@ def test_population_bce_steps_equal_single_runs():
         gens.append(MLPGenerator(z, 32, (1, 8, 8)))
         discs.append(MLPDiscriminator(32, (1, 8, 8)))
     G, D = StackedModule(copy.deepcopy(gens)), StackedModule(copy.deepcopy(discs))
-    adam = lambda module, k: torch.optim.Adam(module.parameters(), lr=lrs[k], betas=(0.5, 0.999))  # noqa: E731
+    adam = lambda module, k: torch.optim.Adam(module.parameters(), lr=lrs[k], betas=(0.5, 0.999))
     singles = [GANStep(g, d, NonSaturatingLoss(), adam(g, k), adam(d, k)) for k, (g, d) in enumerate(zip(gens, discs))]
     g_opt = from_torch([adam(g, k) for k, g in enumerate(gens)], G)
     d_opt = from_torch([adam(d, k) for k, d in enumerate(discs)], D)

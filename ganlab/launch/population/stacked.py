@@ -24,7 +24,11 @@ from torch import nn
 from torch.func import vmap
 
 from ganlab.launch.population.fold import can_fold, fold
-from ganlab.launch.population.spectral import find_spectral_norms, normalized_weight, remove_spectral_norms
+from ganlab.launch.population.spectral import (
+    find_spectral_norms,
+    normalized_weight,
+    remove_spectral_norms,
+)
 
 
 def pad_latent(z: torch.Tensor, z_max: int) -> torch.Tensor:
