@@ -216,16 +216,20 @@ def test_population_bce_steps_equal_single_runs():
         real = torch.rand(len(z_sizes), 64, 1, 8, 8, generator=gen) * 2 - 1
         z_d = [torch.randn(64, z, generator=gen) for z in z_sizes]
         z_g = [torch.randn(64, z, generator=gen) for z in z_sizes]
-        for k, single in enumerate(singles):
-            single([real[k]], [z_d[k]], z_g[k])
+        outs = [single([real[k]], [z_d[k]], z_g[k], grad_norms=True) for k, single in enumerate(singles)]
         fake = G(torch.stack([pad_latent(z, G.z_max) for z in z_d]))
-        d_loss = (F.softplus(-D(real)).mean(1) + F.softplus(D(fake.detach())).mean(1)).sum()  # sum of member losses
+        d_loss_k = F.softplus(-D(real)).mean(1) + F.softplus(D(fake.detach())).mean(1)  # (K,): each member's loss
         d_opt.zero_grad()
-        d_loss.backward()
+        d_loss_k.sum().backward()  # the sum: each member's grads are those of its own loss
+        d_grad = D.grad_norms()
         d_opt.step()
-        g_loss = F.softplus(-D(G(torch.stack([pad_latent(z, G.z_max) for z in z_g])))).mean(1).sum()
+        g_loss_k = F.softplus(-D(G(torch.stack([pad_latent(z, G.z_max) for z in z_g])))).mean(1)
         g_opt.zero_grad()
-        g_loss.backward()  # D's grads from this are discarded by its next zero_grad, as in GANStep
+        g_loss_k.sum().backward()  # D's grads from this are discarded by its next zero_grad, as in GANStep
+        g_grad = G.grad_norms()
         g_opt.step()
+        for k, out in enumerate(outs):  # what a single run logs: its losses and grad norms
+            assert torch.equal(d_loss_k[k], out.d_loss) and torch.equal(g_loss_k[k], out.g_loss)
+            assert torch.equal(d_grad[k], out.d_grad) and torch.equal(g_grad[k], out.g_grad), k
         assert_member_equals(G, g_opt, gens, [s.g_opt for s in singles])
         assert_member_equals(D, d_opt, discs, [s.d_opt for s in singles])

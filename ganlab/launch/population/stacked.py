@@ -219,6 +219,23 @@ class StackedModule(nn.Module):
         module.load_state_dict(self.member_state_dict(k))
         return module
 
+    def grad_norms(self) -> torch.Tensor:
+        """(K,) each member's global L2 grad norm, as ganlab.step.grad_norm computes it on the member alone."""
+        norms = []
+        for name, p in zip(self.param_names, self.params):
+            if p.grad is None:
+                continue
+            if self.z_input and name == self.z_input[0] and min(self.z_sizes) < self.z_max:
+                # a padded member's own (unpadded, contiguous) grad: the norm's sum in the member's order
+                norms.append(torch.stack([p.grad[self.member_index(k, name)].contiguous().norm()
+                                          for k in range(self.num_members)]))
+            else:
+                norms.append(p.grad.detach().flatten(1).norm(dim=1))
+        if not norms:
+            return torch.zeros(self.num_members, device=self.params[0].device)
+        # (K, n) rows: reducing a contiguous row sums in the order grad_norm's 1-D reduction does (a column does not)
+        return torch.linalg.vector_norm(torch.stack(norms, dim=1), dim=1)
+
     @torch.no_grad()
     def clamp_(self, bound: torch.Tensor) -> None:
         """Clip every parameter of member k to [-bound[k], bound[k]] (WGAN); inf leaves a member unclipped.
