@@ -20,7 +20,7 @@ def test_population_core_prints_a_row_per_contender_and_k():
                            "--steps", "2", "--repeats", "1", "--threads", "1", "--middle", "16", "--z", "4"],
                           capture_output=True, text=True, timeout=300, cwd=REPO, check=False)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    rows = re.findall(r"^(single|stacked|vmap|prototype)\s+(\d+)\s+(\d+\.\d+)", proc.stdout, re.MULTILINE)
+    rows = re.findall(r"^(single|stacked|vmap|prototype)\s+1\s+(\d+)\s+(\d+\.\d+)", proc.stdout, re.MULTILINE)
     assert {(name, int(k)) for name, k, _ in rows} == {("single", 1)} | {
         (name, k) for name in ("stacked", "vmap", "prototype") for k in (1, 2)}
     assert all(float(ms) > 0 for _, _, ms in rows)
