@@ -8,6 +8,12 @@ stacked (K, ...) tensors: a Linear is one ``baddbmm`` (bias fused, as the protot
 is ``F.batch_norm`` over K*C channels (each member's channels normalised by its own batch, its
 running statistics updated in place through a view).
 
+Each member then computes bit for bit what it computes alone (forward, backward, running
+statistics; asserted by the tests with MKL on this CPU): MKL's batched GEMM runs the single GEMM's
+kernel per member, and the (B, K*C) layout gives each channel the reduction it has in (B, C).
+The two exceptions where torch takes another kernel are handled: a one-output Linear, and a
+one-channel BatchNorm1d (called per member).
+
 Folding is only right for a forward that treats samples independently outside these layers, so it
 is used for the classes listed in ``FOLDABLE`` (the blog's MLPs); anything else takes vmap.
 """
