@@ -10,6 +10,12 @@ Contenders, each doing per step one D update and one G update with the bce loss 
                  the floor the others are measured against, as /work/shared/population's prototype)
 
     python benchmarks/population_core.py --ks 1,9,27 --threads 2
+
+Seen on the 2-core dev machine (torch 2.14.1, MKL, AVX2), CPUs >= 96% idle before and after the run,
+ms per member-step at K = 1 / 9 / 27: single 3.84 (2 threads; 3.09 with 1); stacked 4.49 / 1.18 /
+0.90 (4.3x the 2-thread single, 3.4x the 1-thread one); vmap 6.01 / 1.43 / 0.99; prototype
+3.80 / 1.34 / 1.06. With 1 thread (a neighbour busy towards the end): stacked at K=27 1.38 vs 3.36.
+A busy neighbour core wrecks 2-thread timings (OpenMP waits on it): check the idle CPUs first.
 """
 
 from __future__ import annotations
