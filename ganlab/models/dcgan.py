@@ -44,6 +44,8 @@ def init_dcgan_weights(module: nn.Module) -> None:
 class DCGANGenerator(nn.Module):
     """z -> ConvT to s0 x s0 (width * 2^(n-1) ch) -> n-1 ConvT 2x (BatchNorm, ReLU) -> ConvT 2x to C (Tanh)."""
 
+    z_input = ("net.0.weight", 0)  # where z enters: ConvTranspose2d weight (z_size, C, k, k); a population pads dim 0
+
     def __init__(self, z_size: int, width: int, img_shape: tuple[int, ...]) -> None:
         super().__init__()
         base, doublings = plan_resolution(img_shape)

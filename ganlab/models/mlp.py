@@ -18,6 +18,8 @@ class MLPGenerator(nn.Module):
     that is not bounded like pixels (2D points).
     """
 
+    z_input = ("net.0.weight", 1)  # where z enters: Linear weight (middle, z_size); a population pads dim 1
+
     def __init__(self, z_size: int, middle_size: int, img_shape: tuple[int, ...],
                  output: Literal["tanh", "linear"] = "tanh", hidden_layers: int = 1) -> None:
         super().__init__()

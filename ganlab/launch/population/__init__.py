@@ -1,0 +1,1 @@
+"""launcher=population: the K jobs of a sweep trained as one batched program."""

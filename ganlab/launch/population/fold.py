@@ -1,0 +1,112 @@
+"""The MLP family's fast path: members folded into the batch, (K*B, ...), through K-aware layers.
+
+vmap runs a model's forward per member but pays for it on every op: its rule for ``linear`` with
+batched weights is bmm + a separate bias add + a mul, each a pass over the activations, plus
+per-op dispatch (a K=1 MLP D forward costs 3x the plain module's). Here the model's own forward
+runs once on a (K*B, ...) batch, its Linear and BatchNorm1d replaced by twins that read the
+stacked (K, ...) tensors: a Linear is one ``baddbmm`` (bias fused, as the prototype), a BatchNorm1d
+is ``F.batch_norm`` over K*C channels (each member's channels normalised by its own batch, its
+running statistics updated in place through a view).
+
+Each member then computes bit for bit what it computes alone (forward, backward, running
+statistics; asserted by the tests with MKL on this CPU): MKL's batched GEMM runs the single GEMM's
+kernel per member, and the (B, K*C) layout gives each channel the reduction it has in (B, C).
+The two exceptions where torch takes another kernel are handled: a one-output Linear, and a
+one-channel BatchNorm1d (called per member).
+
+Folding is only right for a forward that treats samples independently outside these layers, so it
+is used for the classes listed in ``FOLDABLE`` (the blog's MLPs); anything else takes vmap.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ganlab.models.mlp import MLPDiscriminator, MLPGenerator
+
+FOLDABLE = (MLPGenerator, MLPDiscriminator)  # forwards known to be per-sample outside their layers
+PASS_THROUGH = (nn.Sequential, nn.ReLU, nn.LeakyReLU, nn.Tanh, nn.Sigmoid, nn.Flatten, nn.Identity)
+
+
+class FoldedLinear(nn.Linear):
+    """nn.Linear over stacked (K, out, in) weights on a (K*B, in) batch: one baddbmm."""
+
+    members = 1
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        per_member = x.reshape(self.members, -1, self.in_features)
+        if self.out_features == 1:
+            # a single output (D's logit): MKL's batched kernel rounds x @ w^T differently from the
+            # one F.linear uses; w @ x^T, transposed, is the product F.linear computes, bit for bit
+            bias = self.bias.unsqueeze(2) if self.bias is not None else None
+            out = _matmul(bias, self.weight, per_member.transpose(1, 2)).transpose(1, 2)
+        else:
+            bias = self.bias.unsqueeze(1) if self.bias is not None else None
+            out = _matmul(bias, per_member, self.weight.transpose(1, 2))
+        return out.reshape(*x.shape[:-1], self.out_features)
+
+
+def _matmul(bias: torch.Tensor | None, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    return torch.bmm(a, b) if bias is None else torch.baddbmm(bias, a, b)  # bias fused into the product
+
+
+class FoldedBatchNorm1d(nn.BatchNorm1d):
+    """nn.BatchNorm1d over stacked (K, C) tensors on a (K*B, C) batch: F.batch_norm on (B, K*C)."""
+
+    members = 1
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dim() != 2:
+            raise ValueError(f"the folded BatchNorm1d takes (K*B, C) inputs, got {tuple(x.shape)}")
+        K, C = self.members, self.num_features
+        if self.training and self.track_running_stats:
+            self.num_batches_tracked.add_(1)  # (K,): every member saw one more batch
+        use_batch_stats = self.training or self.running_mean is None
+        track = not self.training or self.track_running_stats
+        stats = [self.running_mean if track else None, self.running_var if track else None]
+        if C == 1:
+            # one channel (D's output_batchnorm): torch's kernel takes another path for (B, 1) than for
+            # (B, K); a call per member keeps each bit-identical to the member alone (K small ops)
+            per_member = x.view(K, -1, 1)
+            return torch.cat([F.batch_norm(per_member[k], *[_row(t, k) for t in (*stats, self.weight, self.bias)],
+                                           use_batch_stats, self.momentum, self.eps) for k in range(K)])
+        # channels of all members side by side (member k's channel c is column k*C + c): one call
+        wide = x.view(K, -1, C).transpose(0, 1).reshape(-1, K * C)
+        out = F.batch_norm(wide, *[_flat(t) for t in (*stats, self.weight, self.bias)],
+                           use_batch_stats, self.momentum, self.eps)
+        return out.view(-1, K, C).transpose(0, 1).reshape(-1, C)
+
+
+def _flat(t: torch.Tensor | None) -> torch.Tensor | None:
+    return None if t is None else t.view(-1)  # a view: batch_norm's running-stat update lands in the stack
+
+
+def _row(t: torch.Tensor | None, k: int) -> torch.Tensor | None:
+    return None if t is None else t[k]
+
+
+def can_fold(module: nn.Module) -> bool:
+    """Whether ``module`` is of a foldable class and built only of layers this path knows."""
+    if not isinstance(module, FOLDABLE) or module._parameters or module._buffers:
+        return False
+    known = (nn.Linear, nn.BatchNorm1d, *PASS_THROUGH)
+    return all(isinstance(m, known) for m in module.modules() if m is not module)
+
+
+def fold(skeleton: nn.Module, members: int) -> nn.Module:
+    """Replace ``skeleton``'s Linear/BatchNorm1d layers (in place) by their folded twins for K members."""
+    for name, child in list(skeleton.named_children()):
+        if type(child) is nn.Linear:
+            twin = FoldedLinear(child.in_features, child.out_features, child.bias is not None, device="meta")
+        elif type(child) is nn.BatchNorm1d:
+            twin = FoldedBatchNorm1d(child.num_features, child.eps, child.momentum, child.affine,
+                                     child.track_running_stats, device="meta")
+        else:
+            fold(child, members)
+            continue
+        twin.members = members
+        twin.train(child.training)
+        setattr(skeleton, name, twin)
+    return skeleton
