@@ -1,4 +1,4 @@
-"""Differentiable Augmentation (DiffAugment; Zhao et al. 2020, "Differentiable Augmentation for Data-Efficient GAN Training").
+"""DiffAugment (Zhao et al. 2020, "Differentiable Augmentation for Data-Efficient GAN Training").
 
 A policy is a comma-separated list of ``color`` (random brightness, saturation, contrast),
 ``translation`` (shift by up to ``translation_ratio`` of the side, zero fill) and ``cutout`` (one
@@ -6,6 +6,8 @@ zeroed square of ``cutout_ratio`` of the side), applied in the order given; ``"n
 the identity. Every parameter is drawn per sample from the ``torch.Generator`` passed in, on the
 images' device, and nothing is read back to the host. The magnitudes are the reference code's
 (mit-han-lab/data-efficient-gans, ``DiffAugment_pytorch.py``), which works on images in [-1, 1].
+In a captured CUDA graph (``CapturedStep``) the generator needs registering with the graph
+(``CUDAGraph.register_generator_state``) for replays to draw fresh parameters; not yet tried on a GPU.
 
 Where it applies, as the authors' code does it (for the trainer's wiring):
 

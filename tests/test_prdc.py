@@ -1,6 +1,5 @@
 """Precision/recall/density/coverage: against the authors' prdc package, known answers, bad k."""
 
-import numpy as np
 import prdc
 import pytest
 import torch
