@@ -20,7 +20,8 @@ Where it applies, as the authors' code does it (for the trainer's wiring):
   Here the trainer passes the same generator to both calls; the second call continues the stream.
 - R1: the StyleGAN2 PyTorch port takes the gradient of D(T(x)) with respect to the un-augmented
   real x, through T (``real_img_tmp = real_img.detach().requires_grad_(True)``, then ``run_D``
-  augments it, and the same augmented logits serve the main loss and R1). The TF StyleGAN2 code has
+  augments it; its lazy ``Dreg`` phase draws T afresh, ``Dboth`` reuses the main loss's augmented
+  logits). Our ``d_penalty(discriminator, ...)`` hook would get D∘T as its discriminator. The TF code has
   both: ``ns_DiffAugment_r1`` (gradient w.r.t. x, the few-shot script's loss) and ``ns_r1_DiffAugment``
   (gradient w.r.t. T(x), the CIFAR script's loss). The reference has no WGAN-GP; the analogue of the
   port's choice is the gradient of D(T(x_hat)) w.r.t. the interpolate x_hat of un-augmented real and fake.
