@@ -23,9 +23,11 @@ def _hydra_main(cfg: DictConfig) -> float | None:
         try:
             return run_sweep_job(cfg, hc, train)
         except GanlabError as err:
-            # stay an Exception (not SystemExit): Hydra records the job as failed and runs the others
+            # one line, no traceback; the sweep index holds the failure and the others run on. None is
+            # what the sweeper sees (Optuna records the trial as failed); the sweep's end-of-run summary
+            # (ganlab.launch.sweep.SweepCallback) lists it and makes the command exit 2
             print(f"ganlab: error: {err}", file=sys.stderr)
-            raise
+            return None
     try:
         return objective_value(train(cfg), cfg.objective)
     except GanlabError as err:

@@ -132,11 +132,16 @@ def test_a_crashed_job_is_marked_failed_and_the_others_run(tmp_path):
     sweep = tmp_path / "sweep"
     proc = run_ganlab(["-m", "trainer.n_critic=0,1", *TINY, *FAST, f"hydra.sweep.dir={sweep}"], cwd=tmp_path,
                       check=False)
-    assert proc.returncode != 0 and "ganlab: error: trainer.n_critic=0: must be an integer >= 1" in proc.stderr
+    assert proc.returncode == 2 and "ganlab: error: trainer.n_critic=0: must be an integer >= 1" in proc.stderr
+    assert "Traceback" not in proc.stderr and "Error executing job" not in proc.stderr  # one line, as a single run
     by_critic = {r["overrides"][0]: r for r in index(sweep)["jobs"].values()}
     assert by_critic["trainer.n_critic=0"]["status"] == "failed"
     assert by_critic["trainer.n_critic=0"]["error"] == "ConfigError: trainer.n_critic=0: must be an integer >= 1"
     assert by_critic["trainer.n_critic=1"]["status"] == "finished"
+    # the multirun ends with the sweep's summary: counts, the failure, where to look next
+    assert f"ganlab: sweep {sweep.name}: 2 jobs, 1 failed, 1 finished ({sweep})" in proc.stdout
+    assert "failed: job-" in proc.stdout and "trainer.n_critic=0: must be an integer >= 1" in proc.stdout
+    assert "lowest d_gap: " in proc.stdout and f"compare: python -m ganlab.compare {sweep}" in proc.stdout
 
 
 def test_local_parallel_runs_jobs_in_capped_worker_processes(tmp_path):

@@ -80,8 +80,11 @@ class SweepCallback(Callback):
                                            overrides=list(config.hydra.overrides.task))
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
-        """Print the sweep's summary from its index."""
-        print(sweep_summary(Path(str(config.hydra.sweep.dir))), flush=True)
+        """Print the sweep's summary from its index; exit 2 when a job of the sweep failed."""
+        sweep_dir = Path(str(config.hydra.sweep.dir))
+        print(sweep_summary(sweep_dir), flush=True)
+        if any(r.get("status") == "failed" for r in SweepIndex(sweep_dir).read()["jobs"].values()):
+            raise SystemExit(2)  # the jobs' errors were printed as one line each, listed again above
 
 
 def sweep_summary(sweep_dir: Path) -> str:
