@@ -6,6 +6,7 @@ same questions, so the trainer, the evaluator and the population launcher never 
 - ``shape``: one sample's shape, (C, H, W) for images, (2,) for points;
 - ``batches(batch_size, seed)``: the training batches of a run with that seed; batch ``index``
   depends only on (seed, index), so a resumed run sees exactly the batches of an uninterrupted one;
+  labelled image sets' batches also answer ``labels(index)``, the classes of batch ``index``;
 - ``reference(n, seed)``: the real samples an evaluation compares against, a function of the data
   set and the evaluation's own seed only (never the run's seed or batch size);
 - ``pixel_range`` (images; None for points), ``modes``/``mode_std`` (mixtures; None for images),
@@ -21,7 +22,6 @@ import torch
 from ganlab.errors import DataNotFoundError
 
 LABELLED_RANGE = (-1.0, 1.0)  # ``labelled()`` images are in [-1, 1] whatever a run's pixel range
-
 
 
 class Batches(Protocol):
@@ -62,10 +62,10 @@ class ShuffledBatches:
     (BatchNorm needs more than one sample, and every step sees the same batch size).
     """
 
-    def __init__(self, images: torch.Tensor, batch_size: int, seed: int) -> None:
+    def __init__(self, images: torch.Tensor, batch_size: int, seed: int, labels: torch.Tensor | None = None) -> None:
         if images.shape[0] < 2:
             raise DataNotFoundError(f"the data set has {images.shape[0]} image(s); GAN training needs at least 2")
-        self.images = images
+        self.images, self.labels_all = images, labels
         self.batch_size = min(batch_size, images.shape[0])
         self.seed = seed
         self.per_epoch = images.shape[0] // self.batch_size
@@ -85,6 +85,12 @@ class ShuffledBatches:
         """The batch with global index ``index``."""
         return self.images[self.indices(index)]
 
+    def labels(self, index: int) -> torch.Tensor:
+        """The classes of the batch with global index ``index`` (the same permutation as ``get``)."""
+        if self.labels_all is None:
+            raise DataNotFoundError("this data set has no training labels (conditional models need them)")
+        return self.labels_all[self.indices(index)]
+
 
 class LatentSampler:
     """z for G: N(0, std²) or a uniform with the same std, from its own generator (state is checkpointed)."""
@@ -100,3 +106,21 @@ class LatentSampler:
             return torch.randn(n, self.z_size, device=self.device, generator=gen) * self.std
         half_width = self.std * 3**0.5  # U(-a, a) has std a / sqrt(3)
         return (torch.rand(n, self.z_size, device=self.device, generator=gen) * 2 - 1) * half_width
+
+
+class LabelSampler:
+    """Class labels for a conditional G: uniform over ``n_classes``, from its own generator (checkpointed).
+
+    Its own stream, so a conditional run draws exactly the z of an unconditional one with the same seed.
+    """
+
+    def __init__(self, n_classes: int, device: torch.device, seed: int) -> None:
+        self.n_classes, self.device = n_classes, device
+        # offset: the latent stream is seeded with the bare seed
+        self.generator = torch.Generator(device=device).manual_seed(seed + LABEL_SEED_OFFSET)
+
+    def __call__(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        return torch.randint(self.n_classes, (n,), device=self.device, generator=generator or self.generator)
+
+
+LABEL_SEED_OFFSET = 7_919

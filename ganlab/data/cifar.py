@@ -59,8 +59,12 @@ def cifar10(
     download: bool = False,
     split: Literal["train", "test", "all"] = "train",
     pixel_range: tuple[float, float] = (-1.0, 1.0),
+    max_train: int | None = None,
 ) -> ImageSet:
-    """CIFAR-10 images from ``root`` or ``root``/cifar-10-batches-py; torchvision downloads if asked."""
+    """CIFAR-10 images from ``root`` or ``root``/cifar-10-batches-py; torchvision downloads if asked.
+
+    ``max_train``: train on a fixed random subset of that many images (evaluations still use all).
+    """
     root_path = Path(root).expanduser()
     unit, labels = _read(root_path, download, FILES["train"] + FILES["test"] if split == "all" else FILES[split])
 
@@ -68,4 +72,5 @@ def cifar10(
         images, found = _read(root_path, False, FILES[which])
         return to_pixel_range(images, LABELLED_RANGE), found
 
-    return ImageSet("cifar10", to_pixel_range(unit, pixel_range), tuple(pixel_range), labels, 10, labelled)
+    return ImageSet("cifar10", to_pixel_range(unit, pixel_range), tuple(pixel_range), labels, 10,
+                    labelled).limit(max_train)

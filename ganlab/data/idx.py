@@ -98,8 +98,12 @@ def idx(
     download: bool = False,
     split: Literal["train", "test", "all"] = "train",
     pixel_range: tuple[float, float] = (-1.0, 1.0),
+    max_train: int | None = None,
 ) -> ImageSet:
-    """MNIST or Fashion-MNIST as (N, 1, 28, 28) with labels when the label files sit beside the images."""
+    """MNIST or Fashion-MNIST as (N, 1, 28, 28) with labels when the label files sit beside the images.
+
+    ``max_train``: train on a fixed random subset of that many images (evaluations still use all).
+    """
     root_path = Path(root).expanduser()
     splits: list[Split] = ["train", "test"] if split == "all" else [split]
     if download and any(find_idx_file(root_path, name, _IMAGE_FILES[s]) is None for s in splits):
@@ -116,4 +120,4 @@ def idx(
         return to_pixel_range(images, LABELLED_RANGE), found
 
     return ImageSet(name, to_pixel_range(unit, pixel_range), tuple(pixel_range), labels,
-                    10 if labels is not None else None, labelled)
+                    10 if labels is not None else None, labelled).limit(max_train)

@@ -19,6 +19,7 @@ from ganlab.errors import DataNotFoundError
 Split = Literal["train", "test"]
 DIGITS_TEST_SHARE = 0.2  # digits has no official split: a fixed, seeded 80/20 split
 _DIGITS_SPLIT_SEED = 20261126
+SUBSET_SEED = 20261212  # ``max_train``: the same subset in every run, whatever the run's seed
 
 
 def to_pixel_range(unit: torch.Tensor, pixel_range: tuple[float, float]) -> torch.Tensor:
@@ -33,6 +34,7 @@ class ImageSet:
 
     ``labels`` are the training images' classes where the set has them; ``splits`` loads the
     labelled train/test splits (images in [-1, 1]) its evaluation classifier trains and is scored on.
+    ``full_images``: after ``limit``, the whole training split, which evaluations still compare against.
     """
 
     name: str
@@ -41,6 +43,8 @@ class ImageSet:
     labels: torch.Tensor | None = None
     n_classes: int | None = None
     splits: Callable[[Split], tuple[torch.Tensor, torch.Tensor]] | None = None
+    full_images: torch.Tensor | None = None
+    full_labels: torch.Tensor | None = None
 
     modes = None  # mixtures only
     mode_std = None
@@ -54,16 +58,41 @@ class ImageSet:
         """Keep the images (and labels) on ``device`` from now on; returns self."""
         self.images = self.images.to(device)
         self.labels = None if self.labels is None else self.labels.to(device)
+        self.full_images = None if self.full_images is None else self.full_images.to(device)
+        self.full_labels = None if self.full_labels is None else self.full_labels.to(device)
         return self
 
     def batches(self, batch_size: int, seed: int) -> ShuffledBatches:
-        """The training batches of a run with ``seed``."""
-        return ShuffledBatches(self.images, batch_size, seed)
+        """The training batches of a run with ``seed`` (and their labels, where the set has them)."""
+        return ShuffledBatches(self.images, batch_size, seed, self.labels)
 
     def reference(self, n: int, seed: int) -> torch.Tensor:
-        """A fixed subset of ``n`` images chosen by ``seed`` alone (all of them when n >= N)."""
-        pick = torch.randperm(len(self.images), generator=torch.Generator().manual_seed(seed))[:n]
-        return self.images[pick.to(self.images.device)]
+        """A fixed subset of ``n`` images chosen by ``seed`` alone (all of them when n >= N).
+
+        Drawn from the whole training split also after ``limit``: a run on a subset is measured
+        against the distribution, not against the images it memorised.
+        """
+        images = self.images if self.full_images is None else self.full_images
+        pick = torch.randperm(len(images), generator=torch.Generator().manual_seed(seed))[:n]
+        return images[pick.to(images.device)]
+
+    def reference_labels(self, n: int, seed: int) -> torch.Tensor | None:
+        """The classes of ``reference(n, seed)``'s images (what a conditional D is shown them with); None unlabelled."""
+        labels = self.labels if self.full_images is None else self.full_labels
+        if labels is None:
+            return None
+        pick = torch.randperm(len(labels), generator=torch.Generator().manual_seed(seed))[:n]
+        return labels[pick.to(labels.device)]
+
+    def limit(self, max_train: int | None) -> ImageSet:
+        """Train on a fixed random ``max_train`` of the images (``data.max_train``; None or >= N: all); self."""
+        if max_train is None or max_train >= len(self.images):
+            return self
+        keep = torch.randperm(len(self.images), generator=torch.Generator().manual_seed(SUBSET_SEED))[:max_train]
+        self.full_images, self.full_labels = self.images, self.labels
+        self.images = self.images[keep]
+        self.labels = None if self.labels is None else self.labels[keep]
+        return self
 
     def labelled(self, split: Split) -> tuple[torch.Tensor, torch.Tensor]:
         """(images in [-1, 1], labels) of ``split``; DataNotFoundError when the set has no labels."""
@@ -72,10 +101,11 @@ class ImageSet:
         return self.splits(split)
 
 
-def digits(pixel_range: tuple[float, float] = (-1.0, 1.0)) -> ImageSet:
+def digits(pixel_range: tuple[float, float] = (-1.0, 1.0), max_train: int | None = None) -> ImageSet:
     """scikit-learn's embedded 8x8 digits (1,797 images, values 0..16) as (N, 1, 8, 8), with labels."""
     images, labels = _sklearn_digits()
-    return ImageSet("digits", to_pixel_range(images, pixel_range), tuple(pixel_range), labels, 10, _digits_split)
+    return ImageSet("digits", to_pixel_range(images, pixel_range), tuple(pixel_range), labels, 10,
+                    _digits_split).limit(max_train)
 
 
 def _sklearn_digits() -> tuple[torch.Tensor, torch.Tensor]:
