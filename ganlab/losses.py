@@ -6,8 +6,11 @@ The trainer calls, for every loss alike, ``d_loss(real_out, fake_out)`` plus
 Which output kind a loss accepts is declared by ``accepts_probabilities`` and checked once when the
 run is built.
 
+``loss=acgan`` adds an auxiliary classifier's cross-entropy (``class_loss``), which the step asks for
+when D has the classifier head (``aux_classifier``, declared by the loss and read when D is built).
+
 Penalties that differentiate D with respect to its input (R1, WGAN-GP) run D once more on their own
-inputs. A D with BatchNorm then sees an extra batch of reals/interpolates in train mode (its running
+inputs (a packed D, ``model.pack``: the gradient norm is per packed input, per score D gives). A D with BatchNorm then sees an extra batch of reals/interpolates in train mode (its running
 statistics move, and the per-sample gradient couples samples through the batch statistics); the
 penalties still train, but the papers use D without BatchNorm (``model.d_batchnorm=false``).
 """
@@ -25,6 +28,7 @@ class GANLoss:
     """Base objective: D and G losses from D's outputs on a real and a fake batch, plus D's hooks."""
 
     accepts_probabilities = False  # True when the loss is defined on D outputs in [0, 1]
+    aux_classifier = False  # True: D gets a class head, and the step adds ``class_loss`` (ACGAN)
 
     def d_loss(self, real_out: torch.Tensor, fake_out: torch.Tensor) -> torch.Tensor:
         """D's loss (minimised) from its outputs on a real and a fake batch."""
@@ -44,11 +48,14 @@ class GANLoss:
 
 
 def input_gradient(discriminator: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    """dD(x)/dx per sample, kept in the graph so a penalty on it trains D (double backward)."""
+    """dD(x)/dx per D output, kept in the graph so a penalty on it trains D (double backward).
+
+    (n_outputs, ...): per sample, or for a packed D (m samples per score) per pack of m, flattened.
+    """
     x = x.detach().requires_grad_(True)
     out = discriminator(x)
     (grad,) = torch.autograd.grad(out.sum(), x, create_graph=True)  # sum: per-sample grads (no BatchNorm)
-    return grad
+    return grad if out.shape[0] == x.shape[0] else grad.reshape(out.shape[0], -1)
 
 
 class NonSaturatingLoss(GANLoss):
@@ -76,6 +83,27 @@ class NonSaturatingLoss(GANLoss):
             return None
         grad = input_gradient(discriminator, real)
         return self.r1_gamma / 2 * grad.pow(2).flatten(1).sum(1).mean()
+
+
+class ACGANLoss(NonSaturatingLoss):
+    """AC-GAN (Odena et al. 2017): ``bce`` plus ``aux_weight`` * cross-entropy of D's class head.
+
+    D takes no labels but predicts them; its class loss is on reals (their labels) and fakes (the
+    labels G was asked for), and G's loss adds the class loss on its fakes: both maximise the
+    log-likelihood of the right class, as the paper's L_C. Needs a conditional G (model.conditional).
+    """
+
+    aux_classifier = True
+
+    def __init__(self, aux_weight: float = 1.0, r1_gamma: float = 0.0) -> None:
+        super().__init__(r1_gamma)
+        if aux_weight < 0:
+            raise ConfigError(f"loss.aux_weight must be >= 0, got {aux_weight}")
+        self.aux_weight = aux_weight
+
+    def class_loss(self, class_logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """aux_weight * mean cross-entropy of the class logits (B, K) against ``labels`` (B,)."""
+        return self.aux_weight * F.cross_entropy(class_logits, labels)
 
 
 class MinimaxLoss(NonSaturatingLoss):
