@@ -4,6 +4,11 @@ Evaluation never moves the training RNG stream: it runs inside ``torch.random.fo
 from its own seeded generator (the same z at every evaluation, so steps compare), and runs G and D
 in eval mode under no_grad (BatchNorm running statistics are not updated). A run with evaluation
 and one without end with bit-identical weights (tested).
+
+Issue 12: precision/recall/density/coverage on the classifier's features (the ones fid_clf uses);
+a conditional G is asked for every class in turn (sample i gets class i mod K) and
+``cond_accuracy`` is the share of samples the data set's classifier puts in the asked-for class;
+``prefix`` lets the loop log a second G (the EMA's or the raw one) beside the one that counts.
 """
 
 from __future__ import annotations
@@ -22,6 +27,8 @@ from ganlab.metrics.features import ClassifierFeatures, InceptionFeatures
 from ganlab.metrics.images import FeatureDistances, class_coverage
 from ganlab.metrics.names import PREFIX, lower_is_better
 from ganlab.metrics.points import histogram_jsd, metrics_2d
+from ganlab.metrics.prdc import PRDC
+from ganlab.models.conditional import adversarial
 
 
 @dataclass
@@ -37,14 +44,17 @@ class EvalSettings:
     kid_subsets: int
     seed: int  # z and the real reference set of every evaluation (independent of the run's seed)
     classifier: ClassifierSettings
+    prdc_k: int = 5  # precision/recall/density/coverage: the k-th neighbour's distance is a sample's radius
 
 
 class Evaluator:
     """Metrics of G (and D) every ``every`` steps and after the last one, on ``n_samples`` samples.
 
     Image data: ``fid_clf``/``kid_clf`` + class coverage with the data set's classifier (or
-    ``fid_inception``/``kid_inception``). 2D data (the data set has ``modes``): the PacGAN/VEEGAN
-    metrics and ``jsd_hist``. Always: ``d_real``/``d_fake``, mean D(x) on real and generated samples.
+    ``fid_inception``/``kid_inception``), ``precision``/``recall``/``density``/``coverage`` on the
+    classifier's features and, for a conditional G, ``cond_accuracy``. 2D data (the data set has ``modes``):
+    the PacGAN/VEEGAN metrics and ``jsd_hist``. Always: ``d_real``/``d_fake``, mean D(x) on real and
+    generated samples.
     The real reference set is ``data.reference(n_samples, seed)``: the same for every run on the data set.
     """
 
@@ -61,8 +71,13 @@ class Evaluator:
                                            "set eval.every=0 to train without evaluation")
         self.best: dict[str, tuple[float, int]] = {}
         self.last: dict[str, float] = {}
+        self.last_other: dict[str, float] = {}  # the last values logged under another prefix (a second G)
         self.real = data.reference(s.n_samples, s.seed).to(device)
+        labels_of = getattr(data, "reference_labels", None)  # the reals' classes, for a conditional D
+        self.real_labels = labels_of(s.n_samples, s.seed) if labels_of is not None else None
+        self.n_classes = data.n_classes
         self.distances: dict[str, FeatureDistances] = {}
+        self.prdc: PRDC | None = None
         self.clf: TrainedClassifier | None = None
         if self.modes is not None or s.features == "none":
             return
@@ -78,6 +93,9 @@ class Evaluator:
                     extractor = ClassifierFeatures(self.clf.model)
                     self.distances["clf"] = FeatureDistances(extractor, self.to_unit(self.real), s.batch_size,
                                                              s.kid_subsets)
+                    real_features = self.distances["clf"].real.features
+                    if s.prdc_k < len(real_features):
+                        self.prdc = PRDC(real_features, s.prdc_k)
 
     def to_unit(self, images: torch.Tensor) -> torch.Tensor:
         """Images from the run's pixel range to the classifier's [-1, 1]."""
@@ -90,46 +108,71 @@ class Evaluator:
         return self.every > 0 and (step % self.every == 0 or step == total_steps)
 
     @torch.no_grad()
-    def __call__(self, generator: nn.Module, discriminator: nn.Module, latent: Any, step: int) -> dict[str, float]:
-        """The metrics of G/D now, keyed ``eval/<name>``; also updates the best values."""
+    def __call__(self, generator: nn.Module, discriminator: nn.Module, latent: Any, step: int,
+                 prefix: str = PREFIX) -> dict[str, float]:
+        """The metrics of G/D now, keyed ``<prefix><name>``; under the default ``eval/`` also the best values."""
         cuda = [self.device] if self.device.type == "cuda" else []
         modes_were = generator.training, discriminator.training
         generator.eval()  # BatchNorm: running statistics, and they stay as training left them
         discriminator.eval()
+        n_classes = getattr(generator, "n_classes", None)  # a conditional G: asked for class i mod K
+        labels = None if n_classes is None else torch.arange(self.n_samples, device=self.device) % n_classes
         try:
             with torch.random.fork_rng(devices=cuda):
                 torch.manual_seed(self.seed)  # KID's random subsets: the same at every evaluation
                 z_gen = torch.Generator(device=self.device).manual_seed(self.seed)
                 z = latent(self.n_samples, z_gen)  # all at once: the same z whatever eval.batch_size
-                fake = torch.cat([generator(z[i:i + self.batch_size]).float()
-                                  for i in range(0, len(z), self.batch_size)])
-                values = self._metrics(fake, discriminator)
+                chunks = range(0, len(z), self.batch_size)
+                fake = torch.cat([(generator(z[i:i + self.batch_size]) if labels is None else
+                                   generator(z[i:i + self.batch_size], labels[i:i + self.batch_size])).float()
+                                  for i in chunks])
+                values = self._metrics(fake, discriminator, labels)
         finally:
             generator.train(modes_were[0])
             discriminator.train(modes_were[1])
+        if prefix != PREFIX:
+            self.last_other.update({prefix + k: v for k, v in values.items()})
+            return {prefix + k: v for k, v in values.items()}
         for name, value in values.items():
             self._remember(name, value, step)
         self.last = values
         return {PREFIX + k: v for k, v in values.items()}
 
-    def _metrics(self, fake: torch.Tensor, discriminator: nn.Module) -> dict[str, float]:
-        values = {"d_real": self._mean_d(discriminator, self.real), "d_fake": self._mean_d(discriminator, fake)}
+    def _metrics(self, fake: torch.Tensor, discriminator: nn.Module,
+                 labels: torch.Tensor | None = None) -> dict[str, float]:
+        values = {"d_real": self._mean_d(discriminator, self.real, self.real_labels),
+                  "d_fake": self._mean_d(discriminator, fake, labels)}
         if self.modes is not None:
             values.update(metrics_2d(fake, self.modes, float(self.mode_std)))
             values["jsd_hist"] = histogram_jsd(self.real, fake)
             return values
         for name, distances in self.distances.items():
-            fid_kid = distances(self.to_unit(fake))
+            features = distances.features(self.to_unit(fake))
+            fid_kid = {k: float(v) for k, v in distances.of_features(features).items()}
             values.update({f"fid_{name}": fid_kid["fid"], f"kid_{name}": fid_kid["kid"]})
+            if name == "clf" and self.prdc is not None:
+                values.update(self.prdc(features))
         if self.clf is not None:
             unit = self.to_unit(fake)
             probs = torch.cat([self.clf.model(unit[i:i + self.batch_size]).softmax(1)
                                for i in range(0, len(unit), self.batch_size)])
             values.update(class_coverage(probs, self.clf.class_hist))
+            if labels is not None:
+                values["cond_accuracy"] = float((probs.argmax(1) == labels.to(probs.device)).double().mean())
         return values
 
-    def _mean_d(self, discriminator: nn.Module, x: torch.Tensor) -> float:
-        out = torch.cat([discriminator(x[i:i + self.batch_size]).float() for i in range(0, len(x), self.batch_size)])
+    def _mean_d(self, discriminator: nn.Module, x: torch.Tensor, labels: torch.Tensor | None = None) -> float:
+        """Mean D(x) as a probability, in chunks; a packed D (``pack`` m) gets chunks of a multiple of m
+        (the last samples that fill no pack are left out), a conditional D the samples' labels."""
+        pack = getattr(discriminator, "pack", 1)
+        size = max(self.batch_size // pack, 1) * pack
+        usable = len(x) // pack * pack
+        takes_labels = getattr(discriminator, "takes_labels", False)
+        if takes_labels and labels is None:
+            return math.nan  # a conditional D on images of unknown class: no score to report
+        out = torch.cat([adversarial(discriminator(x[i:min(i + size, usable)], labels[i:min(i + size, usable)])
+                                     if takes_labels else discriminator(x[i:min(i + size, usable)])).float()
+                         for i in range(0, usable, size)])  # adversarial: an aux classifier's score column
         probs = out if getattr(discriminator, "outputs_probability", False) else torch.sigmoid(out)
         return float(probs.mean())
 
@@ -150,8 +193,8 @@ class Evaluator:
         self.best = {name: (float(value), int(step)) for name, (value, step) in state.get("best", {}).items()}
 
     def summary(self) -> dict[str, float]:
-        """Final values plus the best of each metric and the step it was reached at."""
-        out = {PREFIX + k: v for k, v in self.last.items()}
+        """Final values plus the best of each metric and the step it was reached at (a second G's: final only)."""
+        out = {**self.last_other, **{PREFIX + k: v for k, v in self.last.items()}}
         for name, (value, step) in self.best.items():
             out[f"{PREFIX}{name}_best"], out[f"{PREFIX}{name}_best_step"] = value, step
         return out
