@@ -20,6 +20,7 @@ from torch import nn
 from ganlab.errors import ConfigError, GanlabError
 
 if TYPE_CHECKING:
+    from ganlab.augment import DiffAugment
     from ganlab.data.batches import DataSet, LatentSampler
     from ganlab.hardware.device import Hardware
     from ganlab.losses import GANLoss
@@ -60,6 +61,7 @@ def _check_tree(node: dict[str, Any], where: str) -> None:
 
 
 def _locate(path: str, where: str) -> Any:
+    """The object a ``_target_`` names (ConfigError when it cannot be imported)."""
     from hydra._internal.utils import _locate as hydra_locate
 
     try:
@@ -148,11 +150,47 @@ def build_data(cfg: DictConfig) -> "DataSet":
     return data
 
 
-def build_models(cfg: DictConfig, shape: tuple[int, ...]) -> tuple[nn.Module, nn.Module]:
-    """(G, D) for samples of ``shape``, on the CPU (move them yourself)."""
-    generator = build(cfg.model.generator, "model.generator", img_shape=shape)
-    discriminator = build(cfg.model.discriminator, "model.discriminator", img_shape=shape)
+def build_models(cfg: DictConfig, shape: tuple[int, ...], n_classes: int | None = None
+                 ) -> tuple[nn.Module, nn.Module]:
+    """(G, D) for samples of ``shape``, on the CPU (move them yourself).
+
+    ``n_classes`` (the data's) reaches the networks only when they need it: a conditional model
+    (``model.conditional``) or a loss with an auxiliary classifier (``loss=acgan``, D's class head).
+    """
+    conditional = cfg.model.get("conditional", "none")  # configs older than issue 12 have none
+    aux = bool(getattr(_locate(cfg.loss._target_, "loss"), "aux_classifier", False)) if "loss" in cfg else False
+    if aux and conditional == "none":
+        raise ConfigError("loss=acgan needs a conditional G: set model.conditional=concat or projection")
+    g_runtime: dict[str, Any] = {"img_shape": shape}
+    d_runtime: dict[str, Any] = {"img_shape": shape}
+    if conditional != "none" or aux:
+        if len(shape) != 3 or n_classes is None:
+            what = "2D points" if len(shape) == 1 else "a data set without class labels"
+            raise ConfigError(f"model.conditional={conditional}: {what} cannot condition G and D; use a "
+                              "labelled image set (digits, mnist, fashion_mnist, cifar10)")
+        g_runtime["n_classes"] = d_runtime["n_classes"] = n_classes
+    if aux:
+        d_runtime["aux_classifier"] = True
+    generator = build(cfg.model.generator, "model.generator", **g_runtime)
+    discriminator = build(cfg.model.discriminator, "model.discriminator", **d_runtime)
     return generator, discriminator
+
+
+def build_augment(cfg: DictConfig, shape: tuple[int, ...]) -> "DiffAugment | None":
+    """The run's augmentation (``augment``), None when it is the identity (``augment=none``, or no group)."""
+    from ganlab.augment import DiffAugment
+
+    if "augment" not in cfg:  # configs older than issue 12
+        return None
+    augment = build(cfg.augment, "augment")
+    if not isinstance(augment, DiffAugment):
+        raise ConfigError(f"augment: {cfg.augment._target_} is not a ganlab.augment.DiffAugment")
+    if not augment.names:
+        return None
+    if len(shape) != 3:
+        raise ConfigError(f"augment.policy={cfg.augment.policy}: DiffAugment needs images, the data are points "
+                          f"of shape {tuple(shape)}; use augment=none")
+    return augment
 
 
 def build_loss(cfg: DictConfig, discriminator: nn.Module) -> "GANLoss":

@@ -20,7 +20,7 @@ from ganlab.ranges import check_ranges
 # inside the package as ganlab.conf.
 _REPO_CONF = Path(__file__).resolve().parent.parent / "conf"
 CONFIG_PATH = str(_REPO_CONF) if (_REPO_CONF / "config.yaml").is_file() else "pkg://ganlab.conf"
-GROUPS = ("model", "loss", "optimizer", "data", "hardware", "launcher", "logger", "experiment", "sweep")
+GROUPS = ("model", "loss", "optimizer", "data", "augment", "hardware", "launcher", "logger", "experiment", "sweep")
 
 
 @dataclass
@@ -37,6 +37,10 @@ class TrainerConfig:
     ckpt_keep: Optional[int] = 3
     n_grid: int = 64
     progress: bool = True
+    # issue 12: the EMA of G's weights (null: off), its warm-up, and which G samples and is evaluated
+    g_ema: Optional[float] = None
+    g_ema_start: int = 0
+    sample_from: str = "auto"  # auto (g_ema when g_ema is set, else g) | g | g_ema
 
 
 @dataclass

@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from ganlab.data.batches import DataSet
 
 GRID_SEED = 1234  # the z bank of image grids and scatter plots: the same in every run
+GRID_ROW = 8  # images per row of a sample grid
 MIN_CELL = 28  # sample-grid cells narrower than this are upscaled
 N_POINTS = 1000  # points of each kind per scatter plot
 FIGURE_PX = 480
@@ -22,17 +23,28 @@ FIGURE_PX = 480
 
 @torch.no_grad()
 def sample_grid(generator: torch.nn.Module, z_bank: torch.Tensor, pixel_range: tuple[float, float]) -> torch.Tensor:
-    """A uint8 (C, H, W) grid of G(z_bank), 8 per row, in eval mode (running BatchNorm stats; G's mode restored)."""
+    """A uint8 (C, H, W) grid of G(z_bank), 8 per row, in eval mode (running BatchNorm stats; G's mode restored).
+
+    A conditional G (``n_classes`` set) draws one class per row, K rows of the bank's first 8 z: the
+    same z down each column, so a column shows one style across the classes.
+    """
     from torchvision.utils import make_grid  # lazy: importing torchvision costs ~1-2 s of every job's start
 
     was_training = generator.training
     generator.eval()
-    images = generator(z_bank)
+    n_classes = getattr(generator, "n_classes", None)
+    per_row = GRID_ROW
+    if n_classes is None:
+        images = generator(z_bank)
+    else:
+        per_row = min(GRID_ROW, len(z_bank))
+        labels = torch.arange(n_classes, device=z_bank.device).repeat_interleave(per_row)
+        images = generator(z_bank[:per_row].repeat(n_classes, 1), labels)
     generator.train(was_training)
     images = images.float().cpu()
     if images.shape[-1] < MIN_CELL:  # tiny images (8x8 digits): nearest-neighbour upscale to be seen
         images = F.interpolate(images, scale_factor=math.ceil(MIN_CELL / images.shape[-1]), mode="nearest")
-    grid = make_grid(images, nrow=8, normalize=True, value_range=tuple(pixel_range), pad_value=1.0)
+    grid = make_grid(images, nrow=per_row, normalize=True, value_range=tuple(pixel_range), pad_value=1.0)
     return grid.mul(255).round().clamp(0, 255).to(torch.uint8)
 
 

@@ -35,7 +35,8 @@ def run_loop(run: Run, tracker: Tracker, start_step: int, ckpt_dir: Path, config
     """Train from ``start_step`` to ``run.total_steps``; return the final metrics (and eval summary)."""
     tc, D, hw = run.trainer, run.discriminator, run.hardware
     batch_size = run.batches.batch_size
-    train_step = build_step(run.g_train, run.d_train, run.loss, run.g_opt, run.d_opt, tc.detach_fake, hw, D)
+    train_step = build_step(run.g_train, run.d_train, run.loss, run.g_opt, run.d_opt, tc.detach_fake, hw, D,
+                            run.augment, run.augment_gen)
     shard = (lambda t: ddp.shard(t, hw.rank, hw.world_size)) if hw.ddp else (lambda t: t)
     first_bad_step = torch.full((), -1, dtype=torch.long, device=run.device)  # stays on device: no sync
     metrics: dict[str, float] = {}
@@ -54,7 +55,16 @@ def run_loop(run: Run, tracker: Tracker, start_step: int, ckpt_dir: Path, config
         # z is drawn in the order the D updates then the G update use it (one latent generator)
         reals = [shard(run.batches.get((step - 1) * tc.n_critic + k)) for k in range(tc.n_critic)]
         z_d = [shard(run.latent(batch_size)) for _ in range(tc.n_critic)]
-        out = train_step(reals, z_d, shard(run.latent(batch_size)), grad_norms=is_log)
+        z_g = shard(run.latent(batch_size))
+        if run.classes is None:
+            out = train_step(reals, z_d, z_g, grad_norms=is_log)
+        else:  # conditional: the reals' classes, and G's asked-for ones from the run's own label stream
+            y_real = [shard(run.batches.labels((step - 1) * tc.n_critic + k)) for k in range(tc.n_critic)]
+            y_d = [shard(run.classes(batch_size)) for _ in range(tc.n_critic)]
+            out = train_step(reals, z_d, z_g, grad_norms=is_log, y_real=y_real, y_d=y_d,
+                             y_g=shard(run.classes(batch_size)))
+        if run.g_ema is not None:  # eagerly, after the (possibly captured) step: its weights are G's after it
+            run.g_ema.update(run.generator, step)
         bad = ~(torch.isfinite(out.d_loss) & torch.isfinite(out.g_loss))
         first_bad_step = torch.where(bad & (first_bad_step < 0), step, first_bad_step)
         window_images += batch_size * tc.n_critic
@@ -72,6 +82,8 @@ def run_loop(run: Run, tracker: Tracker, start_step: int, ckpt_dir: Path, config
             }
             if out.d_penalty is not None:  # R1 / gradient penalty: the part of d_loss that is not the game
                 on_device["d_penalty"] = out.d_penalty
+            if out.d_class is not None:  # ACGAN: the class losses inside d_loss and g_loss
+                on_device["d_class"], on_device["g_class"] = out.d_class, out.g_class
             # one host read for all of them (one sync on a GPU, not one per value)
             metrics = dict(zip(on_device, torch.stack([v.float() for v in on_device.values()]).tolist()))
             metrics["images_per_s"] = window_images / max(now - window_start, 1e-9)
@@ -80,9 +92,17 @@ def run_loop(run: Run, tracker: Tracker, start_step: int, ckpt_dir: Path, config
             tracker.log(metrics, step)
         progress.update(step, metrics)
         if hw.is_main and (step % tc.sample_every == 0 or step == run.total_steps):
-            tracker.log_image("samples", draw_samples(run), step)
+            tracker.log_image("samples", draw_samples(run, run.sampler), step)
+            if run.other_sampler is not None:  # with an EMA, the other G's grid too: samples_g or samples_g_ema
+                name, other = run.other_sampler
+                tracker.log_image(f"samples_{name}", draw_samples(run, other), step)
         if evaluator is not None and evaluator.due(step, run.total_steps):
-            tracker.log_eval(evaluator(run.generator, D, run.latent, step), step)  # own RNG: training stream untouched
+            # own RNG: training stream untouched; with an EMA the other G is logged as eval_<g|g_ema>/...
+            values = evaluator(run.sampler, D, run.latent, step)
+            if run.other_sampler is not None:
+                name, other = run.other_sampler
+                values.update(evaluator(other, D, run.latent, step, prefix=f"eval_{name}/"))
+            tracker.log_eval(values, step)
         if step % tc.ckpt_every == 0 or step == run.total_steps:
             checkpoint(step)
         elif stop_requested is not None and stop_requested():  # preempted: keep this exact step
@@ -106,8 +126,10 @@ def as_probability(discriminator: nn.Module, out: torch.Tensor) -> torch.Tensor:
     return out.detach() if getattr(discriminator, "outputs_probability", False) else torch.sigmoid(out.detach())
 
 
-def draw_samples(run: Run) -> torch.Tensor:
-    """The run's picture now: a grid of G on the fixed z bank (images) or a scatter plot (2D points)."""
+def draw_samples(run: Run, generator: nn.Module | None = None) -> torch.Tensor:
+    """The run's picture now: a grid of G (the sampler by default) on the fixed z bank (images; one
+    class per row for a conditional G) or a scatter plot (2D points)."""
+    generator = run.sampler if generator is None else generator
     if run.data.pixel_range is None:
-        return scatter_samples(run.generator, run.latent, run.data, run.device)
-    return sample_grid(run.generator, run.z_bank, run.data.pixel_range)
+        return scatter_samples(generator, run.latent, run.data, run.device)
+    return sample_grid(generator, run.z_bank, run.data.pixel_range)

@@ -55,6 +55,11 @@ def unit_interval(pattern: str) -> Rule:
     return Rule(pattern, "a number in [0, 1)", lambda v: _num(v) and 0 <= v < 1, bad=1)
 
 
+def open_unit_interval(pattern: str) -> Rule:
+    """A number in (0, 1) (a share of an image's side)."""
+    return Rule(pattern, "a number in (0, 1)", lambda v: _num(v) and 0 < v < 1, bad=1)
+
+
 def finite(pattern: str) -> Rule:
     """Any finite number."""
     return Rule(pattern, "a finite number", _num, bad="nan")
@@ -85,12 +90,15 @@ RULES: tuple[Rule, ...] = (
     at_least(1, "trainer.ckpt_every"),
     at_least(1, "trainer.ckpt_keep", nullable=True),
     at_least(1, "trainer.n_grid"),
+    Rule("trainer.g_ema", "a decay in [0, 1)", lambda v: _num(v) and 0 <= v < 1, nullable=True, bad=1),
+    at_least(0, "trainer.g_ema_start"),
     # eval
     at_least(0, "eval.every"),
     at_least(2, "eval.n_samples"),
     at_least(1, "eval.batch_size"),
     at_least(1, "eval.kid_subsets"),
     at_least(0, "eval.seed"),
+    at_least(1, "eval.prdc_k"),
     at_least(1, "eval.classifier.steps"),
     at_least(1, "eval.classifier.batch_size"),
     positive("eval.classifier.lr"),
@@ -105,6 +113,8 @@ RULES: tuple[Rule, ...] = (
     at_least(1, "model.*.middle_size"),
     at_least(1, "model.*.hidden_layers"),
     at_least(1, "model.*.width"),
+    at_least(1, "model.pack"),
+    at_least(1, "model.*.pack"),
     # loss
     non_negative("loss.r1_gamma"),
     finite("loss.real_target"),
@@ -112,6 +122,7 @@ RULES: tuple[Rule, ...] = (
     positive("loss.clip"),
     non_negative("loss.gp_weight"),
     non_negative("loss.drift"),
+    non_negative("loss.aux_weight"),
     # optimizer: the shared keys first, then the per-network ones they interpolate into
     positive("optimizer.lr"),
     pair_in_unit_interval("optimizer.betas"),
@@ -140,6 +151,11 @@ RULES: tuple[Rule, ...] = (
     positive("data.dataset.spacing"),
     at_least(1, "data.dataset.side"),
     at_least(2, "data.dataset.samples_per_epoch"),
+    at_least(2, "data.max_train", nullable=True),  # a GAN batch needs two images
+    at_least(2, "data.dataset.max_train", nullable=True),
+    # augment
+    open_unit_interval("augment.translation_ratio"),
+    open_unit_interval("augment.cutout_ratio"),
     # logger
     positive("logger.init_timeout"),
 )

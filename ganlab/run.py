@@ -9,7 +9,9 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import nn
 
-from ganlab.data.batches import Batches, DataSet, LatentSampler
+from ganlab.augment import DiffAugment
+from ganlab.data.batches import Batches, DataSet, LabelSampler, LatentSampler
+from ganlab.ema import GeneratorEMA
 from ganlab.errors import ResumeError
 from ganlab.hardware.device import Hardware
 from ganlab.losses import GANLoss
@@ -37,11 +39,29 @@ class Run:
     hardware: Hardware | None = None  # None: plain fp32 eager on ``device``
     g_train: nn.Module | None = None  # what the step calls: G itself (None), or G inside DDP
     d_train: nn.Module | None = None
+    # issue 12's options; None = off, and then the run is what it was before them (bit for bit)
+    g_ema: GeneratorEMA | None = None  # the EMA of G's weights, updated after every step
+    sample_from: str = "g"  # "g" or "g_ema": the G that draws grids, is evaluated and exported
+    augment: DiffAugment | None = None  # what every image D sees in training passes through
+    augment_gen: torch.Generator | None = None  # the augmentation's own random stream (checkpointed)
+    classes: LabelSampler | None = None  # G's class labels (conditional runs), its own stream
 
     def __post_init__(self) -> None:
         self.hardware = Hardware(self.device) if self.hardware is None else self.hardware
         self.g_train = self.generator if self.g_train is None else self.g_train
         self.d_train = self.discriminator if self.d_train is None else self.d_train
+
+    @property
+    def sampler(self) -> nn.Module:
+        """The G that samples: the EMA G when ``sample_from`` is g_ema, else G itself."""
+        return self.g_ema.module if self.sample_from == "g_ema" and self.g_ema is not None else self.generator
+
+    @property
+    def other_sampler(self) -> tuple[str, nn.Module] | None:
+        """(name, G) of the generator that is logged beside the sampler (with an EMA: the other one)."""
+        if self.g_ema is None:
+            return None
+        return ("g", self.generator) if self.sample_from == "g_ema" else ("g_ema", self.g_ema.module)
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -54,9 +74,15 @@ def snapshot(run: Run, step: int, config: dict, eval_state: dict | None = None) 
     rng = {"torch": torch.get_rng_state(), "latent": run.latent.generator.get_state()}
     if run.device.type == "cuda":
         rng["cuda"] = torch.cuda.get_rng_state(run.device)
+    if run.augment_gen is not None:
+        rng["augment"] = run.augment_gen.get_state()
+    if run.classes is not None:
+        rng["labels"] = run.classes.generator.get_state()
+    extra = {} if run.g_ema is None else {"generator_ema": run.g_ema.state_dict()}
     return {
         "step": step,
         "generator": run.generator.state_dict(),
+        **extra,
         "discriminator": run.discriminator.state_dict(),
         "g_opt": run.g_opt.state_dict(),
         "d_opt": run.d_opt.state_dict(),
@@ -80,4 +106,21 @@ def restore(run: Run, state: dict[str, Any], path: Path) -> int:
     run.latent.generator.set_state(state["rng"]["latent"])
     if "cuda" in state["rng"] and run.device.type == "cuda":
         torch.cuda.set_rng_state(state["rng"]["cuda"], run.device)
+    restore_extras(run, state, path)
     return int(state["step"])
+
+
+def restore_extras(run: Run, state: dict[str, Any], path: Path) -> None:
+    """The EMA G and the augmentation/label streams; a checkpoint without them (older, or written with
+    the option off) starts them here: the EMA from the restored G, the streams from their seeds."""
+    if run.g_ema is not None:
+        ema_state = state.get("generator_ema")
+        try:
+            run.g_ema.load_state_dict(ema_state if ema_state is not None else run.generator.state_dict())
+        except (RuntimeError, ValueError) as err:
+            raise ResumeError(f"{path}: its generator_ema does not match this run's model config: {err}") from err
+    rng = state["rng"]
+    if run.augment_gen is not None and "augment" in rng:
+        run.augment_gen.set_state(rng["augment"])
+    if run.classes is not None and "labels" in rng:
+        run.classes.generator.set_state(rng["labels"])

@@ -11,6 +11,7 @@ from omegaconf import DictConfig
 from ganlab import loop
 from ganlab.build import (
     build,
+    build_augment,
     build_data,
     build_evaluator,
     build_hardware,
@@ -20,8 +21,9 @@ from ganlab.build import (
     build_optimizers,
 )
 from ganlab.checkpoint import list_checkpoints, load_checkpoint, resolve_resume
-from ganlab.config import plain_config, run_context, tracked_config, trainer_config, validate
-from ganlab.data.batches import DataSet
+from ganlab.config import TrainerConfig, plain_config, run_context, tracked_config, trainer_config, validate
+from ganlab.data.batches import DataSet, LabelSampler
+from ganlab.ema import GeneratorEMA
 from ganlab.errors import ConfigError
 from ganlab.grids import GRID_SEED
 from ganlab.hardware import ddp
@@ -46,9 +48,10 @@ def build_run(cfg: DictConfig, data: DataSet | None = None) -> Run:
     batches = data.batches(cfg.data.batch_size, cfg.seed)
     if batches.batch_size < cfg.data.batch_size:
         log.warning("data.batch_size=%d > the data set's size: using %d", cfg.data.batch_size, batches.batch_size)
-    generator, discriminator = build_models(cfg, data.shape)
+    generator, discriminator = build_models(cfg, data.shape, data.n_classes)
     generator, discriminator = generator.to(device), discriminator.to(device)
     loss = build_loss(cfg, discriminator)
+    check_pack(getattr(discriminator, "pack", 1), batches.batch_size, hardware.world_size)
     g_train, d_train = generator, discriminator
     if hardware.ddp:
         ddp.check_batch(batches.batch_size, hardware.world_size)
@@ -61,8 +64,39 @@ def build_run(cfg: DictConfig, data: DataSet | None = None) -> Run:
     if total < 1:
         raise ConfigError(f"no training steps: {tc.epochs} epoch(s) of {batches.per_epoch} batches, "
                           f"n_critic={tc.n_critic}")
-    return Run(tc, device, data, batches, generator, discriminator, loss, g_opt, d_opt, latent, z_bank, total,
-               hardware, g_train, d_train)
+    run = Run(tc, device, data, batches, generator, discriminator, loss, g_opt, d_opt, latent, z_bank, total,
+              hardware, g_train, d_train)
+    add_issue12_options(run, cfg, tc)
+    return run
+
+
+AUGMENT_SEED_OFFSET = 104_729  # the augmentation stream: seeded apart from z's (the bare seed) and the labels'
+
+
+def add_issue12_options(run: Run, cfg: DictConfig, tc: TrainerConfig) -> None:
+    """The EMA G, the augmentation and the class labels, each only when its option is on (else the run
+    is exactly what it was without them): built after everything else, so they draw nothing from the
+    global RNG before the networks are initialised."""
+    if tc.sample_from not in ("auto", "g", "g_ema"):
+        raise ConfigError(f"trainer.sample_from={tc.sample_from!r}: must be auto, g or g_ema")
+    if tc.sample_from == "g_ema" and tc.g_ema is None:
+        raise ConfigError("trainer.sample_from=g_ema needs an EMA: set trainer.g_ema (e.g. 0.999)")
+    if tc.g_ema is not None:
+        run.g_ema = GeneratorEMA(run.generator, tc.g_ema, tc.g_ema_start)
+        run.sample_from = "g" if tc.sample_from == "g" else "g_ema"
+    run.augment = build_augment(cfg, run.data.shape)
+    if run.augment is not None:
+        seed = cfg.seed * 1_000_003 + AUGMENT_SEED_OFFSET + run.hardware.rank  # each rank draws its own
+        run.augment_gen = torch.Generator(device=run.device).manual_seed(seed)
+    if getattr(run.generator, "n_classes", None) is not None:
+        run.classes = LabelSampler(run.generator.n_classes, run.device, cfg.seed)
+
+
+def check_pack(pack: int, batch_size: int, world_size: int) -> None:
+    """A packed D (``model.pack``) scores groups of ``pack`` samples: every (per-rank) batch must divide."""
+    if pack > 1 and (batch_size // world_size) % pack:
+        raise ConfigError(f"model.pack={pack}: the batch of {batch_size // world_size} samples"
+                          f"{' per rank' if world_size > 1 else ''} must divide by {pack} (set data.batch_size)")
 
 
 def train(cfg: DictConfig, stop_requested: Callable[[], bool] | None = None) -> dict[str, Any]:
