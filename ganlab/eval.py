@@ -19,13 +19,16 @@ from omegaconf import OmegaConf
 from ganlab.build import build_data, build_evaluator
 from ganlab.checkpoint import load_checkpoint
 from ganlab.errors import GanlabError
-from ganlab.from_checkpoint import checkpoint_config, latent_of, load_models
+from ganlab.from_checkpoint import checkpoint_config, chosen_generator, latent_of, load_models
 
 
 def evaluate_checkpoint(path: Path, n_samples: int | None = None, features: str | None = None,
                         classifier_dir: str | None = None, data_root: str | None = None,
-                        device: torch.device = torch.device("cpu")) -> dict[str, Any]:
-    """Metrics of the checkpoint at ``path`` (keys ``eval/...``) plus its step."""
+                        device: torch.device = torch.device("cpu"), generator: str = "auto") -> dict[str, Any]:
+    """Metrics of the checkpoint at ``path`` (keys ``eval/...``) plus its step and which G was evaluated.
+
+    ``generator``: auto (the G the run sampled from: its EMA G when it had one), g or g_ema.
+    """
     state = load_checkpoint(path)
     config = checkpoint_config(state)
     if "eval" not in config:  # checkpoints written before evaluation existed: today's defaults
@@ -38,11 +41,13 @@ def evaluate_checkpoint(path: Path, n_samples: int | None = None, features: str 
             OmegaConf.update(config.eval, key, value)
     if data_root is not None:
         config.data.dataset.root = data_root
-    generator, discriminator = load_models(state, device)
+    which = chosen_generator(state, generator)
+    G, discriminator = load_models(state, device, which)
     evaluator = build_evaluator(config, build_data(config).to(device), device)
-    latent = latent_of(state, generator.z_size, device, 0)
-    return {"checkpoint": str(path), "step": int(state["step"]),
-            **evaluator(generator, discriminator, latent, int(state["step"]))}
+    latent = latent_of(state, G.z_size, device, 0)
+    extra = {"generator": which} if state.get("generator_ema") is not None else {}  # old outputs stay as they were
+    return {"checkpoint": str(path), "step": int(state["step"]), **extra,
+            **evaluator(G, discriminator, latent, int(state["step"]))}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -56,12 +61,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data-root", default=None, help="where the IDX data set lives now, if it moved")
     parser.add_argument("--out", type=Path, default=None, help="JSON file (default: <checkpoint>.eval.json)")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--generator", choices=["auto", "g", "g_ema"], default="auto",
+                        help="auto: the G the run sampled from (its EMA G when trainer.g_ema was set)")
     args = parser.parse_args(argv)
     if args.n_samples is not None and args.n_samples < 2:
         parser.error("--n-samples must be >= 2")
     try:
         result = evaluate_checkpoint(args.checkpoint, args.n_samples, args.features, args.classifier_dir,
-                                     args.data_root, torch.device(args.device))
+                                     args.data_root, torch.device(args.device), args.generator)
     except GanlabError as err:
         print(f"ganlab.eval: error: {err}", file=sys.stderr)
         return 2

@@ -66,11 +66,28 @@ def checkpoint_config(state: dict[str, Any]) -> DictConfig:
     return OmegaConf.create(upgrade_config(state["config"]))
 
 
-def load_models(state: dict[str, Any], device: torch.device) -> tuple[nn.Module, nn.Module]:
-    """(G, D) of a checkpoint with its weights, in eval mode on ``device``."""
-    generator, discriminator = build_models(checkpoint_config(state), tuple(state["img_shape"]))
+def chosen_generator(state: dict[str, Any], which: str = "auto") -> str:
+    """"g" or "g_ema": the G a command uses; auto is the one the run sampled from (``trainer.sample_from``)."""
+    has_ema = state.get("generator_ema") is not None
+    if which == "auto":
+        trainer = state.get("config", {}).get("trainer", {})
+        return "g_ema" if has_ema and trainer.get("sample_from", "auto") != "g" else "g"
+    if which == "g_ema" and not has_ema:
+        raise ResumeError("the checkpoint has no EMA generator (its run had trainer.g_ema=null); use the G")
+    if which not in ("g", "g_ema"):
+        raise ResumeError(f"generator {which!r}: must be auto, g or g_ema")
+    return which
+
+
+def load_models(state: dict[str, Any], device: torch.device, generator_choice: str = "auto"
+                ) -> tuple[nn.Module, nn.Module]:
+    """(G, D) of a checkpoint with its weights, in eval mode on ``device``; G is the EMA G when the
+    run sampled from it (or ``generator_choice`` says g_ema), see ``chosen_generator``."""
+    which = chosen_generator(state, generator_choice)
+    generator, discriminator = build_models(checkpoint_config(state), tuple(state["img_shape"]),
+                                            state.get("n_classes"))
     try:
-        generator.load_state_dict(state["generator"])
+        generator.load_state_dict(state["generator_ema" if which == "g_ema" else "generator"])
         discriminator.load_state_dict(state["discriminator"])
     except (RuntimeError, KeyError) as err:
         raise ResumeError(f"the checkpoint's weights do not fit its own model config: {err}") from err

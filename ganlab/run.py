@@ -78,7 +78,10 @@ def snapshot(run: Run, step: int, config: dict, eval_state: dict | None = None) 
         rng["augment"] = run.augment_gen.get_state()
     if run.classes is not None:
         rng["labels"] = run.classes.generator.get_state()
-    extra = {} if run.g_ema is None else {"generator_ema": run.g_ema.state_dict()}
+    extra: dict[str, Any] = {} if run.g_ema is None else {"generator_ema": run.g_ema.state_dict()}
+    n_classes = getattr(run.generator, "n_classes", None)
+    if n_classes is not None:  # a conditional G: the checkpoint rebuilds it without loading the data
+        extra["n_classes"] = n_classes
     return {
         "step": step,
         "generator": run.generator.state_dict(),

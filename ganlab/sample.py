@@ -1,7 +1,9 @@
 """Export samples of a checkpoint: ``python -m ganlab.sample CKPT --n N --out FILE.npy``.
 
 Writes N generated images as uint8 (N, C, H, W), mapped from the run's pixel range to 0..255;
-for 2D data (ring8, grid25), N points as float32 (N, 2).
+for 2D data (ring8, grid25), N points as float32 (N, 2). The G is the one the run sampled from
+(its EMA G when it had one; ``--generator g|g_ema`` picks). A conditional G draws sample i of class
+i mod K (``--label C``: all of class C) and the classes go to ``FILE.labels.npy`` beside the samples.
 """
 
 from __future__ import annotations
@@ -18,27 +20,47 @@ from ganlab.errors import GanlabError
 from ganlab.from_checkpoint import latent_of, load_models
 
 
+def sample_labels(state: dict, n: int, label: int | None = None) -> np.ndarray | None:
+    """The classes a conditional checkpoint's G is asked for: i mod K, or all ``label``; None unconditional."""
+    n_classes = state.get("n_classes")
+    if n_classes is None:
+        if label is not None:
+            raise GanlabError("--label: this checkpoint's G is not conditional (model.conditional=none)")
+        return None
+    if label is not None and not 0 <= label < n_classes:
+        raise GanlabError(f"--label {label}: the G knows classes 0..{n_classes - 1}")
+    return np.full(n, label, np.int64) if label is not None else np.arange(n, dtype=np.int64) % n_classes
+
+
 @torch.no_grad()
-def _generate(state: dict, n: int, seed: int, batch_size: int, device: torch.device) -> list[torch.Tensor]:
+def _generate(state: dict, n: int, seed: int, batch_size: int, device: torch.device, generator_choice: str = "auto",
+              label: int | None = None) -> list[torch.Tensor]:
     """G's raw float outputs for n latents of the run's distribution, in chunks of ``batch_size``."""
-    generator, _ = load_models(state, device)
+    generator, _ = load_models(state, device, generator_choice)
     latent = latent_of(state, generator.z_size, device, seed)
-    return [generator(latent(min(batch_size, n - start))).float() for start in range(0, n, batch_size)]
+    labels = sample_labels(state, n, label)
+    if labels is None:
+        return [generator(latent(min(batch_size, n - start))).float() for start in range(0, n, batch_size)]
+    classes = torch.from_numpy(labels).to(device)
+    return [generator(latent(min(batch_size, n - start)), classes[start:start + batch_size]).float()
+            for start in range(0, n, batch_size)]
 
 
 def generate_uint8(state: dict, n: int, seed: int = 0, batch_size: int = 1000,
-                   device: torch.device = torch.device("cpu")) -> np.ndarray:
+                   device: torch.device = torch.device("cpu"), generator_choice: str = "auto",
+                   label: int | None = None) -> np.ndarray:
     """N samples of a checkpoint's G as uint8 (N, C, H, W), mapped from the run's pixel range."""
     lo, hi = state["config"]["data"]["pixel_range"]
     chunks = [((images - lo) / (hi - lo)).mul(255).round().clamp(0, 255).to(torch.uint8).cpu()
-              for images in _generate(state, n, seed, batch_size, device)]
+              for images in _generate(state, n, seed, batch_size, device, generator_choice, label)]
     return torch.cat(chunks).numpy() if chunks else np.zeros((0, *state["img_shape"]), np.uint8)
 
 
 def generate_points(state: dict, n: int, seed: int = 0, batch_size: int = 1000,
-                    device: torch.device = torch.device("cpu")) -> np.ndarray:
+                    device: torch.device = torch.device("cpu"), generator_choice: str = "auto",
+                    label: int | None = None) -> np.ndarray:
     """N samples of a checkpoint of flat data (2D points) as float32 (N, D), in the data's units."""
-    chunks = [points.cpu() for points in _generate(state, n, seed, batch_size, device)]
+    chunks = [points.cpu() for points in _generate(state, n, seed, batch_size, device, generator_choice, label)]
     return torch.cat(chunks).numpy() if chunks else np.zeros((0, *state["img_shape"]), np.float32)
 
 
@@ -51,6 +73,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0, help="latent seed (default 0)")
     parser.add_argument("--batch-size", type=int, default=1000)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--generator", choices=["auto", "g", "g_ema"], default="auto",
+                        help="auto: the G the run sampled from (its EMA G when trainer.g_ema was set)")
+    parser.add_argument("--label", type=int, default=None, help="a conditional G: every sample of this class")
     args = parser.parse_args(argv)
     if args.n < 0:
         parser.error("--n must be >= 0")
@@ -58,12 +83,16 @@ def main(argv: list[str] | None = None) -> int:
         state = load_checkpoint(args.checkpoint)
         points = len(state["img_shape"]) == 1  # 2D benchmarks: raw coordinates, not pixels
         export = generate_points if points else generate_uint8
-        images = export(state, args.n, args.seed, args.batch_size, torch.device(args.device))
+        images = export(state, args.n, args.seed, args.batch_size, torch.device(args.device), args.generator,
+                        args.label)
+        labels = sample_labels(state, args.n, args.label)
     except GanlabError as err:
         print(f"ganlab.sample: error: {err}", file=sys.stderr)
         return 2
     args.out.parent.mkdir(parents=True, exist_ok=True)
     np.save(args.out, images)
+    if labels is not None:
+        np.save(args.out.with_suffix(".labels.npy"), labels)
     kind = "points" if points else "images"
     print(f"wrote {images.shape[0]} {kind} {tuple(images.shape[1:])} {images.dtype} to {args.out}")
     return 0
