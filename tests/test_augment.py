@@ -168,3 +168,103 @@ def test_points_are_refused():
     with pytest.raises(ConfigError, match="needs images") as err:
         DiffAugment()(torch.randn(8, 2), gen())
     assert "\n" not in str(err.value)
+
+
+# --- wired into training: the augment group
+
+import copy  # noqa: E402
+import json  # noqa: E402
+
+from conftest import FAST, compose_cfg  # noqa: E402
+
+from ganlab.losses import NonSaturatingLoss  # noqa: E402
+from ganlab.models.mlp import MLPDiscriminator, MLPGenerator  # noqa: E402
+from ganlab.step import GANStep  # noqa: E402
+from ganlab.train import build_run, train  # noqa: E402
+
+
+class SpyD(MLPDiscriminator):
+    """An MLP D that records every batch it is shown."""
+
+    def __init__(self) -> None:
+        super().__init__(middle_size=8, img_shape=(1, 8, 8))
+        self.seen: list[torch.Tensor] = []
+
+    def forward(self, x):
+        self.seen.append(x.detach().clone())
+        return super().forward(x)
+
+
+def test_every_image_d_sees_is_augmented_reals_fakes_penalty_and_g_update():
+    torch.manual_seed(0)
+    G, D = MLPGenerator(z_size=4, middle_size=8, img_shape=(1, 8, 8)), SpyD()
+    augment, stream = DiffAugment("translation,cutout"), gen(11)
+    step = GANStep(G, D, NonSaturatingLoss(r1_gamma=1.0), torch.optim.SGD(G.parameters(), lr=0.0),
+                   torch.optim.SGD(D.parameters(), lr=0.0), augment=augment, augment_gen=stream)
+    real, z_d, z_g = images(16, (1, 8, 8)), torch.randn(16, 4), torch.randn(16, 4)
+    replay = gen(11)  # the same stream, drawn in the step's order: real, fake, R1's real, G's fake
+    with torch.no_grad():
+        G.train()
+        fake_d, fake_g = G(z_d), G(z_g)  # lr 0: G is the same in both updates (BatchNorm stats aside)
+    step([real], [z_d], z_g)
+    expected = [augment(real, replay), augment(fake_d, replay), augment(real, replay), augment(fake_g, replay)]
+    assert len(D.seen) == 4
+    for got, want, what in zip(D.seen, expected, ["real", "fake", "R1's real", "G's fake"]):
+        torch.testing.assert_close(got, want, rtol=0, atol=1e-6, msg=what)
+    assert not torch.equal(D.seen[0], real)
+
+
+def test_g_gets_its_gradient_through_the_augmentation():
+    torch.manual_seed(0)
+    G, D = MLPGenerator(z_size=4, middle_size=8, img_shape=(1, 8, 8)), MLPDiscriminator(8, (1, 8, 8))
+    step = GANStep(G, D, NonSaturatingLoss(), torch.optim.SGD(G.parameters(), lr=0.1),
+                   torch.optim.SGD(D.parameters(), lr=0.1), augment=DiffAugment(), augment_gen=gen(0))
+    out = step([images(8, (1, 8, 8))], [torch.randn(8, 4)], torch.randn(8, 4), grad_norms=True)
+    assert out.g_grad > 0 and torch.isfinite(out.g_grad)
+
+
+AUG = [*FAST, "augment=diffaugment", "model=dcgan", "model.width=8", "trainer.log_every=1", "trainer.ckpt_every=3",
+       "eval.n_samples=64", "eval.kid_subsets=2"]
+
+
+@pytest.mark.parametrize("loss", ["bce", "wgan_gp"])
+def test_resume_with_augmentation_is_bit_identical(tmp_path, loss):
+    args = [*AUG, f"loss={loss}", "model.d_batchnorm=false"]
+    train(compose_cfg([*args, "trainer.max_steps=6"], run_dir=tmp_path / "straight"))
+    train(compose_cfg([*args, "trainer.max_steps=3"], run_dir=tmp_path / "split"))
+    half = tmp_path / "split" / "checkpoints" / "step_00000003.pt"
+    assert "augment" in torch.load(half, weights_only=True)["rng"]  # the augmentation's stream is checkpointed
+    train(compose_cfg([*args, "trainer.max_steps=6", f"resume={half}"], run_dir=tmp_path / "split"))
+    a, b = [torch.load(tmp_path / d / "checkpoints" / "step_00000006.pt", weights_only=True)
+            for d in ("straight", "split")]
+    for net in ("generator", "discriminator"):
+        for key in a[net]:
+            assert torch.equal(a[net][key], b[net][key]), f"{net}.{key}"
+    straight, split = [[json.loads(line) for line in (tmp_path / d / "metrics.jsonl").read_text().splitlines()]
+                       for d in ("straight", "split")]
+    assert [{k: v for k, v in r.items() if k != "images_per_s"} for r in straight] == \
+        [{k: v for k, v in r.items() if k != "images_per_s"} for r in split]
+
+
+def test_augmentation_changes_training_and_its_stream_is_the_runs_own(tmp_path):
+    plain = build_run(compose_cfg([*FAST, "model=dcgan", "model.width=8"]))
+    augmented = build_run(compose_cfg(AUG))
+    assert plain.augment is None and augmented.augment.names == ["color", "translation", "cutout"]
+    # built after the networks: the same initial weights as without augmentation
+    for a, b in zip(plain.generator.state_dict().values(), augmented.generator.state_dict().values()):
+        assert torch.equal(a, b)
+    other_seed = build_run(compose_cfg([*AUG, "seed=1"]))
+    assert not torch.equal(augmented.augment_gen.get_state(), other_seed.augment_gen.get_state())
+    state = copy.deepcopy(augmented.augment_gen.get_state())
+    assert torch.equal(build_run(compose_cfg(AUG)).augment_gen.get_state(), state)
+
+
+@pytest.mark.parametrize("overrides,match", [
+    (["data=ring8", "augment=diffaugment"], "DiffAugment needs images"),
+    (["augment=diffaugment", "augment.policy=flip"], "unknown augmentation 'flip'"),
+    (["augment=diffaugment", "augment.cutout_ratio=1.5"], r"augment.cutout_ratio=1.5: must be a number in \(0, 1\)"),
+])
+def test_bad_augment_settings_are_one_line_errors(overrides, match):
+    with pytest.raises(ConfigError, match=match) as err:
+        build_run(compose_cfg([*FAST, *overrides]))
+    assert "\n" not in str(err.value)

@@ -1,5 +1,6 @@
 """GeneratorEMA: the average by hand, warm-up, buffers copied, bit-exact resume, no host sync, bad values."""
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -205,3 +206,122 @@ def test_update_captures_in_a_cuda_graph():
     torch.cuda.synchronize()
     for a, b in zip(eager.module.state_dict().values(), captured.module.state_dict().values()):
         assert torch.equal(a, b)
+
+
+# --- wired into training: trainer.g_ema, trainer.g_ema_start, trainer.sample_from
+
+import json  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+from conftest import FAST, compose_cfg  # noqa: E402
+
+from ganlab.errors import ResumeError  # noqa: E402
+from ganlab.launch.job import objective_value  # noqa: E402
+from ganlab.train import build_run, train  # noqa: E402
+
+RUN = [*FAST, "trainer.log_every=1", "trainer.ckpt_every=3", "trainer.ckpt_keep=null",
+       "eval.every=3", "eval.n_samples=64", "eval.kid_subsets=2", "trainer.n_grid=8"]
+
+
+def rows(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def ckpt(run_dir: Path, step: int) -> dict:
+    return torch.load(run_dir / "checkpoints" / f"step_{step:08d}.pt", weights_only=True)
+
+
+def test_a_run_samples_and_evaluates_the_ema_g_and_logs_the_raw_g_beside_it(tmp_path):
+    final = train(compose_cfg([*RUN, "trainer.max_steps=6", "trainer.g_ema=0.8", "trainer.g_ema_start=2"],
+                              run_dir=tmp_path))
+    state = ckpt(tmp_path, 6)
+    assert state["generator_ema"].keys() == state["generator"].keys()
+    evals = rows(tmp_path / "eval.jsonl")
+    assert all("eval/fid_clf" in r and "eval_g/fid_clf" in r and r["eval/fid_clf"] != r["eval_g/fid_clf"]
+               for r in evals)
+    assert {p.name for p in (tmp_path / "samples").iterdir()} == {"samples_00000006.png", "samples_g_00000006.png"}
+    # the objective and the summary's best values are the EMA G's; the raw G's final values are in the summary
+    assert objective_value(final, "eval/fid_clf") == evals[-1]["eval/fid_clf"]
+    assert final["eval/fid_clf_best"] == min(r["eval/fid_clf"] for r in evals)
+    assert final["eval_g/fid_clf"] == evals[-1]["eval_g/fid_clf"] and "eval_g/fid_clf_best" not in final
+
+
+def test_sample_from_g_keeps_g_as_the_sampler_and_logs_the_ema_as_eval_g_ema(tmp_path):
+    train(compose_cfg([*RUN, "trainer.max_steps=3", "trainer.g_ema=0.8", "trainer.sample_from=g"], run_dir=tmp_path))
+    [row] = rows(tmp_path / "eval.jsonl")
+    assert "eval_g_ema/fid_clf" in row and not any(k.startswith("eval_g/") for k in row)
+    assert (tmp_path / "samples" / "samples_g_ema_00000003.png").is_file()
+
+
+@pytest.mark.parametrize("extra", [["model.middle_size=32"], ["model=dcgan", "model.width=8", "loss=hinge",
+                                                              "trainer.n_critic=2"]])
+def test_resume_with_an_ema_is_bit_identical(tmp_path, extra):
+    args = [*RUN, *extra, "trainer.g_ema=0.9", "trainer.g_ema_start=2"]
+    train(compose_cfg([*args, "trainer.max_steps=9"], run_dir=tmp_path / "straight"))
+    train(compose_cfg([*args, "trainer.max_steps=3"], run_dir=tmp_path / "split"))
+    half = tmp_path / "split" / "checkpoints" / "step_00000003.pt"
+    train(compose_cfg([*args, "trainer.max_steps=9", f"resume={half}"], run_dir=tmp_path / "split"))
+    a, b = ckpt(tmp_path / "straight", 9), ckpt(tmp_path / "split", 9)
+    for net in ("generator", "generator_ema", "discriminator"):
+        for key in a[net]:
+            assert torch.equal(a[net][key], b[net][key]), f"{net}.{key}"
+    assert rows(tmp_path / "straight" / "eval.jsonl") == rows(tmp_path / "split" / "eval.jsonl")
+
+
+def test_a_checkpoint_without_an_ema_resumes_with_one_started_from_its_g(tmp_path):
+    """Older checkpoints (and runs that turn the EMA on later) have no generator_ema: it starts as G."""
+    train(compose_cfg([*RUN, "trainer.max_steps=3"], run_dir=tmp_path / "plain"))
+    plain = tmp_path / "plain" / "checkpoints" / "step_00000003.pt"
+    assert "generator_ema" not in torch.load(plain, weights_only=True)
+    run = build_run(compose_cfg([*RUN, "trainer.max_steps=6", "trainer.g_ema=0.9"]))
+    from ganlab.run import restore
+
+    restore(run, torch.load(plain, weights_only=True), plain)
+    for a, b in zip(run.g_ema.module.state_dict().values(), run.generator.state_dict().values()):
+        assert torch.equal(a, b)
+    final = train(compose_cfg([*RUN, "trainer.max_steps=6", "trainer.g_ema=0.9", f"resume={plain}"],
+                              run_dir=tmp_path / "resumed"))
+    assert final["step"] == 6 and "generator_ema" in ckpt(tmp_path / "resumed", 6)
+
+
+def test_the_commands_use_the_g_the_run_sampled_from(tmp_path):
+    train(compose_cfg([*RUN, "trainer.max_steps=3", "trainer.g_ema=0.5"], run_dir=tmp_path))
+    path = tmp_path / "checkpoints" / "step_00000003.pt"
+    [row] = rows(tmp_path / "eval.jsonl")
+    for choice, prefix in (("auto", "eval/"), ("g_ema", "eval/"), ("g", "eval_g/")):
+        out = tmp_path / f"{choice}.json"
+        proc = subprocess.run([sys.executable, "-m", "ganlab.eval", str(path), "--generator", choice, "--out", str(out)],
+                              capture_output=True, text=True, check=True)
+        result = json.loads(out.read_text())
+        assert result["generator"] == ("g_ema" if choice == "auto" else choice), proc.stderr
+        assert result["eval/fid_clf"] == pytest.approx(row[f"{prefix}fid_clf"], rel=1e-9)
+    exports = {}
+    for choice in ("auto", "g"):
+        subprocess.run([sys.executable, "-m", "ganlab.sample", str(path), "--n", "8", "--generator", choice,
+                        "--out", str(tmp_path / f"{choice}.npy")], capture_output=True, text=True, check=True)
+        exports[choice] = np.load(tmp_path / f"{choice}.npy")
+    assert not np.array_equal(exports["auto"], exports["g"])
+
+
+def test_no_ema_in_the_checkpoint_is_a_clear_error_for_generator_g_ema(tmp_path):
+    from ganlab.from_checkpoint import load_models
+
+    train(compose_cfg([*RUN, "trainer.max_steps=3"], run_dir=tmp_path))
+    state = ckpt(tmp_path, 3)
+    with pytest.raises(ResumeError, match="no EMA generator"):
+        load_models(state, torch.device("cpu"), "g_ema")
+    load_models(state, torch.device("cpu"), "auto")  # the G, as before
+
+
+@pytest.mark.parametrize("overrides,match", [
+    (["trainer.sample_from=g_ema"], "sample_from=g_ema needs an EMA"),
+    (["trainer.sample_from=both"], "sample_from='both': must be auto, g or g_ema"),
+    (["trainer.g_ema=1.0"], r"trainer.g_ema=1.0: must be a decay in \[0, 1\) or null"),
+    (["trainer.g_ema=0.9", "trainer.g_ema_start=-1"], "trainer.g_ema_start=-1: must be an integer >= 0"),
+])
+def test_bad_ema_settings_are_one_line_errors(overrides, match):
+    with pytest.raises(ConfigError, match=match) as err:
+        build_run(compose_cfg([*FAST, *overrides]))
+    assert "\n" not in str(err.value)
