@@ -86,6 +86,25 @@ def tiny_mnist(tmp_path: Path) -> Path:
     return root
 
 
+def write_idx_labels(path: Path, labels: np.ndarray) -> None:
+    """Write uint8 labels (N,) as an IDX1 file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(struct.pack(">II", 0x00000801, len(labels)) + labels.astype(np.uint8).tobytes())
+
+
+@pytest.fixture
+def tiny_labelled_mnist(tiny_mnist: Path) -> Path:
+    """``tiny_mnist`` with label files beside the images: class = the square's row band (0..9)."""
+    from ganlab.data.idx import read_idx_images
+
+    for images, labels in (("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
+                           ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")):
+        squares = read_idx_images(tiny_mnist / images).numpy()
+        top_rows = (squares > 0).argmax(axis=1).max(axis=1)  # the first lit row of each image
+        write_idx_labels(tiny_mnist / labels, top_rows // 2)
+    return tiny_mnist
+
+
 @pytest.fixture
 def fashion_root() -> Path:
     """Debian's real Fashion-MNIST; CI installs it, so missing there is a failure, not a skip."""

@@ -76,3 +76,10 @@ def test_eval_of_a_checkpoint_matches_the_runs_own_final_evaluation(sweep, tmp_p
     assert (job / "checkpoints" / "step_00000012.eval.json").is_file()
     proc = run_ganlab([str(tmp_path / "missing.pt")], cwd=tmp_path, module="ganlab.eval", check=False)
     assert proc.returncode == 2 and "ganlab.eval: error:" in proc.stderr
+
+
+def test_compare_sorts_by_recall_descending_and_shows_the_prdc_columns(sweep, tmp_path):
+    run_ganlab([str(sweep), "--metric", "eval/recall", "--out", str(tmp_path)], cwd=tmp_path, module="ganlab.compare")
+    table = (tmp_path / "table.md").read_text()
+    assert "sorted by eval/recall (descending)" in table
+    assert all(f"eval/{k}" in table for k in ("precision", "recall", "density", "coverage"))

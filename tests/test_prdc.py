@@ -93,3 +93,54 @@ def test_bad_shapes():
         PRDC(torch.zeros(10, 2, 2))
     with pytest.raises(ValueError, match="3 dims, real ones 4"):
         PRDC(features(20, 4, 17))(features(20, 3, 18))
+
+
+# --- in the evaluation: eval/precision, eval/recall, eval/density, eval/coverage
+
+import json  # noqa: E402
+
+from conftest import FAST, compose_cfg  # noqa: E402
+
+from ganlab.build import build_evaluator  # noqa: E402
+from ganlab.metrics.names import lower_is_better  # noqa: E402
+from ganlab.train import build_run, train  # noqa: E402
+
+
+def test_the_evaluator_reports_prdc_of_the_classifier_features():
+    cfg = compose_cfg([*FAST, "eval.n_samples=200", "eval.prdc_k=3"])
+    run = build_run(cfg)
+    evaluator = build_evaluator(cfg, run.data, run.device)
+    values = evaluator(run.generator, run.discriminator, run.latent, 1)
+    assert {f"eval/{k}" for k in KEYS} <= set(values)
+    # the same numbers as the reference package on the features fid_clf uses
+    distances = evaluator.distances["clf"]
+    z = run.latent(200, torch.Generator().manual_seed(evaluator.seed))
+    run.generator.eval()
+    with torch.no_grad():
+        fake = distances.features(evaluator.to_unit(run.generator(z)))
+    expected = prdc.compute_prdc(distances.real.features.double().numpy(), fake.numpy(), nearest_k=3)
+    for key in KEYS:
+        assert values[f"eval/{key}"] == pytest.approx(float(expected[key]), abs=1e-6), key
+
+
+def test_real_images_score_near_one_and_the_metrics_reach_eval_jsonl(tmp_path):
+    cfg = compose_cfg([*FAST, "eval.n_samples=300"])
+    run = build_run(cfg)
+    evaluator = build_evaluator(cfg, run.data, run.device)
+    real = evaluator.distances["clf"].real.features
+    values = evaluator.prdc(real[torch.randperm(len(real), generator=torch.Generator().manual_seed(0))])
+    assert values["precision"] == values["recall"] == values["coverage"] == 1.0  # a set against itself
+    train(compose_cfg([*FAST, "model.middle_size=16", "trainer.max_steps=2", "eval.n_samples=64"], run_dir=tmp_path))
+    [row] = [json.loads(line) for line in (tmp_path / "eval.jsonl").read_text().splitlines()]
+    assert all(0 <= row[f"eval/{k}"] for k in KEYS) and row["eval/precision"] <= 1 and row["eval/coverage"] <= 1
+
+
+def test_which_side_is_better():
+    assert all(lower_is_better(f"eval/{k}") is False for k in ("precision", "recall", "coverage", "cond_accuracy"))
+    assert lower_is_better("eval/density") is None  # about 1 when matched; above 1 is not better
+    assert lower_is_better("eval_g/fid_clf") is True and lower_is_better("eval_g_ema/recall") is False
+
+
+def test_bad_k_is_a_one_line_error():
+    with pytest.raises(ConfigError, match=r"eval.prdc_k=0: must be an integer >= 1"):
+        build_run(compose_cfg([*FAST, "eval.prdc_k=0"]))
