@@ -1,10 +1,19 @@
 """DiffAugment: identity, shapes, differentiability, the ops' exact form, reproducibility, bad values."""
 
+import copy
+import json
+
 import pytest
 import torch
 
 from ganlab.augment import DiffAugment, cutout_mask, translate
 from ganlab.errors import ConfigError
+from ganlab.losses import NonSaturatingLoss
+from ganlab.models.mlp import MLPDiscriminator, MLPGenerator
+from ganlab.step import GANStep
+from ganlab.train import build_run, train
+
+from conftest import FAST, compose_cfg
 
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 SHAPES = [(1, 8, 8), (1, 28, 28), (3, 32, 32)]
@@ -171,16 +180,6 @@ def test_points_are_refused():
 
 
 # --- wired into training: the augment group
-
-import copy  # noqa: E402
-import json  # noqa: E402
-
-from conftest import FAST, compose_cfg  # noqa: E402
-
-from ganlab.losses import NonSaturatingLoss  # noqa: E402
-from ganlab.models.mlp import MLPDiscriminator, MLPGenerator  # noqa: E402
-from ganlab.step import GANStep  # noqa: E402
-from ganlab.train import build_run, train  # noqa: E402
 
 
 class SpyD(MLPDiscriminator):

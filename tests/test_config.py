@@ -13,7 +13,8 @@ from ganlab.train import build_run
 from conftest import CONF_DIR, compose_cfg
 from tiny_cifar import write_cifar_batches
 
-GROUPS = ["model", "loss", "optimizer", "data", "hardware", "logger", "experiment"]
+GROUPS = ["model", "loss", "optimizer", "data", "augment", "hardware", "logger", "experiment"]
+NEEDS = {("loss", "acgan"): ["model.conditional=concat"]}  # an option that only composes with another
 
 
 def options(group: str) -> list[str]:
@@ -28,7 +29,7 @@ def test_every_group_has_options():
 
 @pytest.mark.parametrize("group,option", [(g, o) for g in GROUPS for o in options(g)])
 def test_option_composes_and_builds(group, option, tiny_mnist, tmp_path):
-    overrides = [f"{group}={option}"]
+    overrides = [f"{group}={option}", *NEEDS.get((group, option), [])]
     if (group, option) in (("data", "mnist"), ("data", "fashion_mnist")) or group == "experiment":
         overrides.append(f"data.root={tiny_mnist}")  # same IDX layout for both
     if (group, option) == ("data", "cifar10"):
@@ -53,9 +54,14 @@ def test_option_composes_and_builds(group, option, tiny_mnist, tmp_path):
     run = build_run(cfg)
     assert isinstance(run.loss, GANLoss)
     z = run.latent(4)
-    fake = run.generator(z)
+    if run.classes is None:
+        fake = run.generator(z)
+        scores = run.discriminator(fake)
+    else:  # a conditional G (the acgan option): D has no labels in and one score + 10 class logits out
+        fake = run.generator(z, run.classes(4))
+        scores = run.discriminator(fake)[:, 0]
     assert fake.shape == (4, *run.shape)
-    assert run.discriminator(fake).shape == (4,)
+    assert scores.shape == (4,)
     assert run.total_steps >= 1
 
 

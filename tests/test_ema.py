@@ -1,5 +1,10 @@
 """GeneratorEMA: the average by hand, warm-up, buffers copied, bit-exact resume, no host sync, bad values."""
 
+import json
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -7,7 +12,11 @@ from torch import nn
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from ganlab.ema import GeneratorEMA, decay_from_half_life
-from ganlab.errors import ConfigError
+from ganlab.errors import ConfigError, ResumeError
+from ganlab.launch.job import objective_value
+from ganlab.train import build_run, train
+
+from conftest import FAST, compose_cfg
 
 
 def tiny_generator() -> nn.Module:
@@ -210,16 +219,6 @@ def test_update_captures_in_a_cuda_graph():
 
 # --- wired into training: trainer.g_ema, trainer.g_ema_start, trainer.sample_from
 
-import json  # noqa: E402
-import subprocess  # noqa: E402
-import sys  # noqa: E402
-from pathlib import Path  # noqa: E402
-
-from conftest import FAST, compose_cfg  # noqa: E402
-
-from ganlab.errors import ResumeError  # noqa: E402
-from ganlab.launch.job import objective_value  # noqa: E402
-from ganlab.train import build_run, train  # noqa: E402
 
 RUN = [*FAST, "trainer.log_every=1", "trainer.ckpt_every=3", "trainer.ckpt_keep=null",
        "eval.every=3", "eval.n_samples=64", "eval.kid_subsets=2", "trainer.n_grid=8"]
@@ -292,8 +291,8 @@ def test_the_commands_use_the_g_the_run_sampled_from(tmp_path):
     [row] = rows(tmp_path / "eval.jsonl")
     for choice, prefix in (("auto", "eval/"), ("g_ema", "eval/"), ("g", "eval_g/")):
         out = tmp_path / f"{choice}.json"
-        proc = subprocess.run([sys.executable, "-m", "ganlab.eval", str(path), "--generator", choice, "--out", str(out)],
-                              capture_output=True, text=True, check=True)
+        proc = subprocess.run([sys.executable, "-m", "ganlab.eval", str(path), "--generator", choice,
+                               "--out", str(out)], capture_output=True, text=True, check=True)
         result = json.loads(out.read_text())
         assert result["generator"] == ("g_ema" if choice == "auto" else choice), proc.stderr
         assert result["eval/fid_clf"] == pytest.approx(row[f"{prefix}fid_clf"], rel=1e-9)

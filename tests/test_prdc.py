@@ -1,11 +1,18 @@
 """Precision/recall/density/coverage: against the authors' prdc package, known answers, bad k."""
 
+import json
+
 import prdc
 import pytest
 import torch
 
+from ganlab.build import build_evaluator
 from ganlab.errors import ConfigError
+from ganlab.metrics.names import lower_is_better
 from ganlab.metrics.prdc import PRDC, compute_prdc
+from ganlab.train import build_run, train
+
+from conftest import FAST, compose_cfg
 
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 KEYS = ("precision", "recall", "density", "coverage")
@@ -96,14 +103,6 @@ def test_bad_shapes():
 
 
 # --- in the evaluation: eval/precision, eval/recall, eval/density, eval/coverage
-
-import json  # noqa: E402
-
-from conftest import FAST, compose_cfg  # noqa: E402
-
-from ganlab.build import build_evaluator  # noqa: E402
-from ganlab.metrics.names import lower_is_better  # noqa: E402
-from ganlab.train import build_run, train  # noqa: E402
 
 
 def test_the_evaluator_reports_prdc_of_the_classifier_features():
