@@ -12,7 +12,8 @@ when D has the classifier head (``aux_classifier``, declared by the loss and rea
 Penalties that differentiate D with respect to its input (R1, WGAN-GP) run D once more on their own
 inputs (a packed D, ``model.pack``: the gradient norm is per packed input, one per score). A D with
 BatchNorm then sees an extra batch of reals/interpolates in train mode (its running statistics move,
-and the per-sample gradient couples samples through the batch statistics); the penalties still train, but the papers use D without BatchNorm (``model.d_batchnorm=false``).
+and the per-sample gradient couples samples through the batch statistics); the penalties still train,
+but the papers use D without BatchNorm (``model.d_batchnorm=false``).
 """
 
 from __future__ import annotations
