@@ -74,3 +74,19 @@ def test_gpu_check_reports_each_failed_check_and_goes_on(tmp_path):
         assert f"{check}: FAIL with an exception" in proc.stdout
     assert proc.stdout.count("ConfigError: hardware=gpu asks for CUDA") == 3  # the error itself, each time
     assert (tmp_path / "gpu_check.txt").read_text().strip().endswith("correctness: FAILURES above")
+
+
+def test_ema_decays_prints_the_raw_g_and_each_decay_as_a_run_with_that_decay_would(tmp_path):
+    import json
+
+    from ganlab.train import train
+
+    from conftest import FAST, compose_cfg
+
+    args = ["model.middle_size=16", "trainer.max_steps=4", "eval.n_samples=64", "eval.kid_subsets=2"]
+    out = bench("ema_decays.py", "--decays", "0.5,0.9", "--eval-at", "2,4", "--", *args)
+    rows = [json.loads(line) for line in out.splitlines()]
+    assert [r["step"] for r in rows] == [2, 4]
+    assert set(rows[-1]) == {"step", "train_s", "g", "0.5", "0.5_bn", "0.9", "0.9_bn"}
+    final = train(compose_cfg([*FAST, *args, "trainer.g_ema=0.9", "eval.every=4"], run_dir=tmp_path))
+    assert rows[-1]["g"] == round(final["eval_g/fid_clf"], 2) and rows[-1]["0.9"] == round(final["eval/fid_clf"], 2)
