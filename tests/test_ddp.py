@@ -82,3 +82,22 @@ def test_submitit_tasks_per_node_make_one_ddp_run(tmp_path):
     assert (job / "checkpoints" / "step_00000006.pt").is_file()
     logs = sorted((sweep / ".submitit").glob("*/*_log.err"))
     assert len(logs) == 2  # two tasks ran
+
+
+def test_ddp_with_ema_augmentation_conditioning_and_packing(tmp_path):
+    """Issue 12's options under DDP: every rank keeps the EMA of the bare G, draws its own augmentations,
+    slices the batch's labels as its images; rank 0 checkpoints the EMA G, whose run resumes without DDP."""
+    run_dir = tmp_path / "ddp"
+    options = ["trainer.g_ema=0.9", "augment=diffaugment", "model.conditional=concat", "model.pack=2",
+               "eval.n_samples=64", "eval.kid_subsets=2"]
+    proc = torchrun([*ARGS, *options, "trainer.epochs=1", "hardware.backend=gloo", "logger=none",
+                     f"hydra.run.dir={run_dir}"], tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    [ckpt] = (run_dir / "checkpoints").iterdir()
+    state = torch.load(ckpt, weights_only=True)
+    assert "generator_ema" in state and state["n_classes"] == 10 and "augment" in state["rng"]
+    [row] = [json.loads(line) for line in (run_dir / "eval.jsonl").read_text().splitlines()]
+    assert "eval/cond_accuracy" in row and "eval_g/fid_clf" in row
+    result = train(compose_cfg([*FAST, *options, "model.middle_size=16", "trainer.epochs=2", f"resume={ckpt}"],
+                               run_dir=tmp_path / "r"))
+    assert result["step"] == 2 * state["step"]

@@ -279,3 +279,31 @@ def test_logged_d_outputs_and_penalty_add_up_to_d_loss(tmp_path):
         assert r["d_loss"] == pytest.approx(r["d_fake_out"] - r["d_real_out"] + r["d_penalty"], rel=1e-5, abs=1e-6)
     for r in rows("sigmoid_d", ["loss=mse", "model.d_sigmoid=true"]):  # D's output is the probability
         assert r["d_real_out"] == r["d_real"] and r["d_fake_out"] == r["d_fake"]
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA graphs need a CUDA device (benchmarks/gpu_check.py "
+                    "runs this file on the GPU machine)")
+def test_cuda_graph_with_labels_matches_eager_and_trains_with_ema_and_augmentation(tmp_path):
+    """Issue 12 under a captured step: labels are static inputs (replay = eager), the EMA updates after the
+    replay, and the augmentation's generator is registered with the graph (fresh draws every replay)."""
+    overrides = [*FAST, "model.middle_size=32", "model.conditional=concat", "loss=acgan", "hardware=gpu"]
+    eager, graph = build_run(compose_cfg(overrides)), build_run(compose_cfg([*overrides, "hardware.cuda_graph=true"]))
+    steps = [build_step(r.generator, r.discriminator, r.loss, r.g_opt, r.d_opt, True, r.hardware)
+             for r in (eager, graph)]
+    assert isinstance(steps[1], CapturedStep)
+    for step in range(1, 9):
+        outs = []
+        for run, step_fn in zip((eager, graph), steps):
+            reals, z_d, z_g = inputs(run, step)
+            labels = {"y_real": [run.batches.labels(step - 1)], "y_d": [run.classes(len(z_g))],
+                      "y_g": run.classes(len(z_g))}
+            outs.append(step_fn(reals, z_d, z_g, grad_norms=True, **labels))
+        for a, b in ((outs[0].d_loss, outs[1].d_loss), (outs[0].g_loss, outs[1].g_loss),
+                     (outs[0].d_class, outs[1].d_class)):
+            torch.testing.assert_close(b, a, rtol=1e-4, atol=1e-5)
+    run_dir = tmp_path / "run"
+    train(compose_cfg([*overrides, "hardware.cuda_graph=true", "augment=diffaugment", "trainer.g_ema=0.9",
+                       "trainer.max_steps=8", "trainer.ckpt_every=4", "trainer.ckpt_keep=null"], run_dir=run_dir))
+    states = [torch.load(run_dir / "checkpoints" / f"step_0000000{s}.pt", weights_only=True) for s in (4, 8)]
+    assert not torch.equal(states[0]["rng"]["augment"], states[1]["rng"]["augment"])  # replays drew afresh
+    assert all(torch.isfinite(v).all() for v in states[1]["generator_ema"].values() if v.is_floating_point())
