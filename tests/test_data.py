@@ -83,3 +83,25 @@ def test_shuffled_batches_depend_only_on_seed_and_index():
     assert not torch.equal(torch.cat([a.get(i) for i in range(3, 6)]).flatten(), epoch0)  # reshuffled per epoch
     assert not torch.equal(ShuffledBatches(images, 3, seed=2).get(0), a.get(0))
     assert ShuffledBatches(images, 50, seed=0).batch_size == 10  # capped at the data set size
+
+
+def test_max_train_is_a_fixed_subset_with_its_labels_and_evaluation_sees_the_whole_split(tiny_labelled_mnist):
+    from ganlab.train import build_run
+
+    from conftest import FAST, compose_cfg
+
+    full = idx_set("mnist", str(tiny_labelled_mnist))
+    small = idx_set("mnist", str(tiny_labelled_mnist), max_train=10)
+    assert len(small.images) == 10 and len(small.labels) == 10 and small.full_images.shape == full.images.shape
+    for image, label in zip(small.images, small.labels):  # each kept image keeps its own label
+        same = [k for k in range(len(full.images)) if torch.equal(full.images[k], image)]
+        assert same and all(full.labels[k] == label for k in same)
+    again = idx_set("mnist", str(tiny_labelled_mnist), max_train=10)
+    assert torch.equal(again.images, small.images)  # the same subset every time, whatever the run's seed
+    assert torch.equal(small.reference(64, 0), full.reference(64, 0))  # evaluation: the whole training split
+    assert torch.equal(small.reference_labels(64, 0), full.reference_labels(64, 0))
+    assert idx_set("mnist", str(tiny_labelled_mnist), max_train=1000).full_images is None  # >= N: all of it
+    run = build_run(compose_cfg([*FAST, "data=mnist", f"data.root={tiny_labelled_mnist}", "data.max_train=20",
+                                 "data.batch_size=8"]))
+    assert run.batches.per_epoch == 20 // 8
+    assert len(digits_set(max_train=100).images) == 100
