@@ -22,6 +22,7 @@ import torch
 from ganlab.errors import DataNotFoundError
 
 LABELLED_RANGE = (-1.0, 1.0)  # ``labelled()`` images are in [-1, 1] whatever a run's pixel range
+LABEL_SEED_OFFSET = 7_919  # G's class labels: a stream seeded apart from z's (the bare seed)
 
 
 class Batches(Protocol):
@@ -116,11 +117,7 @@ class LabelSampler:
 
     def __init__(self, n_classes: int, device: torch.device, seed: int) -> None:
         self.n_classes, self.device = n_classes, device
-        # offset: the latent stream is seeded with the bare seed
         self.generator = torch.Generator(device=device).manual_seed(seed + LABEL_SEED_OFFSET)
 
     def __call__(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
         return torch.randint(self.n_classes, (n,), device=self.device, generator=generator or self.generator)
-
-
-LABEL_SEED_OFFSET = 7_919
