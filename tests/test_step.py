@@ -173,10 +173,13 @@ def test_set_capturable_moves_step_counters_and_back():
     assert all(s["step"].dtype == torch.float32 for s in run.d_opt.state.values())
 
 
-def test_no_host_sync_outside_log_sample_and_checkpoint_steps(monkeypatch, tmp_path):
+@pytest.mark.parametrize("options", [[], ["trainer.g_ema=0.9", "augment=diffaugment", "model.conditional=concat",
+                                     "loss=hinge", "model.pack=2"], ["model.conditional=concat", "loss=acgan"]])
+def test_no_host_sync_outside_log_sample_and_checkpoint_steps(monkeypatch, tmp_path, options):
     """ganlab's code reads a tensor back (item, bool, float, int, tolist, numpy) a fixed number of times,
     however many plain steps run between the gated ones. (Reads inside torch, e.g. Adam's CPU step
-    counter, touch no device tensor and are not counted.)"""
+    counter, touch no device tensor and are not counted.) Also with issue 12's options: the EMA update,
+    the augmentation's draws and the labels stay on the device."""
     counts = {"n": 0}
     ganlab_dir = str(Path(ganlab.__file__).parent)
     for name in ("item", "__bool__", "__float__", "__int__", "tolist", "numpy"):
@@ -190,7 +193,7 @@ def test_no_host_sync_outside_log_sample_and_checkpoint_steps(monkeypatch, tmp_p
     per_run = []
     for steps in (3, 9):
         gated = [f"trainer.max_steps={steps}", "trainer.log_every=100", "trainer.sample_every=100",
-                 "trainer.ckpt_every=100", "model.middle_size=16"]
+                 "trainer.ckpt_every=100", "model.middle_size=16", *options]
         run_dir = tmp_path / str(steps)
         counts["n"] = 0
         train(compose_cfg([*FAST, *gated], run_dir=run_dir))
