@@ -38,6 +38,9 @@ def _hydra_main(cfg: DictConfig) -> float | None:
 
 def main() -> None:
     """Console-script entry."""
+    from hydra_plugins.ganlab_plugins import register_launchers
+
+    register_launchers()  # launcher=population where an editable install hides the plugin from Hydra's scan
     _hydra_main()
 
 

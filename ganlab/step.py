@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 import torch
 from torch import nn
@@ -122,35 +122,37 @@ def set_capturable(optimizer: torch.optim.Optimizer, capturable: bool, device: t
 
 
 class CapturedStep:
-    """A GANStep recorded once as a CUDA graph and replayed every step.
+    """A step (a GANStep, or a population's step) recorded once as a CUDA graph and replayed every step.
 
-    Inputs are copied into static buffers, outputs are static tensors (overwritten by the next
-    step: read them before calling again). The first ``warmup`` calls run eagerly on a side
-    stream (lazily created optimizer state, cuBLAS workspaces), the next one captures and replays.
-    Grad norms are always computed inside the graph (a few reductions) so logging needs no eager step.
+    Inputs (any nesting of lists/tuples of tensors: real batches, z, noise) are copied into static
+    buffers, outputs are static tensors (overwritten by the next step: read them before calling
+    again). The first ``warmup`` calls run eagerly on a side stream (lazily created optimizer
+    state, cuBLAS workspaces), the next one captures and replays. Grad norms are always computed
+    inside the graph (a few reductions) so logging needs no eager step.
     """
 
-    def __init__(self, step: GANStep, warmup: int = 3) -> None:
+    def __init__(self, step: Callable[..., Any], warmup: int = 3) -> None:
         self.step, self.warmup = step, warmup
         self.calls = 0
         self.graph: torch.cuda.CUDAGraph | None = None
-        self.static: tuple[list[torch.Tensor], list[torch.Tensor], torch.Tensor] | None = None
-        self.out: StepOutput | None = None
+        self.static: Any = None
+        self.out: Any = None
 
-    def __call__(self, reals: Sequence[torch.Tensor], z_d: Sequence[torch.Tensor], z_g: torch.Tensor,
-                 grad_norms: bool = False) -> StepOutput:
+    def __call__(self, *inputs: Any, grad_norms: bool = False) -> Any:
         """One training step (eager during warm-up, then graph replay)."""
+        from torch.utils._pytree import tree_flatten, tree_map
+
         if self.static is None:
-            self.static = ([r.clone() for r in reals], [z.clone() for z in z_d], z_g.clone())
-        static_reals, static_zd, static_zg = self.static
-        for dst, src in zip([*static_reals, *static_zd, static_zg], [*reals, *z_d, z_g]):
-            dst.copy_(src, non_blocking=True)
+            self.static = tree_map(lambda t: t.clone() if isinstance(t, torch.Tensor) else t, inputs)
+        for dst, src in zip(tree_flatten(self.static)[0], tree_flatten(inputs)[0]):
+            if isinstance(dst, torch.Tensor):
+                dst.copy_(src, non_blocking=True)
         self.calls += 1
         if self.calls <= self.warmup:
             side = torch.cuda.Stream()
             side.wait_stream(torch.cuda.current_stream())
             with torch.cuda.stream(side):
-                out = self.step(static_reals, static_zd, static_zg, grad_norms=True)
+                out = self.step(*self.static, grad_norms=True)
             torch.cuda.current_stream().wait_stream(side)
             return out
         if self.graph is None:
@@ -159,7 +161,7 @@ class CapturedStep:
             self.step.d_opt.zero_grad(set_to_none=True)
             self.step.g_opt.zero_grad(set_to_none=True)
             with torch.cuda.graph(self.graph):
-                self.out = self.step(static_reals, static_zd, static_zg, grad_norms=True)
+                self.out = self.step(*self.static, grad_norms=True)
         self.graph.replay()  # capture only records: the replay performs this step
         return self.out
 

@@ -22,10 +22,12 @@ class Tracker:
 
     ``resume_step``: the step the run starts from. Rows past it (written after the checkpoint a
     resumed run starts from, e.g. before a hard kill) are dropped first, so each step is logged once.
+    ``shared_process``: other runs are open in this process at the same time (a population's members).
     """
 
     def __init__(self, run_dir: str | Path, name: str = "default", group: str | None = "single",
-                 run_config: dict[str, Any] | None = None, resume_step: int = 0) -> None:
+                 run_config: dict[str, Any] | None = None, resume_step: int = 0,
+                 shared_process: bool = False) -> None:
         self.run_dir = Path(run_dir)
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.name, self.group = name, group
@@ -109,8 +111,9 @@ class WandbTracker(Tracker):
                  run_config: dict[str, Any] | None = None,
                  mode: Literal["auto", "online", "offline", "disabled"] = "auto",
                  project: str = "ganlab", entity: str | None = None, tags: list[str] | None = None,
-                 init_timeout: float = 30.0, resume_step: int = 0) -> None:
-        super().__init__(run_dir, name, group, run_config, resume_step)
+                 init_timeout: float = 30.0, resume_step: int = 0, shared_process: bool = False) -> None:
+        super().__init__(run_dir, name, group, run_config, resume_step, shared_process)
+        self.shared_process = shared_process
         import wandb
 
         self._wandb = wandb
@@ -119,7 +122,7 @@ class WandbTracker(Tracker):
         run_id = id_file.read_text().strip() if id_file.is_file() else secrets.token_hex(6)
         kwargs = dict(dir=str(self.run_dir), project=project, entity=entity, group=group, name=name,
                       tags=list(tags or []), config=run_config or {}, id=run_id, resume="allow",
-                      reinit="finish_previous",
+                      reinit="create_new" if shared_process else "finish_previous",
                       settings=wandb.Settings(init_timeout=init_timeout, silent=True, console="off"))
         try:
             self.run = wandb.init(mode=chosen, **kwargs)
@@ -168,8 +171,9 @@ class WandbTracker(Tracker):
     def finish(self, exit_code: int = 0) -> None:
         try:
             self._guard(lambda: self.run.finish(exit_code=exit_code))
-            # offline runs: without teardown the last records can miss the file (seen 2 in 30)
-            self._guard(self._wandb.teardown)
+            if not self.shared_process:  # the service serves the other open runs: teardown_wandb() after the last
+                # offline runs: without teardown the last records can miss the file (seen 2 in 30)
+                self._guard(self._wandb.teardown)
         finally:
             super().finish(exit_code)
 
@@ -177,6 +181,14 @@ class WandbTracker(Tracker):
         if self.mode == "offline" and self._where:
             return f"offline run; upload it with: wandb sync {self._where}"
         return f"{self._where}" if self._where else None
+
+
+def teardown_wandb() -> None:
+    """Shut W&B's service down once the last of several runs in this process finished (flushes offline files)."""
+    import sys
+
+    if "wandb" in sys.modules:
+        sys.modules["wandb"].teardown()
 
 
 class SilentTracker(Tracker):

@@ -21,7 +21,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
 INDEX_NAME = "sweep_index.json"
 # overrides that do not change what a job computes, so they do not change its identity
-IDENTITY_EXCLUDED = ("resume",)
+IDENTITY_EXCLUDED = ("resume", "launcher")  # how a job is started is not what it computes
 
 
 def overrides_hash(overrides: list[str]) -> str:

@@ -59,8 +59,7 @@ class Evaluator:
         if len(data.shape) == 1 and self.modes is None:
             raise FeaturesUnavailableError(f"eval: 2D data set {data.name} exposes no modes; "
                                            "set eval.every=0 to train without evaluation")
-        self.best: dict[str, tuple[float, int]] = {}
-        self.last: dict[str, float] = {}
+        self.record = EvalRecord()
         self.real = data.reference(s.n_samples, s.seed).to(device)
         self.distances: dict[str, FeatureDistances] = {}
         self.clf: TrainedClassifier | None = None
@@ -98,48 +97,90 @@ class Evaluator:
         discriminator.eval()
         try:
             with torch.random.fork_rng(devices=cuda):
-                torch.manual_seed(self.seed)  # KID's random subsets: the same at every evaluation
-                z_gen = torch.Generator(device=self.device).manual_seed(self.seed)
-                z = latent(self.n_samples, z_gen)  # all at once: the same z whatever eval.batch_size
+                z = latent(self.n_samples, self.z_generator())  # all at once: the same z whatever eval.batch_size
                 fake = torch.cat([generator(z[i:i + self.batch_size]).float()
                                   for i in range(0, len(z), self.batch_size)])
-                values = self._metrics(fake, discriminator)
+                d_real, d_fake = self.mean_d(discriminator, self.real), self.mean_d(discriminator, fake)
+            [values] = self.score(fake.unsqueeze(0), [d_real], [d_fake])
         finally:
             generator.train(modes_were[0])
             discriminator.train(modes_were[1])
-        for name, value in values.items():
-            self._remember(name, value, step)
-        self.last = values
-        return {PREFIX + k: v for k, v in values.items()}
+        return self.record.remember(values, step)
 
-    def _metrics(self, fake: torch.Tensor, discriminator: nn.Module) -> dict[str, float]:
-        values = {"d_real": self._mean_d(discriminator, self.real), "d_fake": self._mean_d(discriminator, fake)}
+    def z_generator(self) -> torch.Generator:
+        """The z stream of an evaluation: the same at every evaluation and in every run (``eval.seed``)."""
+        return torch.Generator(device=self.device).manual_seed(self.seed)
+
+    @torch.no_grad()
+    def score(self, fakes: torch.Tensor, d_real: list[float], d_fake: list[float]) -> list[dict[str, float]]:
+        """The metrics of each of several sample sets (sets, n, ...) against the reference, scored together.
+
+        ``d_real``/``d_fake``: each set's mean D(x) on the reference and on its samples. FID and KID
+        are batched over the sets (one real-side kernel, KID's random subsets drawn once from
+        ``eval.seed``): each set gets exactly what it would get alone.
+        """
+        values = [{"d_real": r, "d_fake": f} for r, f in zip(d_real, d_fake)]
         if self.modes is not None:
-            values.update(metrics_2d(fake, self.modes, float(self.mode_std)))
-            values["jsd_hist"] = histogram_jsd(self.real, fake)
+            for v, fake in zip(values, fakes):
+                v.update(metrics_2d(fake, self.modes, float(self.mode_std)))
+                v["jsd_hist"] = histogram_jsd(self.real, fake)
             return values
+        # each set through the networks in its own chunks of eval.batch_size, as it would be alone
+        # (chunks that straddle two sets would change the batched kernels' summation order)
+        units = [self.to_unit(fake) for fake in fakes]
+        cuda = [self.device] if self.device.type == "cuda" else []
         for name, distances in self.distances.items():
-            fid_kid = distances(self.to_unit(fake))
-            values.update({f"fid_{name}": fid_kid["fid"], f"kid_{name}": fid_kid["kid"]})
+            features = torch.stack([distances.features(unit) for unit in units])
+            with torch.random.fork_rng(devices=cuda):
+                torch.manual_seed(self.seed)  # KID's random subsets: the same at every evaluation
+                fid_kid = distances.of_features(features)
+            for k, v in enumerate(values):
+                v.update({f"fid_{name}": float(fid_kid["fid"][k]), f"kid_{name}": float(fid_kid["kid"][k])})
         if self.clf is not None:
-            unit = self.to_unit(fake)
-            probs = torch.cat([self.clf.model(unit[i:i + self.batch_size]).softmax(1)
-                               for i in range(0, len(unit), self.batch_size)])
-            values.update(class_coverage(probs, self.clf.class_hist))
+            for v, unit in zip(values, units):
+                probs = torch.cat([self.clf.model(unit[i:i + self.batch_size]).softmax(1)
+                                   for i in range(0, len(unit), self.batch_size)])
+                v.update(class_coverage(probs, self.clf.class_hist))
         return values
 
-    def _mean_d(self, discriminator: nn.Module, x: torch.Tensor) -> float:
+    def mean_d(self, discriminator: nn.Module, x: torch.Tensor) -> float:
+        """Mean D(x) as a probability, in chunks of ``eval.batch_size`` (D in eval mode)."""
         out = torch.cat([discriminator(x[i:i + self.batch_size]).float() for i in range(0, len(x), self.batch_size)])
         probs = out if getattr(discriminator, "outputs_probability", False) else torch.sigmoid(out)
         return float(probs.mean())
 
-    def _remember(self, name: str, value: float, step: int) -> None:
-        lower = lower_is_better(name)
-        if lower is None or math.isnan(value):
-            return
-        old = self.best.get(name)
-        if old is None or (value < old[0] if lower else value > old[0]):
-            self.best[name] = (value, step)
+    # one run's record of best values (a population keeps one EvalRecord per member)
+    def state_dict(self) -> dict[str, Any]:
+        """The best values so far (plain data for a checkpoint): a resumed run keeps its best."""
+        return self.record.state_dict()
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Take back what ``state_dict`` gave."""
+        self.record.load_state_dict(state)
+
+    def summary(self) -> dict[str, float]:
+        """Final values plus the best of each metric and the step it was reached at."""
+        return self.record.summary()
+
+
+class EvalRecord:
+    """A run's evaluations: the last values, and the best of each metric with the step it was reached at."""
+
+    def __init__(self) -> None:
+        self.best: dict[str, tuple[float, int]] = {}
+        self.last: dict[str, float] = {}
+
+    def remember(self, values: dict[str, float], step: int) -> dict[str, float]:
+        """Take this evaluation's values; return them keyed ``eval/<name>`` (for the tracker)."""
+        for name, value in values.items():
+            lower = lower_is_better(name)
+            if lower is None or math.isnan(value):
+                continue
+            old = self.best.get(name)
+            if old is None or (value < old[0] if lower else value > old[0]):
+                self.best[name] = (value, step)
+        self.last = dict(values)
+        return {PREFIX + k: v for k, v in values.items()}
 
     def state_dict(self) -> dict[str, Any]:
         """The best values so far (plain data for a checkpoint): a resumed run keeps its best, not restarts it."""

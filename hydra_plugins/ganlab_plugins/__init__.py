@@ -15,3 +15,13 @@ def register_sources() -> None:
     from hydra_plugins.ganlab_plugins.sweeps_source import SweepsConfigSource
 
     SourcesRegistry.instance().register(SweepsConfigSource)
+
+
+def register_launchers() -> None:
+    """Make the population launchers known to Hydra where its plugin scan cannot see this folder."""
+    from hydra.core.plugins import Plugins
+
+    from hydra_plugins.ganlab_plugins.population_launcher import PopulationLauncher, SlurmPopulationLauncher
+
+    for launcher in (PopulationLauncher, SlurmPopulationLauncher):
+        Plugins.instance().register(launcher)
