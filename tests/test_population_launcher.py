@@ -269,3 +269,35 @@ def test_optuna_trials_of_a_batch_train_as_one_population(tmp_path):
     best = json.loads(json.dumps(min(r["objective"] for r in jobs.values())))
     assert (sweep / "optimization_results.yaml").is_file() and str(round(best, 4))[:5] in \
         (sweep / "optimization_results.yaml").read_text()
+
+
+@pytest.mark.slow
+def test_sigterm_checkpoints_every_member_and_the_same_command_resumes_them(tmp_path):
+    import os
+    import signal
+    import subprocess
+    import time
+
+    sweep = tmp_path / "sweep"
+    args = ["-m", "seed=0,1", "model.middle_size=16", "trainer.max_steps=3000", "trainer.log_every=50",
+            "trainer.ckpt_every=100000", "eval.every=0", *FAST, "launcher=population", f"hydra.sweep.dir={sweep}"]
+    child = subprocess.Popen([sys.executable, "-m", "ganlab", *args], cwd=tmp_path, stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        logged = [rows(p) for p in sweep.glob("job-*/metrics.jsonl")]
+        if logged and max(len(r) for r in logged) >= 2:
+            break
+        time.sleep(0.2)
+    os.kill(child.pid, signal.SIGTERM)
+    assert child.wait(timeout=120) == 143
+    jobs = index(sweep)
+    assert {r["status"] for r in jobs.values()} == {"preempted"}
+    assert len({r["stopped_at_step"] for r in jobs.values()}) == 1  # every member checkpointed the same step
+    stopped = next(iter(jobs.values()))["stopped_at_step"]
+    run_ganlab(args, cwd=tmp_path)
+    for job_id, record in index(sweep).items():
+        assert record["status"] == "finished" and record["attempts"] == 2
+        saved = sorted(p.name for p in (sweep / job_id / "checkpoints").glob("*.pt"))
+        assert saved == [f"step_{stopped:08d}.pt", "step_00003000.pt"]
+        assert [r["step"] for r in rows(sweep / job_id / "metrics.jsonl")] == list(range(50, 3001, 50))

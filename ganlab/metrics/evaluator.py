@@ -129,18 +129,20 @@ class Evaluator:
         # (chunks that straddle two sets would change the batched kernels' summation order)
         units = [self.to_unit(fake) for fake in fakes]
         cuda = [self.device] if self.device.type == "cuda" else []
+        features = {}
         for name, distances in self.distances.items():
-            features = torch.stack([distances.features(unit) for unit in units])
+            features[name] = torch.stack([distances.features(unit) for unit in units])
             with torch.random.fork_rng(devices=cuda):
                 torch.manual_seed(self.seed)  # KID's random subsets: the same at every evaluation
-                fid_kid = distances.of_features(features)
+                fid_kid = distances.of_features(features[name])
             for k, v in enumerate(values):
                 v.update({f"fid_{name}": float(fid_kid["fid"][k]), f"kid_{name}": float(fid_kid["kid"][k])})
-        if self.clf is not None:
-            for v, unit in zip(values, units):
-                probs = torch.cat([self.clf.model(unit[i:i + self.batch_size]).softmax(1)
-                                   for i in range(0, len(unit), self.batch_size)])
-                v.update(class_coverage(probs, self.clf.class_hist))
+        if self.clf is not None:  # the classifier's head on the features FID just used: its body runs once
+            head = self.clf.model.head
+            for v, member in zip(values, features["clf"].float().to(self.device)):
+                chunks = range(0, len(member), self.batch_size)
+                logits = torch.cat([head(member[i:i + self.batch_size]) for i in chunks])
+                v.update(class_coverage(logits.softmax(1), self.clf.class_hist))
         return values
 
     def mean_d(self, discriminator: nn.Module, x: torch.Tensor) -> float:
