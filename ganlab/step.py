@@ -157,6 +157,9 @@ class CapturedStep:
             return out
         if self.graph is None:
             self.graph = torch.cuda.CUDAGraph()
+            for generator in getattr(self.step, "noise_generators", []):  # a population's own noise streams
+                if generator.device.type == "cuda":
+                    self.graph.register_generator_state(generator)
             # grads set to None now are allocated from the graph's pool during capture
             self.step.d_opt.zero_grad(set_to_none=True)
             self.step.g_opt.zero_grad(set_to_none=True)

@@ -65,13 +65,15 @@ class PopulationStep:
         self.generator, self.discriminator = generator, discriminator
         self.g_opt, self.d_opt = g_opt, d_opt
         self.detach_fake, self.autocast_dtype = detach_fake, autocast_dtype
-        self.groups = [(loss, torch.tensor(members)) for loss, members in loss_groups(losses)]
+        device = discriminator.params[0].device
+        # member indices on the device (indexing with a host tensor would copy it every step, which a
+        # CUDA graph cannot capture), and as host lists for the loops over members
+        self.groups = [(loss, torch.tensor(members, device=device), members) for loss, members in loss_groups(losses)]
         self.num_members = len(losses)
         self.noise_generators = list(noise_generators)
         self.penalised = [k for k, loss in enumerate(losses) if loss.has_penalty]
         self.has_buffers = bool(list(discriminator.stacked_buffers.buffers()))
         clips = [loss.weight_clip if loss.weight_clip is not None else float("inf") for loss in losses]
-        device = discriminator.params[0].device
         self.clip = torch.tensor(clips, device=device) if any(c != float("inf") for c in clips) else None
         mask = torch.zeros(self.num_members, dtype=torch.bool)
         mask[self.penalised] = True
@@ -84,26 +86,28 @@ class PopulationStep:
 
     def _per_member(self, values: list[tuple[torch.Tensor, torch.Tensor]]) -> torch.Tensor:
         """(K,) from each group's (member indices, (k,) values)."""
+        if len(values) == 1:  # one loss for all: the values are already in member order
+            return values[0][1]
         out = torch.empty(self.num_members, device=values[0][1].device, dtype=values[0][1].dtype)
         for members, v in values:
-            out[members.to(out.device)] = v
+            out[members] = v
         return out
 
     def d_losses(self, real_out: torch.Tensor, fake_out: torch.Tensor) -> torch.Tensor:
         """(K,) each member's D loss from its own loss on its (B,) outputs."""
         return self._per_member([(members, vmap(loss.d_loss)(real_out[members], fake_out[members]))
-                                 for loss, members in self.groups])
+                                 for loss, members, _ in self.groups])
 
     def g_losses(self, fake_out: torch.Tensor) -> torch.Tensor:
         """(K,) each member's G loss."""
-        return self._per_member([(members, vmap(loss.g_loss)(fake_out[members])) for loss, members in self.groups])
+        return self._per_member([(members, vmap(loss.g_loss)(fake_out[members])) for loss, members, _ in self.groups])
 
     def penalties(self, real: torch.Tensor, fake: torch.Tensor, real_out: torch.Tensor) -> torch.Tensor:
         """(K,) each penalised member's penalty (0 for the others), from one batched input-gradient pass."""
         points = real.detach().clone()  # members without a penalty: any input (unused, statistics restored)
-        for loss, members in self.groups:
+        for loss, _, members in self.groups:
             if loss.has_penalty:
-                for k in members.tolist():  # a CPU index tensor: no device sync
+                for k in members:
                     points[k] = loss.penalty_points(real[k], fake[k], self.noise_generators[k])
         saved = [b.clone() for b in self.discriminator.stacked_buffers.buffers()] if self.has_buffers else []
         x = points.requires_grad_(True)
@@ -115,7 +119,7 @@ class PopulationStep:
                 shaped = keep.view(-1, *[1] * (buffer.dim() - 1))
                 buffer.copy_(torch.where(shaped, before, buffer))
         values = []
-        for loss, members in self.groups:
+        for loss, members, _ in self.groups:
             if loss.has_penalty:
                 values.append((members, vmap(loss.penalty)(grad[members], real_out[members])))
             else:
