@@ -11,10 +11,12 @@ import os
 import secrets
 import warnings
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-import torch
 from PIL import Image
+
+if TYPE_CHECKING:  # images arrive as tensors; nothing here needs torch itself (ganlab.compare imports this)
+    import torch
 
 
 class Tracker:
@@ -181,6 +183,22 @@ class WandbTracker(Tracker):
         if self.mode == "offline" and self._where:
             return f"offline run; upload it with: wandb sync {self._where}"
         return f"{self._where}" if self._where else None
+
+
+def log_tables(run_dir: Path, name: str, group: str, mode: str, tables: dict[str, tuple[list[str], list[list]]],
+               project: str = "ganlab") -> None:
+    """One W&B run (in ``group``) holding ``tables`` (name -> (columns, rows)) as wandb.Tables: a sweep's summary.
+
+    ``mode``: auto (online with credentials, else offline), offline or online; never a prompt.
+    """
+    import wandb
+
+    chosen = ("online" if has_wandb_credentials() else "offline") if mode == "auto" else mode
+    with wandb.init(dir=str(run_dir), project=project, group=group, name=name, job_type="summary", mode=chosen,
+                    reinit="finish_previous", settings=wandb.Settings(silent=True, console="off")) as run:
+        for key, (columns, rows) in tables.items():
+            run.log({key: wandb.Table(columns=columns, data=rows)})
+    wandb.teardown()
 
 
 def teardown_wandb() -> None:
