@@ -14,6 +14,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from ganlab.errors import ConfigError
+from ganlab.naming import short_overrides
 from ganlab.ranges import check_ranges
 
 # From a checkout, use the repo's conf/ (edits take effect at once); installed, the copy shipped
@@ -44,7 +45,7 @@ class RunContext:
     """``run.*``: where a run records itself and under which name; Hydra fills it, the Python API sets it."""
 
     dir: Path
-    name: str = "default"  # the job's overrides: its W&B run name
+    name: str = "default"  # the job's overrides, numbers shortened (ganlab.naming): its W&B run name
     group: str = "single"  # the sweep's name (its directory's), "single" for a single run
     choices: dict[str, str] = field(default_factory=dict)  # the chosen option of each config group
     overrides: list[str] = field(default_factory=list)  # the job's command-line overrides
@@ -113,7 +114,8 @@ def run_context(cfg: DictConfig) -> RunContext:
         raise ConfigError("run.dir is not set: outside `python -m ganlab` (e.g. train(cfg) from Python) set "
                           f"cfg.run.dir to the run's directory ({str(err).splitlines()[0]})") from err
     choices = {g: str((node.get("choices") or {}).get(g)) for g in GROUPS} if node.get("choices") else {}
-    return RunContext(Path(node["dir"]), node.get("name") or "default", node.get("group") or "single",
+    return RunContext(Path(node["dir"]), short_overrides(str(node.get("name") or "")) or "default",
+                      node.get("group") or "single",
                       choices, [str(o) for o in node.get("overrides") or []])
 
 

@@ -192,3 +192,30 @@ def test_objective_value():
 def test_single_run_with_an_unknown_objective_is_a_clear_error(tmp_path):
     proc = run_ganlab(["objective=nope", *TINY, *FAST, f"hydra.run.dir={tmp_path / 'run'}"], cwd=tmp_path, check=False)
     assert proc.returncode == 2 and "ganlab: error: objective='nope' is not a final metric" in proc.stderr
+
+
+def test_job_dirs_are_readable_and_old_job_dirs_resume(tmp_path):
+    sweep = tmp_path / "sweep"
+    args = ["-m", "loss=bce,mse", "optimizer.lr=0.0007750644796341915", *TINY, *FAST, "trainer.ckpt_every=1",
+            "trainer.ckpt_keep=null", f"hydra.sweep.dir={sweep}"]
+    run_ganlab(args, cwd=tmp_path)
+    jobs = index(sweep)["jobs"]
+    by_num = {record["num"]: job_id for job_id, record in jobs.items()}
+    for num, loss in enumerate(["bce", "mse"]):  # `ls` says which job is which; the hash keeps it resumable
+        assert by_num[num] == f"job-00{num}-loss={loss}-{overrides_hash(jobs[by_num[num]]['overrides'])}"
+    assert sorted(p.name for p in sweep.glob("job-*")) == [by_num[0], by_num[1]]
+
+    # the same sweep as an older ganlab left it: job-<hash> dirs, job 1 cut short after step 1
+    for job_id, record in jobs.items():
+        (sweep / job_id).rename(sweep / f"job-{overrides_hash(record['overrides'])}")
+    old = {f"job-{overrides_hash(r['overrides'])}": {**r, "dir": str(sweep / f"job-{overrides_hash(r['overrides'])}")}
+           for r in jobs.values()}
+    cut = f"job-{overrides_hash(jobs[by_num[1]]['overrides'])}"
+    old[cut]["status"] = "running"
+    (sweep / cut / "checkpoints" / "step_00000002.pt").unlink()
+    (sweep / "sweep_index.json").write_text(json.dumps({**index(sweep), "jobs": old}))
+    proc = run_ganlab(args, cwd=tmp_path)
+    assert (proc.stdout + proc.stderr).count("already finished (sweep index): skipped") == 1
+    assert sorted(p.name for p in sweep.glob("job-*")) == sorted(old)  # no new directories
+    assert index(sweep)["jobs"][cut]["status"] == "finished" and index(sweep)["jobs"][cut]["attempts"] == 2
+    assert (sweep / cut / "checkpoints" / "step_00000002.pt").is_file()
