@@ -114,6 +114,8 @@ def run_context(cfg: DictConfig) -> RunContext:
         raise ConfigError("run.dir is not set: outside `python -m ganlab` (e.g. train(cfg) from Python) set "
                           f"cfg.run.dir to the run's directory ({str(err).splitlines()[0]})") from err
     choices = {g: str((node.get("choices") or {}).get(g)) for g in GROUPS} if node.get("choices") else {}
+    if choices.get("logger") == "None" and cfg.get("logger"):  # Hydra records no choice for a list of options
+        choices["logger"] = ",".join(cfg.logger)  # logger=[wandb,tensorboard]: "wandb,tensorboard"
     return RunContext(Path(node["dir"]), short_overrides(str(node.get("name") or "")) or "default",
                       node.get("group") or "single",
                       choices, [str(o) for o in node.get("overrides") or []])

@@ -141,7 +141,8 @@ RULES: tuple[Rule, ...] = (
     at_least(1, "data.dataset.side"),
     at_least(2, "data.dataset.samples_per_epoch"),
     # logger
-    positive("logger.init_timeout"),
+    positive("logger.wandb.init_timeout"),
+    positive("logger.tensorboard.flush_secs"),
 )
 
 

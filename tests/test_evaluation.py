@@ -89,7 +89,7 @@ def test_best_values_survive_a_resume(tmp_path):
 def test_eval_goes_to_wandb_history_and_summary(tmp_path):
     run_dir = tmp_path / "run"
     run_ganlab(["model.middle_size=32", "trainer.max_steps=4", "trainer.log_every=1", "eval.every=2",
-                "eval.n_samples=64", "trainer.progress=false", "logger.mode=offline", f"hydra.run.dir={run_dir}"],
+                "eval.n_samples=64", "trainer.progress=false", "logger.wandb.mode=offline", f"hydra.run.dir={run_dir}"],
                cwd=tmp_path)
     [wandb_file] = find_runs(run_dir)
     run = read_run(wandb_file)

@@ -78,7 +78,7 @@ def test_grid_sweep_composes_with_overrides_skips_finished_and_resumes_unfinishe
     # the grid narrowed on the command line (3 of its 5 losses), data swapped: 3 jobs (one per loss)
     args = ["-m", "sweep=lr_zsize_loss", "optimizer.lr=5e-4", "model.z_size=32", "loss=bce,minimax,mse", "data=mnist",
             f"data.root={tiny_mnist}", "data.batch_size=16", "trainer.epochs=5", *TINY, "trainer.ckpt_every=1",
-            "trainer.ckpt_keep=null", "trainer.log_every=1", "logger.mode=offline"]
+            "trainer.ckpt_keep=null", "trainer.log_every=1", "logger.wandb.mode=offline"]
     run_ganlab(args, cwd=tmp_path)
     sweep = the_sweep_dir(tmp_path)
     assert sweep.name == f"lr_zsize_loss-{overrides_hash(args[1:])}"
