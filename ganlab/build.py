@@ -7,6 +7,7 @@ object is built the same way wherever it is built.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import inspect
 import typing
@@ -218,3 +219,17 @@ def build_tracker(cfg: DictConfig, run_dir: "Path | str", name: str = "default",
             raise ConfigError(f"logger.{key}: {sub._target_} is not a ganlab.tracking.Logger")
         loggers.append(logger)
     return Tracker(run_dir, name, group, run_config, resume_step, loggers)
+
+
+def build_profiler(cfg: DictConfig, run_dir: "Path | str", device: torch.device) -> contextlib.AbstractContextManager:
+    """torch.profiler around the loop when ``profile`` is set (``debug=profile``), else a context that does nothing."""
+    from pathlib import Path
+
+    from ganlab.hardware.profile import profiled
+
+    settings = cfg.get("profile")
+    if not settings:
+        return contextlib.nullcontext()
+    options = OmegaConf.to_container(settings, resolve=True)
+    check_arguments(profiled, options, "profile")
+    return profiled(Path(run_dir) / "profile", device, **options)

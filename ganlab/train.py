@@ -17,6 +17,7 @@ from ganlab.build import (
     build_loss,
     build_models,
     build_optimizers,
+    build_profiler,
     build_tracker,
 )
 from ganlab.checkpoint import list_checkpoints, load_checkpoint, resolve_resume
@@ -88,7 +89,8 @@ def train(cfg: DictConfig, stop_requested: Callable[[], bool] | None = None) -> 
         evaluator = build_evaluator(cfg, run.data, run.device) if run.hardware.is_main else None  # rank 0 evaluates
         if evaluator is not None and resumed is not None:  # best-so-far survives a resume (older checkpoints: none)
             evaluator.load_state_dict(resumed.get("eval") or {})
-        final = loop.run_loop(run, tracker, start_step, ckpt_dir, config_plain, stop_requested, evaluator)
+        with build_profiler(cfg, run_dir, run.device):  # debug=profile: a torch.profiler trace of the loop
+            final = loop.run_loop(run, tracker, start_step, ckpt_dir, config_plain, stop_requested, evaluator)
     except BaseException:
         tracker.finish(exit_code=1)
         raise

@@ -13,7 +13,7 @@ from ganlab.train import build_run
 from conftest import CONF_DIR, compose_cfg
 from tiny_cifar import write_cifar_batches
 
-GROUPS = ["model", "loss", "optimizer", "data", "hardware", "logger", "experiment"]
+GROUPS = ["model", "loss", "optimizer", "data", "hardware", "logger", "experiment", "debug"]
 
 
 def options(group: str) -> list[str]:
