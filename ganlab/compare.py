@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import textwrap
 from pathlib import Path
 
 from ganlab.errors import GanlabError
@@ -19,18 +20,33 @@ from ganlab.metrics.names import lower_is_better
 from ganlab.report.runs import DEFAULT_METRICS, aggregate, find_runs, metric_columns, pick_metric
 from ganlab.report.tables import markdown_table, write_csvs
 
+DESCRIPTION = ("Rank the runs of a sweep by a metric, from what the jobs wrote to disk (no W&B): table.md and "
+               "table.csv (seeds of a config as mean ± std), runs.csv (one row per job) and compare.png.")
+EXAMPLES = """examples:
+  python -m ganlab.compare multirun/seeds-3f2a1b9c0d
+  python -m ganlab.compare multirun/lr_zsize_loss-3f2a1b9c0d --metric eval/kid_clf --top 5
+  python -m ganlab.compare multirun/multirun-3f2a1b9c0d --metric eval/modes_covered   # 2D: higher is better
+"""
+
+
+def parser() -> argparse.ArgumentParser:
+    """The command's arguments (also read by the README test)."""
+    p = argparse.ArgumentParser(
+        prog="python -m ganlab.compare", description=textwrap.fill(DESCRIPTION, 100), epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("sweep_dir", type=Path, help="a multirun's directory, multirun/<sweep>-<hash>")
+    p.add_argument("--metric", default=None, help="sort by this metric (default: the first of "
+                   + ", ".join(DEFAULT_METRICS) + " the runs have)")
+    p.add_argument("--order", choices=["auto", "asc", "desc"], default="auto",
+                   help="auto: ascending unless the metric is higher-is-better (modes_covered, hq_percent, ...)")
+    p.add_argument("--top", type=int, default=3, help="configs whose curves are plotted (default 3)")
+    p.add_argument("--out", type=Path, default=None, help="output folder (default: SWEEP_DIR/compare)")
+    return p
+
 
 def main(argv: list[str] | None = None) -> int:
     """Read a sweep, print the markdown table, write tables and plots."""
-    parser = argparse.ArgumentParser(prog="python -m ganlab.compare", description=__doc__.splitlines()[0])
-    parser.add_argument("sweep_dir", type=Path)
-    parser.add_argument("--metric", default=None, help="sort by this metric (default: the first of "
-                        + ", ".join(DEFAULT_METRICS) + " the runs have)")
-    parser.add_argument("--order", choices=["auto", "asc", "desc"], default="auto",
-                        help="auto: ascending unless the metric is higher-is-better (modes_covered, hq_percent, ...)")
-    parser.add_argument("--top", type=int, default=3, help="configs whose curves are plotted (default 3)")
-    parser.add_argument("--out", type=Path, default=None, help="output folder (default: SWEEP_DIR/compare)")
-    args = parser.parse_args(argv)
+    args = parser().parse_args(argv)
     try:
         runs = find_runs(args.sweep_dir)
         metric = pick_metric(runs, args.metric)

@@ -24,6 +24,43 @@ CONFIG_PATH = str(_REPO_CONF) if (_REPO_CONF / "config.yaml").is_file() else "pk
 GROUPS = ("model", "loss", "optimizer", "data", "hardware", "launcher", "logger", "experiment", "sweep", "debug")
 
 
+def config_dirs() -> tuple[Path, Path]:
+    """(the conf/ folder, the sweep group's folder): the checkout's conf/ and sweeps/, or the installed copies."""
+    if not CONFIG_PATH.startswith("pkg://"):
+        return _REPO_CONF, _REPO_CONF.parent / "sweeps"
+    from importlib.resources import files
+
+    root = Path(str(files("ganlab.conf")))
+    return root, root / "sweep"
+
+
+def default_choices() -> dict[str, str]:
+    """The option conf/config.yaml's defaults list picks in each group (groups that default to none left out)."""
+    conf, _ = config_dirs()
+    picked = {}
+    for entry in OmegaConf.load(conf / "config.yaml").get("defaults", []):
+        if isinstance(entry, DictConfig):
+            picked.update({str(k): str(v) for k, v in entry.items() if v is not None})
+    return picked
+
+
+def config_groups() -> dict[str, list[str]]:
+    """Each config group's options, read from the files (no Hydra: fast enough for ``--help``)."""
+    conf, sweeps = config_dirs()
+    return {group: sorted(p.stem for p in (sweeps if group == "sweep" else conf / group).glob("*.yaml"))
+            for group in GROUPS}
+
+
+def help_groups() -> str:
+    """The groups block of ``python -m ganlab --help`` (resolver ``ganlab_help_groups``): ``model  mlp*, dcgan``."""
+    picked = default_choices()
+    lines = []
+    for group, options in config_groups().items():
+        ordered = sorted(options, key=lambda o: o != picked.get(group))  # the default first, marked *
+        lines.append(f"{group:<11} " + ", ".join(f"{o}*" if o == picked.get(group) else o for o in ordered))
+    return "\n  ".join(lines)
+
+
 @dataclass
 class TrainerConfig:
     """``trainer.*``: how long to train and how often to log, sample and checkpoint."""

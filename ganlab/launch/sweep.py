@@ -105,9 +105,12 @@ def run_group() -> str:
 
 
 def register_resolvers() -> None:
-    """Register the ``ganlab_sweep_name``, ``ganlab_job_id`` and ``ganlab_run_group`` resolvers (idempotent)."""
+    """Register the ``ganlab_sweep_name``, ``ganlab_job_id`` and ``ganlab_run_group`` resolvers, and
+    ``ganlab_help_groups`` (the groups block of ``--help``, conf/hydra/help/ganlab.yaml) (idempotent)."""
+    from ganlab.config import help_groups
+
     for name, fn in (("ganlab_sweep_name", sweep_dir_name), ("ganlab_job_id", job_dir_name),
-                     ("ganlab_run_group", run_group)):
+                     ("ganlab_run_group", run_group), ("ganlab_help_groups", help_groups)):
         if not OmegaConf.has_resolver(name):
             OmegaConf.register_new_resolver(name, fn)
 
