@@ -74,7 +74,7 @@ def test_wandb_offline_run_reads_back(tmp_path):
     assert run.exit_code == 0
 
 
-def test_card_example_through_console_script(tmp_path):
+def test_an_example_through_the_console_script(tmp_path):
     script = Path(sys.executable).parent / "ganlab"
     assert script.is_file(), "the ganlab console script is not installed"
     run_dir = tmp_path / "run"
