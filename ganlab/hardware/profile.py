@@ -31,7 +31,7 @@ def profiled(out_dir: Path, device: torch.device, record_shapes: bool = False, w
     finally:
         out_dir.mkdir(parents=True, exist_ok=True)
         prof.export_chrome_trace(str(out_dir / "trace.json"))
-        table = prof.key_averages().table(sort_by="self_cuda_time_total" if cuda else "self_cpu_time_total",
+        table = prof.key_averages().table(sort_by="self_device_time_total" if cuda else "self_cpu_time_total",
                                           row_limit=row_limit)
         (out_dir / "top_ops.txt").write_text(table + "\n")
         log.info("profile: %s (open in https://ui.perfetto.dev), costliest ops in %s",
