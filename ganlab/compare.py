@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import textwrap
 from pathlib import Path
 
 from ganlab.errors import GanlabError
@@ -24,22 +25,37 @@ from ganlab.report.runs import DEFAULT_METRICS, aggregate, find_runs, metric_col
 from ganlab.report.study import is_random_search, studies, write_study
 from ganlab.report.tables import markdown_table, write_csvs
 
+DESCRIPTION = ("Rank the runs of a sweep by a metric, from what the jobs wrote to disk (no W&B): table.md and "
+               "table.csv (seeds of a config as mean ± std), runs.csv (one row per job) and compare.png.")
+EXAMPLES = """examples:
+  python -m ganlab.compare multirun/seeds-3f2a1b9c0d
+  python -m ganlab.compare multirun/lr_zsize_loss-3f2a1b9c0d --metric eval/kid_clf --top 5
+  python -m ganlab.compare multirun/multirun-3f2a1b9c0d --metric eval/modes_covered   # 2D: higher is better
+"""
+
+
+def parser() -> argparse.ArgumentParser:
+    """The command's arguments (also read by the README test)."""
+    p = argparse.ArgumentParser(
+        prog="python -m ganlab.compare", description=textwrap.fill(DESCRIPTION, 100), epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("sweep_dir", type=Path, help="a multirun's directory, multirun/<sweep>-<hash>")
+    p.add_argument("--metric", default=None, help="sort by this metric (default: the first of "
+                   + ", ".join(DEFAULT_METRICS) + " the runs have)")
+    p.add_argument("--order", choices=["auto", "asc", "desc"], default="auto",
+                   help="auto: ascending unless the metric is higher-is-better (modes_covered, hq_percent, ...)")
+    p.add_argument("--top", type=int, default=3, help="configs whose curves are plotted (default 3)")
+    p.add_argument("--out", type=Path, default=None, help="output folder (default: SWEEP_DIR/compare)")
+    p.add_argument("--budget-curve", action="store_true",
+                   help="the study figures per loss (automatic when the sweep is a random search)")
+    p.add_argument("--wandb", choices=["off", "auto", "offline", "online"], default="off",
+                   help="also log the study's tables to W&B, one run in the sweep's group (default off)")
+    return p
+
 
 def main(argv: list[str] | None = None) -> int:
     """Read a sweep, print the markdown table, write tables and plots."""
-    parser = argparse.ArgumentParser(prog="python -m ganlab.compare", description=__doc__.splitlines()[0])
-    parser.add_argument("sweep_dir", type=Path)
-    parser.add_argument("--metric", default=None, help="sort by this metric (default: the first of "
-                        + ", ".join(DEFAULT_METRICS) + " the runs have)")
-    parser.add_argument("--order", choices=["auto", "asc", "desc"], default="auto",
-                        help="auto: ascending unless the metric is higher-is-better (modes_covered, hq_percent, ...)")
-    parser.add_argument("--top", type=int, default=3, help="configs whose curves are plotted (default 3)")
-    parser.add_argument("--out", type=Path, default=None, help="output folder (default: SWEEP_DIR/compare)")
-    parser.add_argument("--budget-curve", action="store_true",
-                        help="the study figures per loss (automatic when the sweep is a random search)")
-    parser.add_argument("--wandb", choices=["off", "auto", "offline", "online"], default="off",
-                        help="also log the study's tables to W&B, one run in the sweep's group (default off)")
-    args = parser.parse_args(argv)
+    args = parser().parse_args(argv)
     try:
         runs = find_runs(args.sweep_dir)
         metric = pick_metric(runs, args.metric)
@@ -78,7 +94,7 @@ def study_report(runs: list, metric: str, descending: bool, out: Path, sweep_dir
     plot_distribution(found, metric, out / "distribution.png", f"{title}final {metric} per loss")
     (out / "best_per_loss.md").write_text(best)
     if wandb_mode != "off":
-        from ganlab.tracking import log_tables
+        from ganlab.tracking.wandb_run import log_tables
 
         log_tables(out, f"study-{sweep_dir.name}", group=sweep_dir.name, mode=wandb_mode, tables={
             "budget": csv_table(out / "budget.csv"), "best_per_loss": csv_table(out / "best_per_loss.csv")})

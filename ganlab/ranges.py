@@ -140,8 +140,11 @@ RULES: tuple[Rule, ...] = (
     positive("data.dataset.spacing"),
     at_least(1, "data.dataset.side"),
     at_least(2, "data.dataset.samples_per_epoch"),
+    # debug=profile
+    at_least(1, "profile.row_limit"),
     # logger
-    positive("logger.init_timeout"),
+    positive("logger.wandb.init_timeout"),
+    positive("logger.tensorboard.flush_secs"),
 )
 
 

@@ -149,7 +149,7 @@ def test_dcgan_members_agree_with_the_jobs_alone_to_float_rounding(tmp_path):
 
 
 def test_members_leave_what_a_basic_job_leaves(tmp_path):
-    args = ["-m", "loss=bce,hinge", *TINY, "trainer.progress=false", "logger.mode=offline"]
+    args = ["-m", "loss=bce,hinge", *TINY, "trainer.progress=false", "logger.wandb.mode=offline"]
     run_ganlab([*args, "launcher=population", f"hydra.sweep.dir={tmp_path / 'population'}"], cwd=tmp_path)
     run_ganlab([*args, f"hydra.sweep.dir={tmp_path / 'basic'}"], cwd=tmp_path)
 

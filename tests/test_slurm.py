@@ -46,7 +46,7 @@ def index_jobs(sweep: Path) -> dict:
 def test_four_job_sweep_through_slurm(tmp_path, slurm):
     sweep = tmp_path / "sweep"
     run_ganlab(["-m", "launcher=slurm", "loss=bce,mse", "seed=0,1", "trainer.max_steps=3", "trainer.log_every=1",
-                "model.middle_size=16", "trainer.progress=false", "logger.mode=offline",
+                "model.middle_size=16", "trainer.progress=false", "logger.wandb.mode=offline",
                 "hydra.launcher.partition=debug", "hydra.launcher.timeout_min=7", "hydra.launcher.cpus_per_task=1",
                 "hydra.launcher.mem_gb=1", "hydra.launcher.gpus_per_node=0", "hydra.launcher.array_parallelism=3",
                 "hydra.launcher.signal_delay_s=30", "+hydra.launcher.additional_parameters.comment=ganlab-test",
@@ -99,7 +99,7 @@ def test_preempted_job_resumes_at_the_exact_step(tmp_path, slurm, how):
     steps = 1500
     train_args = [f"trainer.max_steps={steps}", "trainer.log_every=50", "trainer.ckpt_every=100000",
                   "trainer.ckpt_keep=null", "trainer.sample_every=100000", "model.middle_size=32", "seed=3",
-                  "trainer.progress=false", "logger.mode=offline"]
+                  "trainer.progress=false", "logger.wandb.mode=offline"]
     launcher = ["hydra.launcher.timeout_min=5", "hydra.launcher.max_num_timeout=1"] if how == "usr2_pre_timeout" else []
     sweep = tmp_path / "sweep"
     env = {**os.environ, **WANDB_ENV}
@@ -155,7 +155,7 @@ def test_slurm_population_packs_members_per_task(tmp_path, slurm):
     sweep = tmp_path / "sweep"
     train_args = ["loss=bce,hinge", "optimizer.lr=1e-4,3e-4", "trainer.max_steps=6", "trainer.log_every=2",
                   "model.middle_size=16", "eval.every=3", "eval.n_samples=64", "eval.kid_subsets=2",
-                  "trainer.progress=false", "logger.mode=offline"]
+                  "trainer.progress=false", "logger.wandb.mode=offline"]
     run_ganlab([*population_slurm_args(sweep), *train_args], cwd=tmp_path, env=WANDB_ENV)
     jobs = index_jobs(sweep)
     assert len(jobs) == 4 and {j["status"] for j in jobs.values()} == {"finished"}

@@ -17,6 +17,7 @@ from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from ganlab.errors import GanlabError
+from ganlab.naming import short_override, split_items
 
 # the metric a table is sorted by when none is named: the first one the runs have
 DEFAULT_METRICS = ("eval/fid_clf", "eval/fid_inception", "eval/mode_reverse_kl", "eval/jsd_hist", "g_loss")
@@ -177,12 +178,13 @@ def aggregate(runs: list[RunRecord], columns: list[str], metric: str, descending
 
 def shared_overrides(rows: list[ConfigRow]) -> list[str]:
     """Overrides every config has: said once above the table, left out of its config column."""
-    sets = [set(row.config_key.split(",")) for row in rows]
+    sets = [set(split_items(row.config_key)) for row in rows]
     return sorted(set.intersection(*sets)) if len(sets) > 1 else []
 
 
 def label(row: ConfigRow, shared: list[str]) -> str:
-    """The overrides that set this config apart from the others."""
-    return ",".join(o for o in row.config_key.split(",") if o not in shared) or row.config_key
+    """The overrides that set this config apart from the others, numbers shortened (``lr=7.75e-04``)."""
+    own = [o for o in split_items(row.config_key) if o not in shared] or split_items(row.config_key)
+    return ",".join(map(short_override, own)) or row.config_key
 
 

@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 from omegaconf import DictConfig
 
-from ganlab.build import build
+from ganlab.build import build_tracker
 from ganlab.checkpoint import load_checkpoint, resolve_resume
 from ganlab.config import RunContext, plain_config, tracked_config
 from ganlab.data.batches import DataSet
@@ -76,9 +76,7 @@ def build_member(cfg: DictConfig, ctx: RunContext, data: DataSet, job: SweepJob 
 def open_tracker(member: Member) -> Tracker:
     """The member's tracker, as its run alone would open it (its run dir, W&B name and group), one of several."""
     cfg, ctx = member.cfg, member.ctx
-    group = cfg.logger.get("group") or ctx.group
-    member.tracker = build(cfg.logger, "logger", run_dir=ctx.dir, name=ctx.name, group=group,
-                           run_config=tracked_config(cfg, ctx), resume_step=member.start_step, shared_process=True)
+    member.tracker = build_tracker(cfg, ctx.dir, ctx.name, ctx.group, tracked_config(cfg, ctx), member.start_step)
     return member.tracker
 
 

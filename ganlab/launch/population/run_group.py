@@ -25,7 +25,6 @@ from ganlab.launch.population.members import Member, build_member, open_tracker
 from ganlab.launch.population.trainer import train_population
 from ganlab.launch.preemption import StopOnSignal
 from ganlab.loop import Preempted
-from ganlab.tracking import teardown_wandb
 from ganlab.train import train
 
 log = logging.getLogger(__name__)
@@ -33,13 +32,10 @@ log = logging.getLogger(__name__)
 
 def train_group(jobs: list[Job], stop: StopOnSignal | None = None) -> bool:
     """Train ``jobs`` (one group: they share data, model family, schedule); True when preempted."""
-    own_stop = stop is None
-    stop = stop or StopOnSignal()
-    with stop if own_stop else _noop():
-        try:
-            return _train_group(jobs, stop)
-        finally:
-            teardown_wandb()  # once, after the last of the group's W&B runs finished
+    if stop is not None:  # the caller (a Slurm task) holds the signals
+        return _train_group(jobs, stop)
+    with StopOnSignal() as own:
+        return _train_group(jobs, own)
 
 
 def _train_group(jobs: list[Job], stop: StopOnSignal) -> bool:
@@ -154,14 +150,6 @@ def _fail(job: Job, err: BaseException) -> None:
     if isinstance(err, GanlabError):
         print_error(job, err)
         job.result = None  # as a basic-launcher job's config error: the sweeper sees None, the index the error
-
-
-class _noop:
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *exc: Any) -> None:
-        return None
 
 
 class PackTask:
