@@ -139,7 +139,7 @@ def test_wheel_install_runs_from_anywhere(tmp_path):
     assert "path: ganlab.conf\n      schema: pkg\n      provider: main" in hydra_cfg  # not the checkout
     for args in (["--help"], ["--help", "hydra.job.name=ganlab"]):  # the fast path and Hydra's, from the wheel
         out = run_ganlab(args, cwd=workdir, env={"PYTHONPATH": str(site)}).stdout
-        assert "debug       profile, smoke" in out and "sweep       lr_zsize_loss, optuna, seeds" in out
+        assert "debug       profile, smoke" in out and "sweep       loss_study, lr_zsize_loss, optuna, seeds" in out
     # sweeps/ ships too (as the ganlab.conf `sweep` group): a sweep file runs from the wheel
     for name in ("lr_zsize_loss", "seeds", "optuna"):
         assert (site / "ganlab" / "conf" / "sweep" / f"{name}.yaml").is_file(), name
