@@ -21,6 +21,22 @@ def spaces() -> dict:
     return OmegaConf.to_container(compose_cfg(["sweep=loss_study"]).study.spaces)
 
 
+def test_the_search_space_is_the_papers():
+    """What Optuna samples from (its range() is inclusive, unlike Python's): lr log 1e-5..1e-2, beta1 in
+    [0, 1], n_disc in 1..5, the penalty weights log 0.1..100."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra_plugins.hydra_optuna_sweeper._impl import create_optuna_distribution_from_override
+
+    cfg = compose_cfg(["sweep=loss_study"], hydra_config=True)
+    searched = {**cfg.hydra.sweeper.params, **{k: v for own in spaces().values() for k, v in own.items()}}
+    parsed = OverridesParser.create().parse_overrides([f"{k}={v}" for k, v in searched.items()])
+    dists = {o.key_or_group: create_optuna_distribution_from_override(o) for o in parsed}
+    bounds = {key: (d.low, d.high, type(d).__name__.startswith("Log")) for key, d in dists.items()}
+    assert bounds == {"optimizer.lr": (1e-5, 1e-2, True), "optimizer.betas.0": (0.0, 1.0, False),
+                      "trainer.n_critic": (1, 5, False), "loss.gp_weight": (0.1, 100.0, True),
+                      "loss.r1_gamma": (0.1, 100.0, True), "loss.clip": (0.001, 0.1, True)}
+
+
 @pytest.mark.parametrize("loss", LOSSES)
 def test_the_search_space_composes_for_every_loss(loss):
     own = spaces().get(loss, {})
