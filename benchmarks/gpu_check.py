@@ -5,7 +5,9 @@
    (``torch.cuda.set_sync_debug_mode("error")`` around eager and replayed steps); 3. speed:
    benchmarks/speed_vs_blog.py on CUDA (blog vs ganlab eager / graph / graph+tf32);
    4. many runs on one GPU: benchmarks/sweep_throughput.py with 1, 8 and 16 concurrent jobs;
-   5. tests/test_step.py under pytest when pytest is importable.
+   5. launcher=population: benchmarks/gpu_population.py (graph vs eager members, a graphed population of
+      27 against one graphed run);
+   6. tests/test_step.py under pytest when pytest is importable.
 Everything printed is also written to $OUT/gpu_check.txt when $OUT is set.
 
 On the GPU machine (no network, no Hydra; see /work/shared/gpu-notes.md):
@@ -147,7 +149,7 @@ def run_script(args: list[str], timeout: int) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--root", default="/usr/share/datasets/fashion-mnist")
-    parser.add_argument("--skip", default="", help="comma list of: correctness, speed, sweep, pytest")
+    parser.add_argument("--skip", default="", help="comma list of: correctness, speed, sweep, population, pytest")
     args = parser.parse_args()
     sys.path.insert(0, str(REPO))
     import torch
@@ -172,6 +174,8 @@ def main() -> None:
         if "sweep" not in skip:
             run_script(["benchmarks/sweep_throughput.py", "--device", "cuda", "--root", root, "--jobs", "1,8,16",
                         "--steps", "1000", "--", "hardware.cuda_graph=true"], timeout=240)
+        if "population" not in skip:
+            run_script(["benchmarks/gpu_population.py", "--root", root], timeout=300)
         if "pytest" not in skip:
             try:
                 import pytest  # noqa: F401

@@ -51,7 +51,7 @@ def measure(args: argparse.Namespace, multirun: bool) -> dict:
     """Spawn one child (one job, or a sweep of ``args.jobs`` jobs) and collect its timings."""
     work = Path(tempfile.mkdtemp(prefix="ganlab_overhead_"))
     out = work / "first_steps.jsonl"
-    logger = ["logger=wandb", "logger.mode=offline"] if args.logger == "wandb" else ["logger=none"]
+    logger = ["logger=wandb", "logger.wandb.mode=offline"] if args.logger == "wandb" else ["logger=none"]
     common = ["experiment=seed", "data=fashion_mnist", f"data.root={args.root}", "trainer.max_steps=1",
               "trainer.progress=false", f"hardware={args.hardware}", *logger]
     ganlab_args = (["-m", f"seed={','.join(str(i) for i in range(args.jobs))}", f"hydra.sweep.dir={work / 'sweep'}"]

@@ -36,8 +36,28 @@ def _hydra_main(cfg: DictConfig) -> float | None:
         raise SystemExit(2) from None
 
 
+def fast_help() -> str:
+    """``--help`` without composing the config: the same template Hydra renders (conf/hydra/help/ganlab.yaml)."""
+    from string import Template
+
+    from omegaconf import OmegaConf
+
+    from ganlab.config import config_dirs
+
+    conf, _ = config_dirs()
+    template = OmegaConf.load(conf / "hydra" / "help" / "ganlab.yaml").template  # resolves ${ganlab_help_groups:}
+    return Template(template).substitute(FLAGS_HELP="", HYDRA_CONFIG_GROUPS="", APP_CONFIG_GROUPS="", CONFIG="")
+
+
 def main() -> None:
     """Console-script entry."""
+    if sys.argv[1:] in (["--help"], ["-h"]):  # Hydra would compose every group first (~1 s) to print it
+        print(fast_help())
+        return
+
+    from hydra_plugins.ganlab_plugins import register_plugins
+
+    register_plugins()  # launcher=population, sweep=optuna: where an editable install hides them from Hydra's scan
     _hydra_main()
 
 

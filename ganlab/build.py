@@ -7,6 +7,7 @@ object is built the same way wherever it is built.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import inspect
 import typing
@@ -20,11 +21,14 @@ from torch import nn
 from ganlab.errors import ConfigError, GanlabError
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from ganlab.augment import DiffAugment
     from ganlab.data.batches import DataSet, LatentSampler
     from ganlab.hardware.device import Hardware
     from ganlab.losses import GANLoss
     from ganlab.metrics.evaluator import Evaluator
+    from ganlab.tracking import Tracker
 
 _NO_HINTS: dict[str, Any] = {}
 
@@ -229,3 +233,41 @@ def build_evaluator(cfg: DictConfig, data: "DataSet", device: torch.device) -> "
 
     settings = build(cfg.eval, "eval")
     return Evaluator(settings, data, device) if settings.every > 0 else None
+
+
+def build_tracker(cfg: DictConfig, run_dir: "Path | str", name: str = "default", group: str = "single",
+                  run_config: dict[str, Any] | None = None, resume_step: int = 0) -> "Tracker":
+    """The run's Tracker (its files) with one logger per entry of ``logger`` (``logger=[wandb,tensorboard]``).
+
+    A logger's own ``group`` (``logger.wandb.group``) wins over ``group`` (the sweep's name). Each call
+    opens loggers of its own, so one process can track several runs (a population's members).
+    """
+    from ganlab.tracking import Logger, Tracker
+
+    node = cfg.get("logger")
+    loggers = []
+    for key in (node or {}):
+        sub = node[key]
+        if not isinstance(sub, DictConfig) or "_target_" not in sub:
+            raise ConfigError(f"logger.{key}: not a logger (each entry of logger is a _target_ node, "
+                              "e.g. logger=[wandb,tensorboard])")
+        logger = build(sub, f"logger.{key}", run_dir=run_dir, name=name, group=sub.get("group") or group,
+                       run_config=run_config, resume_step=resume_step)
+        if not isinstance(logger, Logger):
+            raise ConfigError(f"logger.{key}: {sub._target_} is not a ganlab.tracking.Logger")
+        loggers.append(logger)
+    return Tracker(run_dir, name, group, run_config, resume_step, loggers)
+
+
+def build_profiler(cfg: DictConfig, run_dir: "Path | str", device: torch.device) -> contextlib.AbstractContextManager:
+    """torch.profiler around the loop when ``profile`` is set (``debug=profile``), else a context that does nothing."""
+    from pathlib import Path
+
+    from ganlab.hardware.profile import profiled
+
+    settings = cfg.get("profile")
+    if not settings:
+        return contextlib.nullcontext()
+    options = OmegaConf.to_container(settings, resolve=True)
+    check_arguments(profiled, options, "profile")
+    return profiled(Path(run_dir) / "profile", device, **options)

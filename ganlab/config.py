@@ -14,13 +14,51 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from ganlab.errors import ConfigError
+from ganlab.naming import short_overrides
 from ganlab.ranges import check_ranges
 
 # From a checkout, use the repo's conf/ (edits take effect at once); installed, the copy shipped
 # inside the package as ganlab.conf.
 _REPO_CONF = Path(__file__).resolve().parent.parent / "conf"
 CONFIG_PATH = str(_REPO_CONF) if (_REPO_CONF / "config.yaml").is_file() else "pkg://ganlab.conf"
-GROUPS = ("model", "loss", "optimizer", "data", "augment", "hardware", "launcher", "logger", "experiment", "sweep")
+GROUPS = ("model", "loss", "optimizer", "data", "augment", "hardware", "launcher", "logger", "experiment", "sweep", "debug")
+
+
+def config_dirs() -> tuple[Path, Path]:
+    """(the conf/ folder, the sweep group's folder): the checkout's conf/ and sweeps/, or the installed copies."""
+    if not CONFIG_PATH.startswith("pkg://"):
+        return _REPO_CONF, _REPO_CONF.parent / "sweeps"
+    from importlib.resources import files
+
+    root = Path(str(files("ganlab.conf")))
+    return root, root / "sweep"
+
+
+def default_choices() -> dict[str, str]:
+    """The option conf/config.yaml's defaults list picks in each group (groups that default to none left out)."""
+    conf, _ = config_dirs()
+    picked = {}
+    for entry in OmegaConf.load(conf / "config.yaml").get("defaults", []):
+        if isinstance(entry, DictConfig):
+            picked.update({str(k): str(v) for k, v in entry.items() if v is not None})
+    return picked
+
+
+def config_groups() -> dict[str, list[str]]:
+    """Each config group's options, read from the files (no Hydra: fast enough for ``--help``)."""
+    conf, sweeps = config_dirs()
+    return {group: sorted(p.stem for p in (sweeps if group == "sweep" else conf / group).glob("*.yaml"))
+            for group in GROUPS}
+
+
+def help_groups() -> str:
+    """The groups block of ``python -m ganlab --help`` (resolver ``ganlab_help_groups``): ``model  mlp*, dcgan``."""
+    picked = default_choices()
+    lines = []
+    for group, options in config_groups().items():
+        ordered = sorted(options, key=lambda o: o != picked.get(group))  # the default first, marked *
+        lines.append(f"{group:<11} " + ", ".join(f"{o}*" if o == picked.get(group) else o for o in ordered))
+    return "\n  ".join(lines)
 
 
 @dataclass
@@ -48,7 +86,7 @@ class RunContext:
     """``run.*``: where a run records itself and under which name; Hydra fills it, the Python API sets it."""
 
     dir: Path
-    name: str = "default"  # the job's overrides: its W&B run name
+    name: str = "default"  # the job's overrides, numbers shortened (ganlab.naming): its W&B run name
     group: str = "single"  # the sweep's name (its directory's), "single" for a single run
     choices: dict[str, str] = field(default_factory=dict)  # the chosen option of each config group
     overrides: list[str] = field(default_factory=list)  # the job's command-line overrides
@@ -117,7 +155,10 @@ def run_context(cfg: DictConfig) -> RunContext:
         raise ConfigError("run.dir is not set: outside `python -m ganlab` (e.g. train(cfg) from Python) set "
                           f"cfg.run.dir to the run's directory ({str(err).splitlines()[0]})") from err
     choices = {g: str((node.get("choices") or {}).get(g)) for g in GROUPS} if node.get("choices") else {}
-    return RunContext(Path(node["dir"]), node.get("name") or "default", node.get("group") or "single",
+    if choices.get("logger") == "None" and cfg.get("logger"):  # Hydra records no choice for a list of options
+        choices["logger"] = ",".join(cfg.logger)  # logger=[wandb,tensorboard]: "wandb,tensorboard"
+    return RunContext(Path(node["dir"]), short_overrides(str(node.get("name") or "")) or "default",
+                      node.get("group") or "single",
                       choices, [str(o) for o in node.get("overrides") or []])
 
 

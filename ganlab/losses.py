@@ -3,6 +3,8 @@
 The trainer calls, for every loss alike, ``d_loss(real_out, fake_out)`` plus
 ``d_penalty(discriminator, real, fake, real_out)`` (None when the loss has none) for D's step,
 ``after_d_step(discriminator)`` after D's optimizer step, and ``g_loss(fake_out)`` for G's step.
+A penalty is ``penalty(dD/dx at penalty_points(real, fake), real_out)``; clipping is ``weight_clip``:
+declared as data, so a population of runs (ganlab/launch/population) applies them to all its members.
 Which output kind a loss accepts is declared by ``accepts_probabilities`` and checked once when the
 run is built.
 
@@ -26,9 +28,17 @@ from ganlab.errors import ConfigError
 
 
 class GANLoss:
-    """Base objective: D and G losses from D's outputs on a real and a fake batch, plus D's hooks."""
+    """Base objective: D and G losses from D's outputs on a real and a fake batch, plus D's hooks.
+
+    A penalty on D's input gradient (R1, WGAN-GP) is declared in two parts, so a population of runs
+    can take every member's input gradient in one batched pass: ``penalty_points`` (where to take
+    dD/dx, None for no penalty) and ``penalty`` (the term from that gradient). Weight clipping is
+    the ``weight_clip`` bound, applied by ``after_d_step``.
+    """
 
     accepts_probabilities = False  # True when the loss is defined on D outputs in [0, 1]
+    has_penalty = False  # True when D's loss gets a penalty on its input gradient
+    weight_clip: float | None = None  # clip every D parameter to [-weight_clip, weight_clip] after its step
     aux_classifier = False  # True: D gets a class head, and the step adds ``class_loss`` (ACGAN)
 
     def d_loss(self, real_out: torch.Tensor, fake_out: torch.Tensor) -> torch.Tensor:
@@ -39,13 +49,31 @@ class GANLoss:
         """G's loss (minimised) from D's outputs on a fake batch."""
         raise NotImplementedError
 
+    def penalty_points(self, real: torch.Tensor, fake: torch.Tensor,
+                       generator: torch.Generator | None = None) -> torch.Tensor:
+        """Where D's input gradient is penalised (a batch like ``real``; only called when ``has_penalty``).
+
+        ``generator``: the stream of any noise it draws (None: the global RNG, as a single run uses).
+        """
+        raise NotImplementedError(f"{type(self).__name__} has no penalty")
+
+    def penalty(self, grad: torch.Tensor, real_out: torch.Tensor) -> torch.Tensor:
+        """The penalty term from dD/dx at the penalty points (one run's batch) and D's outputs on reals."""
+        raise NotImplementedError(f"{type(self).__name__} declares penalty points but no penalty")
+
     def d_penalty(self, discriminator: nn.Module, real: torch.Tensor, fake: torch.Tensor,
                   real_out: torch.Tensor) -> torch.Tensor | None:
         """A term added to D's loss, given D and the batches (``fake`` detached); None for no penalty."""
-        return None
+        if not self.has_penalty:
+            return None
+        return self.penalty(input_gradient(discriminator, self.penalty_points(real, fake)), real_out)
 
+    @torch.no_grad()
     def after_d_step(self, discriminator: nn.Module) -> None:
-        """Called after each D optimizer step (weight clipping); nothing by default."""
+        """Called after each D optimizer step: clips D's weights when ``weight_clip`` is set."""
+        if self.weight_clip is not None:
+            for param in discriminator.parameters():
+                param.clamp_(-self.weight_clip, self.weight_clip)
 
 
 def input_gradient(discriminator: nn.Module, x: torch.Tensor) -> torch.Tensor:
@@ -78,11 +106,15 @@ class NonSaturatingLoss(GANLoss):
     def g_loss(self, fake_out: torch.Tensor) -> torch.Tensor:
         return F.softplus(-fake_out).mean()
 
-    def d_penalty(self, discriminator: nn.Module, real: torch.Tensor, fake: torch.Tensor,
-                  real_out: torch.Tensor) -> torch.Tensor | None:
-        if self.r1_gamma == 0:
-            return None
-        grad = input_gradient(discriminator, real)
+    @property
+    def has_penalty(self) -> bool:
+        return self.r1_gamma > 0
+
+    def penalty_points(self, real: torch.Tensor, fake: torch.Tensor,
+                       generator: torch.Generator | None = None) -> torch.Tensor:
+        return real
+
+    def penalty(self, grad: torch.Tensor, real_out: torch.Tensor) -> torch.Tensor:
         return self.r1_gamma / 2 * grad.pow(2).flatten(1).sum(1).mean()
 
 
@@ -157,12 +189,7 @@ class WassersteinLoss(CriticLoss):
         if clip <= 0:
             raise ConfigError(f"loss.clip must be > 0, got {clip}")
         self.clip = clip
-
-    @torch.no_grad()
-    def after_d_step(self, discriminator: nn.Module) -> None:
-        # the paper clips every parameter of the critic (BatchNorm's affine ones included)
-        for param in discriminator.parameters():
-            param.clamp_(-self.clip, self.clip)
+        self.weight_clip = clip  # the paper clips every parameter of the critic (BatchNorm's affine ones included)
 
 
 class WassersteinGPLoss(CriticLoss):
@@ -178,11 +205,16 @@ class WassersteinGPLoss(CriticLoss):
             raise ConfigError(f"loss.gp_weight and loss.drift must be >= 0, got {gp_weight}, {drift}")
         self.gp_weight, self.drift = gp_weight, drift
 
-    def d_penalty(self, discriminator: nn.Module, real: torch.Tensor, fake: torch.Tensor,
-                  real_out: torch.Tensor) -> torch.Tensor | None:
-        mix = torch.rand(real.shape[0], *([1] * (real.dim() - 1)), device=real.device, dtype=real.dtype)
-        interpolates = mix * real.detach() + (1 - mix) * fake.detach()
-        grad_norm = input_gradient(discriminator, interpolates).flatten(1).norm(dim=1)
+    has_penalty = True
+
+    def penalty_points(self, real: torch.Tensor, fake: torch.Tensor,
+                       generator: torch.Generator | None = None) -> torch.Tensor:
+        mix = torch.rand(real.shape[0], *([1] * (real.dim() - 1)), device=real.device, dtype=real.dtype,
+                         generator=generator)
+        return mix * real.detach() + (1 - mix) * fake.detach()
+
+    def penalty(self, grad: torch.Tensor, real_out: torch.Tensor) -> torch.Tensor:
+        grad_norm = grad.flatten(1).norm(dim=1)
         penalty = self.gp_weight * (grad_norm - 1).pow(2).mean()
         if self.drift > 0:
             penalty = penalty + self.drift * real_out.pow(2).mean()

@@ -73,7 +73,8 @@ def _clock(seconds: float) -> str:
 
 
 def run_summary(final: dict[str, Any], run_dir: Path, checkpoint: Path | None, sync_hint: str | None) -> str:
-    """The lines a finished run prints: where it wrote, what it scored, how to upload an offline W&B run."""
+    """The lines a finished run prints: where it wrote, what it scored, where its dashboards are (``sync_hint``:
+    one line per logger, e.g. how to upload an offline W&B run)."""
     lines = [f"ganlab: run finished at step {final.get('step')}: {run_dir}"]
     evals = {k.removeprefix("eval/"): v for k, v in final.items()
              if k.startswith("eval/") and not k.endswith("_step") and isinstance(v, (int, float))}
@@ -90,7 +91,7 @@ def run_summary(final: dict[str, Any], run_dir: Path, checkpoint: Path | None, s
     if checkpoint is not None:
         lines.append(f"  checkpoint: {checkpoint}")
     if sync_hint:
-        lines.append(f"  W&B: {sync_hint}")
+        lines.extend(f"  {hint}" for hint in sync_hint.splitlines())
     return "\n".join(lines)
 
 

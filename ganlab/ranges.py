@@ -156,8 +156,11 @@ RULES: tuple[Rule, ...] = (
     # augment
     open_unit_interval("augment.translation_ratio"),
     open_unit_interval("augment.cutout_ratio"),
+    # debug=profile
+    at_least(1, "profile.row_limit"),
     # logger
-    positive("logger.init_timeout"),
+    positive("logger.wandb.init_timeout"),
+    positive("logger.tensorboard.flush_secs"),
 )
 
 

@@ -69,11 +69,22 @@ class Run:
         return self.data.shape
 
 
-def snapshot(run: Run, step: int, config: dict, eval_state: dict | None = None) -> dict[str, Any]:
-    """The checkpoint of ``run`` at ``step``: plain data, loadable with weights_only=True."""
-    rng = {"torch": torch.get_rng_state(), "latent": run.latent.generator.get_state()}
-    if run.device.type == "cuda":
-        rng["cuda"] = torch.cuda.get_rng_state(run.device)
+def snapshot(run: Run, step: int, config: dict, eval_state: dict | None = None,
+             noise_rng: torch.Generator | None = None) -> dict[str, Any]:
+    """The checkpoint of ``run`` at ``step``: plain data, loadable with weights_only=True.
+
+    ``noise_rng``: the generator that stands in for the global RNG (penalty noise) when the run is
+    a member of a population; its state is saved where a single run saves the global one.
+    """
+    if noise_rng is None:
+        rng = {"torch": torch.get_rng_state()}
+        if run.device.type == "cuda":
+            rng["cuda"] = torch.cuda.get_rng_state(run.device)
+    else:
+        rng = {"cuda" if run.device.type == "cuda" else "torch": noise_rng.get_state()}
+        if run.device.type == "cuda":
+            rng["torch"] = torch.get_rng_state()
+    rng["latent"] = run.latent.generator.get_state()
     if run.augment_gen is not None:
         rng["augment"] = run.augment_gen.get_state()
     if run.classes is not None:

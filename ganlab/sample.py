@@ -1,27 +1,40 @@
-"""Export samples of a checkpoint: ``python -m ganlab.sample CKPT --n N --out FILE.npy``.
+"""Export samples of a checkpoint: ``python -m ganlab.sample CKPT --out FILE.npy [--n N]``.
 
 Writes N generated images as uint8 (N, C, H, W), mapped from the run's pixel range to 0..255;
 for 2D data (ring8, grid25), N points as float32 (N, 2). The G is the one the run sampled from
 (its EMA G when it had one; ``--generator g|g_ema`` picks). A conditional G draws sample i of class
 i mod K (``--label C``: all of class C) and the classes go to ``FILE.labels.npy`` beside the samples.
+torch is imported after the arguments are parsed, so ``--help`` answers at once.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+import textwrap
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import numpy as np
-import torch
+if TYPE_CHECKING:
+    import numpy as np
+    import torch
 
-from ganlab.checkpoint import load_checkpoint
-from ganlab.errors import GanlabError
-from ganlab.from_checkpoint import latent_of, load_models
+DESCRIPTION = ("Write N samples of a checkpoint's generator to a .npy file: images as uint8 (N, C, H, W) in "
+               "0..255, 2D points as float32 (N, 2).")
+EXAMPLES = """examples:
+  python -m ganlab.sample outputs/2026-12-01/10-00-00/checkpoints/step_00008400.pt --out samples.npy
+  python -m ganlab.sample CKPT --n 50000 --out fid_samples.npy --device cuda     # e.g. for an external FID tool
+  python -m ganlab.sample ring8_run/checkpoints/step_00005120.pt --n 2000 --out points.npy   # 2D: (N, 2) floats
+  python -m ganlab.sample CKPT --label 3 --out class3.npy    # a conditional G: every sample of class 3
+"""
 
 
-def sample_labels(state: dict, n: int, label: int | None = None) -> np.ndarray | None:
+def sample_labels(state: dict, n: int, label: int | None = None) -> "np.ndarray | None":
     """The classes a conditional checkpoint's G is asked for: i mod K, or all ``label``; None unconditional."""
+    import numpy as np
+
+    from ganlab.errors import GanlabError
+
     n_classes = state.get("n_classes")
     if n_classes is None:
         if label is not None:
@@ -32,59 +45,83 @@ def sample_labels(state: dict, n: int, label: int | None = None) -> np.ndarray |
     return np.full(n, label, np.int64) if label is not None else np.arange(n, dtype=np.int64) % n_classes
 
 
-@torch.no_grad()
-def _generate(state: dict, n: int, seed: int, batch_size: int, device: torch.device, generator_choice: str = "auto",
-              label: int | None = None) -> list[torch.Tensor]:
+def _generate(state: dict, n: int, seed: int, batch_size: int, device: "torch.device",
+              generator_choice: str = "auto", label: int | None = None) -> list["torch.Tensor"]:
     """G's raw float outputs for n latents of the run's distribution, in chunks of ``batch_size``."""
+    import torch
+
+    from ganlab.from_checkpoint import latent_of, load_models
+
     generator, _ = load_models(state, device, generator_choice)
     latent = latent_of(state, generator.z_size, device, seed)
     labels = sample_labels(state, n, label)
-    if labels is None:
-        return [generator(latent(min(batch_size, n - start))).float() for start in range(0, n, batch_size)]
-    classes = torch.from_numpy(labels).to(device)
-    return [generator(latent(min(batch_size, n - start)), classes[start:start + batch_size]).float()
-            for start in range(0, n, batch_size)]
+    with torch.no_grad():
+        if labels is None:
+            return [generator(latent(min(batch_size, n - start))).float() for start in range(0, n, batch_size)]
+        classes = torch.from_numpy(labels).to(device)
+        return [generator(latent(min(batch_size, n - start)), classes[start:start + batch_size]).float()
+                for start in range(0, n, batch_size)]
 
 
-def generate_uint8(state: dict, n: int, seed: int = 0, batch_size: int = 1000,
-                   device: torch.device = torch.device("cpu"), generator_choice: str = "auto",
-                   label: int | None = None) -> np.ndarray:
+def generate_uint8(state: dict, n: int, seed: int = 0, batch_size: int = 1000, device: "torch.device | None" = None,
+                   generator_choice: str = "auto", label: int | None = None) -> "np.ndarray":
     """N samples of a checkpoint's G as uint8 (N, C, H, W), mapped from the run's pixel range."""
+    import numpy as np
+    import torch
+
     lo, hi = state["config"]["data"]["pixel_range"]
     chunks = [((images - lo) / (hi - lo)).mul(255).round().clamp(0, 255).to(torch.uint8).cpu()
-              for images in _generate(state, n, seed, batch_size, device, generator_choice, label)]
+              for images in _generate(state, n, seed, batch_size, device or torch.device("cpu"), generator_choice,
+                                      label)]
     return torch.cat(chunks).numpy() if chunks else np.zeros((0, *state["img_shape"]), np.uint8)
 
 
-def generate_points(state: dict, n: int, seed: int = 0, batch_size: int = 1000,
-                    device: torch.device = torch.device("cpu"), generator_choice: str = "auto",
-                    label: int | None = None) -> np.ndarray:
+def generate_points(state: dict, n: int, seed: int = 0, batch_size: int = 1000, device: "torch.device | None" = None,
+                    generator_choice: str = "auto", label: int | None = None) -> "np.ndarray":
     """N samples of a checkpoint of flat data (2D points) as float32 (N, D), in the data's units."""
-    chunks = [points.cpu() for points in _generate(state, n, seed, batch_size, device, generator_choice, label)]
+    import numpy as np
+    import torch
+
+    chunks = [points.cpu() for points in _generate(state, n, seed, batch_size, device or torch.device("cpu"),
+                                                   generator_choice, label)]
     return torch.cat(chunks).numpy() if chunks else np.zeros((0, *state["img_shape"]), np.float32)
 
 
+def parser() -> argparse.ArgumentParser:
+    """The command's arguments (also read by the README test)."""
+    p = argparse.ArgumentParser(
+        prog="python -m ganlab.sample", description=textwrap.fill(DESCRIPTION, 100), epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("checkpoint", type=Path, help="a run's checkpoint: <run dir>/checkpoints/step_XXXXXXXX.pt")
+    p.add_argument("--out", type=Path, required=True, help="output .npy file")
+    p.add_argument("--n", type=int, default=10_000, help="number of samples (default 10000)")
+    p.add_argument("--seed", type=int, default=0, help="latent seed (default 0)")
+    p.add_argument("--batch-size", type=int, default=1000, help="samples per forward pass (default 1000)")
+    p.add_argument("--device", default="auto", help="auto (CUDA if present), cpu, cuda, cuda:1, ... (default auto)")
+    p.add_argument("--generator", choices=["auto", "g", "g_ema"], default="auto",
+                   help="auto: the G the run sampled from (its EMA G when trainer.g_ema was set)")
+    p.add_argument("--label", type=int, default=None, help="a conditional G: every sample of this class")
+    return p
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Parse arguments, write the .npy, print where it went."""
-    parser = argparse.ArgumentParser(prog="python -m ganlab.sample", description=__doc__.splitlines()[0])
-    parser.add_argument("checkpoint", type=Path)
-    parser.add_argument("--n", type=int, default=10_000, help="number of images (default 10000)")
-    parser.add_argument("--out", type=Path, required=True, help="output .npy file")
-    parser.add_argument("--seed", type=int, default=0, help="latent seed (default 0)")
-    parser.add_argument("--batch-size", type=int, default=1000)
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--generator", choices=["auto", "g", "g_ema"], default="auto",
-                        help="auto: the G the run sampled from (its EMA G when trainer.g_ema was set)")
-    parser.add_argument("--label", type=int, default=None, help="a conditional G: every sample of this class")
-    args = parser.parse_args(argv)
+    """Parse arguments, write the .npy (and the classes of a conditional G's samples), print where it went."""
+    p = parser()
+    args = p.parse_args(argv)
     if args.n < 0:
-        parser.error("--n must be >= 0")
+        p.error("--n must be >= 0")
+    import numpy as np
+    import torch
+
+    from ganlab.checkpoint import load_checkpoint
+    from ganlab.errors import GanlabError
+
+    device = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device)
     try:
         state = load_checkpoint(args.checkpoint)
         points = len(state["img_shape"]) == 1  # 2D benchmarks: raw coordinates, not pixels
         export = generate_points if points else generate_uint8
-        images = export(state, args.n, args.seed, args.batch_size, torch.device(args.device), args.generator,
-                        args.label)
+        images = export(state, args.n, args.seed, args.batch_size, device, args.generator, args.label)
         labels = sample_labels(state, args.n, args.label)
     except GanlabError as err:
         print(f"ganlab.sample: error: {err}", file=sys.stderr)

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 import torch
 from torch import nn
@@ -189,52 +189,52 @@ def set_capturable(optimizer: torch.optim.Optimizer, capturable: bool, device: t
 
 
 class CapturedStep:
-    """A GANStep recorded once as a CUDA graph and replayed every step.
+    """A step (a GANStep, or a population's step) recorded once as a CUDA graph and replayed every step.
 
-    Inputs are copied into static buffers, outputs are static tensors (overwritten by the next
-    step: read them before calling again). The first ``warmup`` calls run eagerly on a side
-    stream (lazily created optimizer state, cuBLAS workspaces), the next one captures and replays.
-    Grad norms are always computed inside the graph (a few reductions) so logging needs no eager step.
+    Inputs (any nesting of lists/tuples of tensors: real batches, z, noise) are copied into static
+    buffers, outputs are static tensors (overwritten by the next step: read them before calling
+    again). The first ``warmup`` calls run eagerly on a side stream (lazily created optimizer
+    state, cuBLAS workspaces), the next one captures and replays. Grad norms are always computed
+    inside the graph (a few reductions) so logging needs no eager step.
     """
 
-    def __init__(self, step: GANStep, warmup: int = 3) -> None:
+    def __init__(self, step: Callable[..., Any], warmup: int = 3) -> None:
         self.step, self.warmup = step, warmup
         self.calls = 0
         self.graph: torch.cuda.CUDAGraph | None = None
-        self.static: list[torch.Tensor] | None = None
-        self.out: StepOutput | None = None
+        self.static: Any = None
+        self.out: Any = None
 
-    def __call__(self, reals: Sequence[torch.Tensor], z_d: Sequence[torch.Tensor], z_g: torch.Tensor,
-                 grad_norms: bool = False, y_real: Sequence[torch.Tensor] | None = None,
-                 y_d: Sequence[torch.Tensor] | None = None, y_g: torch.Tensor | None = None) -> StepOutput:
-        """One training step (eager during warm-up, then graph replay); labels are static buffers too."""
-        n = len(reals)
-        inputs = [*reals, *z_d, z_g] + ([] if y_real is None else [*y_real, *y_d, y_g])
+    def __call__(self, *inputs: Any, grad_norms: bool = False, **labels: Any) -> Any:
+        """One training step (eager during warm-up, then graph replay); ``labels`` (a conditional
+        run's y_real/y_d/y_g, or None) are static buffers too."""
+        from torch.utils._pytree import tree_flatten, tree_map
+
         if self.static is None:
-            self.static = [t.clone() for t in inputs]
-        for dst, src in zip(self.static, inputs):
-            dst.copy_(src, non_blocking=True)
-        static = self.static
-        args = (static[:n], static[n:2 * n], static[2 * n])
-        labels = {} if y_real is None else {"y_real": static[2 * n + 1:3 * n + 1],
-                                            "y_d": static[3 * n + 1:4 * n + 1], "y_g": static[4 * n + 1]}
+            self.static = tree_map(lambda t: t.clone() if isinstance(t, torch.Tensor) else t, (inputs, labels))
+        for dst, src in zip(tree_flatten(self.static)[0], tree_flatten((inputs, labels))[0]):
+            if isinstance(dst, torch.Tensor):
+                dst.copy_(src, non_blocking=True)
+        static_inputs, static_labels = self.static
         self.calls += 1
         if self.calls <= self.warmup:
             side = torch.cuda.Stream()
             side.wait_stream(torch.cuda.current_stream())
             with torch.cuda.stream(side):
-                out = self.step(*args, grad_norms=True, **labels)
+                out = self.step(*static_inputs, grad_norms=True, **static_labels)
             torch.cuda.current_stream().wait_stream(side)
             return out
         if self.graph is None:
             self.graph = torch.cuda.CUDAGraph()
-            if self.step.augment_gen is not None:  # replays must draw fresh augmentations (not tried on a GPU yet)
-                self.graph.register_generator_state(self.step.augment_gen)
+            generators = [*getattr(self.step, "noise_generators", []), getattr(self.step, "augment_gen", None)]
+            for generator in generators:  # a population's noise streams, DiffAugment's: replays draw anew
+                if generator is not None and generator.device.type == "cuda":
+                    self.graph.register_generator_state(generator)
             # grads set to None now are allocated from the graph's pool during capture
             self.step.d_opt.zero_grad(set_to_none=True)
             self.step.g_opt.zero_grad(set_to_none=True)
             with torch.cuda.graph(self.graph):
-                self.out = self.step(*args, grad_norms=True, **labels)
+                self.out = self.step(*static_inputs, grad_norms=True, **static_labels)
         self.graph.replay()  # capture only records: the replay performs this step
         return self.out
 

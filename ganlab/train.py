@@ -10,7 +10,6 @@ from omegaconf import DictConfig
 
 from ganlab import loop
 from ganlab.build import (
-    build,
     build_augment,
     build_data,
     build_evaluator,
@@ -19,6 +18,8 @@ from ganlab.build import (
     build_loss,
     build_models,
     build_optimizers,
+    build_profiler,
+    build_tracker,
 )
 from ganlab.checkpoint import list_checkpoints, load_checkpoint, resolve_resume
 from ganlab.config import TrainerConfig, plain_config, run_context, tracked_config, trainer_config, validate
@@ -66,14 +67,14 @@ def build_run(cfg: DictConfig, data: DataSet | None = None) -> Run:
                           f"n_critic={tc.n_critic}")
     run = Run(tc, device, data, batches, generator, discriminator, loss, g_opt, d_opt, latent, z_bank, total,
               hardware, g_train, d_train)
-    add_issue12_options(run, cfg, tc)
+    add_optional_parts(run, cfg, tc)
     return run
 
 
 AUGMENT_SEED_OFFSET = 104_729  # the augmentation stream: seeded apart from z's (the bare seed) and the labels'
 
 
-def add_issue12_options(run: Run, cfg: DictConfig, tc: TrainerConfig) -> None:
+def add_optional_parts(run: Run, cfg: DictConfig, tc: TrainerConfig) -> None:
     """The EMA G, the augmentation and the class labels, each only when its option is on (else the run
     is exactly what it was without them): built after everything else, so they draw nothing from the
     global RNG before the networks are initialised."""
@@ -116,15 +117,14 @@ def train(cfg: DictConfig, stop_requested: Callable[[], bool] | None = None) -> 
         resumed = load_checkpoint(resume_path)
         start_step = restore(run, resumed, resume_path)
         log.info("resumed from %s at step %d", resume_path, start_step)
-    group = cfg.logger.get("group") or ctx.group  # an explicit logger.group wins over the sweep dir
-    tracker: Tracker = build(cfg.logger, "logger", run_dir=run_dir, name=ctx.name, group=group,
-                             run_config=tracked_config(cfg, ctx), resume_step=start_step) \
+    tracker: Tracker = build_tracker(cfg, run_dir, ctx.name, ctx.group, tracked_config(cfg, ctx), start_step) \
         if run.hardware.is_main else SilentTracker()  # only rank 0 logs
     try:
         evaluator = build_evaluator(cfg, run.data, run.device) if run.hardware.is_main else None  # rank 0 evaluates
         if evaluator is not None and resumed is not None:  # best-so-far survives a resume (older checkpoints: none)
             evaluator.load_state_dict(resumed.get("eval") or {})
-        final = loop.run_loop(run, tracker, start_step, ckpt_dir, config_plain, stop_requested, evaluator)
+        with build_profiler(cfg, run_dir, run.device):  # debug=profile: a torch.profiler trace of the loop
+            final = loop.run_loop(run, tracker, start_step, ckpt_dir, config_plain, stop_requested, evaluator)
     except BaseException:
         tracker.finish(exit_code=1)
         raise

@@ -5,15 +5,15 @@ from __future__ import annotations
 import pytest
 import torch
 
-from ganlab.build import build
+from ganlab.build import build, build_tracker
 from ganlab.errors import ConfigError
 from ganlab.losses import GANLoss
-from ganlab.train import build_run
+from ganlab.train import build_run, train
 
 from conftest import CONF_DIR, compose_cfg
 from tiny_cifar import write_cifar_batches
 
-GROUPS = ["model", "loss", "optimizer", "data", "augment", "hardware", "logger", "experiment"]
+GROUPS = ["model", "loss", "optimizer", "data", "augment", "hardware", "logger", "experiment", "debug"]
 NEEDS = {("loss", "acgan"): ["model.conditional=concat"]}  # an option that only composes with another
 
 
@@ -30,11 +30,12 @@ def test_every_group_has_options():
 @pytest.mark.parametrize("group,option", [(g, o) for g in GROUPS for o in options(g)])
 def test_option_composes_and_builds(group, option, tiny_mnist, tmp_path):
     overrides = [f"{group}={option}", *NEEDS.get((group, option), [])]
-    if (group, option) in (("data", "mnist"), ("data", "fashion_mnist")) or group == "experiment":
-        overrides.append(f"data.root={tiny_mnist}")  # same IDX layout for both
-    if (group, option) == ("data", "cifar10"):
+    data = compose_cfg(overrides).data
+    if "root" in data and data.dataset._target_.endswith("cifar10"):
         write_cifar_batches(tmp_path / "cifar")
         overrides.append(f"data.root={tmp_path / 'cifar'}")
+    elif "root" in data:  # mnist, fashion_mnist: the same IDX layout
+        overrides.append(f"data.root={tiny_mnist}")
     cfg = compose_cfg(overrides)
     if group == "hardware" and option == "gpu" and not torch.cuda.is_available():
         with pytest.raises(ConfigError, match="no CUDA device"):
@@ -45,8 +46,10 @@ def test_option_composes_and_builds(group, option, tiny_mnist, tmp_path):
             build(cfg.hardware, "hardware")
         return
     if group == "logger":
-        tracker = build(cfg.logger, "logger", run_dir=tmp_path, name="t", group="g",
-                        **({"mode": "disabled"} if option == "wandb" else {}))
+        if option == "wandb":
+            cfg.logger.wandb.mode = "disabled"
+        tracker = build_tracker(cfg, tmp_path, "t", "g")
+        assert len(tracker.loggers) == (option != "none")
         tracker.log({"x": 1.0}, 1)
         tracker.finish()
         assert (tmp_path / "metrics.jsonl").read_text().strip()
@@ -80,6 +83,33 @@ def test_experiment_vanilla_fixes():
     assert list(cfg.data.pixel_range) == [-1.0, 1.0] and cfg.data.latent_std == 1.0
     assert cfg.trainer.detach_fake and not cfg.model.d_output_batchnorm and not cfg.model.d_sigmoid
     assert cfg.loss._target_.endswith("NonSaturatingLoss")
+
+
+def test_experiment_wgan_gp_ring8_is_the_papers_and_trains(tmp_path):
+    cfg = compose_cfg(["experiment=wgan_gp_ring8"])
+    assert cfg.loss._target_.endswith("WassersteinGPLoss") and cfg.loss.gp_weight == 10.0
+    assert cfg.optimizer.generator._target_ == "torch.optim.Adam" and cfg.optimizer.lr == 1e-4
+    assert list(cfg.optimizer.discriminator.betas) == [0.0, 0.9] and cfg.trainer.n_critic == 5
+    assert cfg.data.dataset._target_.endswith("ring8") and not cfg.model.d_output_batchnorm
+    run = build_run(cfg)
+    assert not any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in run.discriminator.modules())
+    final = train(compose_cfg(["experiment=wgan_gp_ring8", "trainer.max_steps=2", "eval.n_samples=64",
+                               "trainer.progress=false", "logger=none"], run_dir=tmp_path / "run"))
+    assert final["step"] == 2 and "d_penalty" in final and "eval/modes_covered" in final
+
+
+def test_experiment_dcgan_cifar10_is_radfords_and_trains(tmp_path):
+    write_cifar_batches(tmp_path / "cifar")
+    cfg = compose_cfg(["experiment=dcgan_cifar10", f"data.root={tmp_path / 'cifar'}"])
+    assert cfg.model.generator._target_.endswith("DCGANGenerator") and cfg.model.z_size == 100
+    assert cfg.optimizer.lr == 2e-4 and list(cfg.optimizer.betas) == [0.5, 0.999] and cfg.data.batch_size == 128
+    assert cfg.loss._target_.endswith("NonSaturatingLoss") and cfg.data.latent_dist == "uniform"
+    z = build_run(cfg).latent(10000)
+    assert -1 <= z.min() < -0.99 and 0.99 < z.max() <= 1  # U[-1, 1]
+    final = train(compose_cfg(["experiment=dcgan_cifar10", f"data.root={tmp_path / 'cifar'}", "trainer.max_steps=2",
+                               "model.width=8", "eval.every=0", "trainer.progress=false", "logger=none"],
+                              run_dir=tmp_path / "run"))
+    assert final["step"] == 2 and (tmp_path / "run" / "samples" / "samples_00000002.png").is_file()
 
 
 @pytest.mark.parametrize("experiment", ["seed", "vanilla"])

@@ -15,7 +15,8 @@ import pytest
 import torch
 
 from ganlab.progress import Progress, run_summary
-from ganlab.tracking import WandbTracker, drop_rows_after
+from ganlab.tracking import Tracker, drop_rows_after
+from ganlab.tracking.wandb_run import WandbLogger
 from ganlab.train import train
 
 from conftest import FAST, compose_cfg, run_ganlab
@@ -61,7 +62,7 @@ def test_on_a_terminal_progress_is_a_bar_and_disabled_prints_nothing():
 def test_a_finished_run_says_where_everything_is_and_what_it_scored(tmp_path):
     run_dir = tmp_path / "run"
     proc = run_ganlab(["model.middle_size=16", "trainer.max_steps=4", "eval.every=2", "eval.n_samples=64",
-                       "eval.kid_subsets=2", "trainer.progress=true", "logger.mode=offline",
+                       "eval.kid_subsets=2", "trainer.progress=true", "logger.wandb.mode=offline",
                        f"hydra.run.dir={run_dir}"], cwd=tmp_path)
     out = proc.stdout
     assert f"ganlab: run finished at step 4: {run_dir}" in out
@@ -134,12 +135,13 @@ def test_drop_rows_after_keeps_a_file_without_later_rows_untouched(tmp_path):
 
 def test_a_dead_wandb_service_never_stops_evaluation_logging(tmp_path, monkeypatch):
     monkeypatch.delenv("WANDB_API_KEY", raising=False)
-    tracker = WandbTracker(tmp_path, name="n", group="g", mode="offline")
+    wandb_logger = WandbLogger(tmp_path, name="n", group="g", mode="offline")
+    tracker = Tracker(tmp_path, name="n", group="g", loggers=[wandb_logger])
 
     def dead(*args, **kwargs):
         raise BrokenPipeError("the wandb service is gone")
 
-    monkeypatch.setattr(tracker.run, "log", dead)
+    monkeypatch.setattr(wandb_logger.run, "log", dead)
     with pytest.warns(UserWarning, match="W&B stopped working .*service is gone"):
         tracker.log_eval({"eval/fid_clf": 3.0}, step=2)
     tracker.log_eval({"eval/fid_clf": 2.0}, step=4)  # no error, no second warning

@@ -36,8 +36,8 @@ BLOG_STEP = ["loss=mse", "trainer.detach_fake=false", "trainer.n_critic=2", "mod
 
 def test_two_gloo_ranks_make_one_run_with_single_process_step_count(tmp_path):
     run_dir = tmp_path / "ddp"
-    proc = torchrun([*ARGS, *BLOG_STEP, "hardware.backend=gloo", "logger.mode=offline", f"hydra.run.dir={run_dir}"],
-                    tmp_path)
+    proc = torchrun([*ARGS, *BLOG_STEP, "hardware.backend=gloo", "logger.wandb.mode=offline",
+                     f"hydra.run.dir={run_dir}"], tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     single_total = build_run(compose_cfg([*FAST, *BLOG_STEP, "model.middle_size=16", "trainer.epochs=1"])).total_steps
     assert single_total == 1797 // 64 // 2  # digits, global batch 64, 2 batches per step: one epoch

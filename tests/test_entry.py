@@ -25,7 +25,7 @@ def job_dirs(sweep_dir: Path) -> list[Path]:
 def test_each_loss_trains_through_the_entry_point_with_one_wandb_run_per_job(tmp_path):
     sweep = tmp_path / "sweep"
     run_ganlab(["-m", "loss=bce,minimax,mse", "trainer.max_steps=3", "trainer.log_every=1",
-                "trainer.progress=false", "logger.mode=offline", f"hydra.sweep.dir={sweep}"], cwd=tmp_path)
+                "trainer.progress=false", "logger.wandb.mode=offline", f"hydra.sweep.dir={sweep}"], cwd=tmp_path)
     jobs = job_dirs(sweep)
     assert len(jobs) == 3
     groups, names = set(), set()
@@ -51,13 +51,14 @@ def test_each_loss_trains_through_the_entry_point_with_one_wandb_run_per_job(tmp
 def test_wandb_offline_run_reads_back(tmp_path):
     run_dir = tmp_path / "run"
     run_ganlab(["loss=mse", "model.middle_size=32", "trainer.max_steps=6", "trainer.log_every=2",
-                "trainer.sample_every=3", "trainer.progress=false", "logger.mode=offline",
-                "logger.tags=[blog,test]", "logger.project=ganlab-test", f"hydra.run.dir={run_dir}"], cwd=tmp_path)
+                "trainer.sample_every=3", "trainer.progress=false", "logger.wandb.mode=offline",
+                "logger.wandb.tags=[blog,test]", "logger.wandb.project=ganlab-test", f"hydra.run.dir={run_dir}"],
+               cwd=tmp_path)
     [wandb_file] = find_runs(run_dir)
     run = read_run(wandb_file)
     assert run.group == "single" and run.project == "ganlab-test" and run.tags == ["blog", "test"]
-    assert run.name == "logger.mode=offline,logger.project=ganlab-test,logger.tags=[blog,test],loss=mse," \
-                       "model.middle_size=32,trainer.log_every=2,trainer.max_steps=6,trainer.progress=false,trainer.sample_every=3"
+    assert run.name == "logger.wandb.mode=offline,logger.wandb.project=ganlab-test,logger.wandb.tags=[blog,test]," \
+                       "loss=mse,model.middle_size=32,trainer.log_every=2,trainer.max_steps=6,trainer.progress=false,trainer.sample_every=3"
     for group, choice in {"loss": "mse", "model": "mlp", "data": "digits", "optimizer": "adam",
                           "hardware": "auto", "logger": "wandb", "experiment": "None"}.items():
         assert run.config[f"{group}_choice"] == choice
@@ -73,7 +74,7 @@ def test_wandb_offline_run_reads_back(tmp_path):
     assert run.exit_code == 0
 
 
-def test_card_example_through_console_script(tmp_path):
+def test_an_example_through_the_console_script(tmp_path):
     script = Path(sys.executable).parent / "ganlab"
     assert script.is_file(), "the ganlab console script is not installed"
     run_dir = tmp_path / "run"
@@ -136,6 +137,9 @@ def test_wheel_install_runs_from_anywhere(tmp_path):
     assert (run_dir / "checkpoints" / "step_00000002.pt").is_file(), proc.stderr
     hydra_cfg = (run_dir / ".hydra" / "hydra.yaml").read_text()
     assert "path: ganlab.conf\n      schema: pkg\n      provider: main" in hydra_cfg  # not the checkout
+    for args in (["--help"], ["--help", "hydra.job.name=ganlab"]):  # the fast path and Hydra's, from the wheel
+        out = run_ganlab(args, cwd=workdir, env={"PYTHONPATH": str(site)}).stdout
+        assert "debug       profile, smoke" in out and "sweep       loss_study, lr_zsize_loss, optuna, seeds" in out
     # sweeps/ ships too (as the ganlab.conf `sweep` group): a sweep file runs from the wheel
     for name in ("lr_zsize_loss", "seeds", "optuna"):
         assert (site / "ganlab" / "conf" / "sweep" / f"{name}.yaml").is_file(), name
@@ -145,4 +149,13 @@ def test_wheel_install_runs_from_anywhere(tmp_path):
     jobs = json.loads((sweep / "sweep_index.json").read_text())["jobs"]
     assert sorted(j["overrides"][0] for j in jobs.values()) == ["seed=0", "seed=1"]
     assert {j["status"] for j in jobs.values()} == {"finished"}
+    # the population launcher ships as a Hydra plugin (hydra_plugins/ganlab_plugins) with its configs
+    assert (site / "hydra_plugins" / "ganlab_plugins" / "population_launcher.py").is_file()
+    assert (site / "ganlab" / "conf" / "hydra" / "launcher" / "population.yaml").is_file()
+    population = workdir / "population"
+    proc = run_ganlab(["-m", "seed=0,1", "model.middle_size=8", "trainer.max_steps=2", *FAST, "launcher=population",
+                       f"hydra.sweep.dir={population}"], cwd=workdir, env={"PYTHONPATH": str(site)})
+    assert "population of 2 members" in proc.stdout + proc.stderr
+    jobs = json.loads((population / "sweep_index.json").read_text())["jobs"]
+    assert len(jobs) == 2 and {j["status"] for j in jobs.values()} == {"finished"}
     shutil.rmtree(site)

@@ -89,7 +89,7 @@ def test_best_values_survive_a_resume(tmp_path):
 def test_eval_goes_to_wandb_history_and_summary(tmp_path):
     run_dir = tmp_path / "run"
     run_ganlab(["model.middle_size=32", "trainer.max_steps=4", "trainer.log_every=1", "eval.every=2",
-                "eval.n_samples=64", "trainer.progress=false", "logger.mode=offline", f"hydra.run.dir={run_dir}"],
+                "eval.n_samples=64", "trainer.progress=false", "logger.wandb.mode=offline", f"hydra.run.dir={run_dir}"],
                cwd=tmp_path)
     [wandb_file] = find_runs(run_dir)
     run = read_run(wandb_file)
@@ -198,3 +198,22 @@ class PlainPoints(GaussianMixture2D):
 def test_2d_data_without_modes_is_a_clear_error():
     with pytest.raises(FeaturesUnavailableError, match=r"exposes no modes"):
         build_evaluator(compose_cfg([]), PlainPoints(), torch.device("cpu"))
+
+
+@pytest.mark.parametrize("data", ["digits", "ring8"])
+def test_the_reference_set_depends_on_the_data_and_eval_seed_alone(data, tmp_path):
+    """Two runs with another seed and batch size are scored against the same real samples (issue 14)."""
+    from ganlab.train import build_run
+
+    def evaluator_of(*overrides: str) -> tuple[Evaluator, object]:
+        cfg = compose_cfg([f"data={data}", *BASE, "eval.n_samples=300", *overrides])
+        run = build_run(cfg)  # the real training path: validate, seed, build data on its device, batches
+        return build_evaluator(cfg, run.data, run.device), run
+
+    first, run = evaluator_of("seed=0", "data.batch_size=32")
+    second, _ = evaluator_of("seed=7", "data.batch_size=100")
+    assert first.real.shape[0] == 300 and torch.equal(first.real, second.real)
+    generator, discriminator = run.generator, run.discriminator  # one fixed G, scored by both runs' evaluators
+    assert first(generator, discriminator, run.latent, 1) == second(generator, discriminator, run.latent, 1)
+    other, _ = evaluator_of("seed=0", "data.batch_size=32", "eval.seed=1")
+    assert not torch.equal(first.real, other.real)  # eval.seed picks it

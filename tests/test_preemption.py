@@ -11,7 +11,8 @@ import torch
 
 from ganlab.launch.preemption import StopOnSignal
 from ganlab.loop import Preempted
-from ganlab.tracking import WandbTracker
+from ganlab.tracking import Tracker
+from ganlab.tracking.wandb_run import WandbLogger
 from ganlab.train import train
 
 from conftest import FAST, compose_cfg
@@ -48,13 +49,14 @@ def test_stop_checkpoints_the_exact_step_and_resume_is_bit_exact(tmp_path):
 
 def test_a_dead_wandb_service_warns_and_files_go_on(tmp_path, monkeypatch):
     monkeypatch.delenv("WANDB_API_KEY", raising=False)
-    tracker = WandbTracker(tmp_path, name="n", group="g", mode="offline")
+    wandb_logger = WandbLogger(tmp_path, name="n", group="g", mode="offline")
+    tracker = Tracker(tmp_path, name="n", group="g", loggers=[wandb_logger])
     tracker.log({"x": 1.0}, step=1)
 
     def dead(*args, **kwargs):
         raise ConnectionResetError("Connection lost")
 
-    monkeypatch.setattr(tracker.run, "log", dead)
+    monkeypatch.setattr(wandb_logger.run, "log", dead)
     with pytest.warns(UserWarning, match="W&B stopped working .*Connection lost"):
         tracker.log({"x": 2.0}, step=2)
     tracker.log({"x": 3.0}, step=3)  # no second warning, no error

@@ -46,7 +46,7 @@ def index_jobs(sweep: Path) -> dict:
 def test_four_job_sweep_through_slurm(tmp_path, slurm):
     sweep = tmp_path / "sweep"
     run_ganlab(["-m", "launcher=slurm", "loss=bce,mse", "seed=0,1", "trainer.max_steps=3", "trainer.log_every=1",
-                "model.middle_size=16", "trainer.progress=false", "logger.mode=offline",
+                "model.middle_size=16", "trainer.progress=false", "logger.wandb.mode=offline",
                 "hydra.launcher.partition=debug", "hydra.launcher.timeout_min=7", "hydra.launcher.cpus_per_task=1",
                 "hydra.launcher.mem_gb=1", "hydra.launcher.gpus_per_node=0", "hydra.launcher.array_parallelism=3",
                 "hydra.launcher.signal_delay_s=30", "+hydra.launcher.additional_parameters.comment=ganlab-test",
@@ -99,7 +99,7 @@ def test_preempted_job_resumes_at_the_exact_step(tmp_path, slurm, how):
     steps = 1500
     train_args = [f"trainer.max_steps={steps}", "trainer.log_every=50", "trainer.ckpt_every=100000",
                   "trainer.ckpt_keep=null", "trainer.sample_every=100000", "model.middle_size=32", "seed=3",
-                  "trainer.progress=false", "logger.mode=offline"]
+                  "trainer.progress=false", "logger.wandb.mode=offline"]
     launcher = ["hydra.launcher.timeout_min=5", "hydra.launcher.max_num_timeout=1"] if how == "usr2_pre_timeout" else []
     sweep = tmp_path / "sweep"
     env = {**os.environ, **WANDB_ENV}
@@ -143,3 +143,66 @@ def test_preempted_job_resumes_at_the_exact_step(tmp_path, slurm, how):
     for net in ("generator", "discriminator"):
         for name, tensor in straight[net].items():
             assert torch.equal(resumed[net][name], tensor), f"{net}.{name} differs from an uninterrupted run"
+
+
+def population_slurm_args(sweep: Path) -> list[str]:
+    return ["-m", "launcher=slurm_population", "hydra.launcher.members_per_task=2", "hydra.launcher.partition=debug",
+            "hydra.launcher.timeout_min=7", "hydra.launcher.cpus_per_task=1", "hydra.launcher.mem_gb=2",
+            "hydra.launcher.signal_delay_s=30", f"hydra.sweep.dir={sweep}"]
+
+
+def test_slurm_population_packs_members_per_task(tmp_path, slurm):
+    sweep = tmp_path / "sweep"
+    train_args = ["loss=bce,hinge", "optimizer.lr=1e-4,3e-4", "trainer.max_steps=6", "trainer.log_every=2",
+                  "model.middle_size=16", "eval.every=3", "eval.n_samples=64", "eval.kid_subsets=2",
+                  "trainer.progress=false", "logger.wandb.mode=offline"]
+    run_ganlab([*population_slurm_args(sweep), *train_args], cwd=tmp_path, env=WANDB_ENV)
+    jobs = index_jobs(sweep)
+    assert len(jobs) == 4 and {j["status"] for j in jobs.values()} == {"finished"}
+    tasks = {j["slurm_job_id"] for j in jobs.values()}
+    assert len(tasks) == 2 and all(tasks)  # 4 members, 2 per Slurm task
+    reference = tmp_path / "reference"  # the same sweep under the basic launcher, here: the same runs
+    run_ganlab(["-m", *train_args, f"hydra.sweep.dir={reference}"], cwd=tmp_path, env=WANDB_ENV)
+    for job_id, record in jobs.items():
+        job = sweep / job_id
+        assert record["objective"] == index_jobs(reference)[job_id]["objective"]
+        assert [r["step"] for r in map(json.loads, (job / "metrics.jsonl").read_text().splitlines())] == [2, 4, 6]
+        a = torch.load(job / "checkpoints" / "step_00000006.pt", weights_only=True)
+        b = torch.load(reference / job_id / "checkpoints" / "step_00000006.pt", weights_only=True)
+        assert all(torch.equal(v, b["generator"][k]) for k, v in a["generator"].items())
+        [wandb_file] = find_runs(job)
+        run = read_run(wandb_file)
+        assert run.exit_code == 0 and run.group == "sweep" and run.config["launcher_choice"] == "slurm_population"
+
+
+def test_a_requeued_slurm_population_resumes_every_member(tmp_path, slurm):
+    steps = 1500
+    sweep = tmp_path / "sweep"
+    train_args = ["seed=0,1", f"trainer.max_steps={steps}", "trainer.log_every=50", "trainer.ckpt_every=100000",
+                  "trainer.ckpt_keep=null", "trainer.sample_every=100000", "model.middle_size=32", "eval.every=0",
+                  "trainer.progress=false", "logger=none"]
+    env = {**os.environ, **WANDB_ENV}
+    proc = subprocess.Popen([sys.executable, "-m", "ganlab", *population_slurm_args(sweep), *train_args],
+                            cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        jobs = wait_for(lambda: len(index_jobs(sweep)) == 2 and index_jobs(sweep), 120, "the members to start")
+        first = sweep / next(iter(jobs))
+        wait_for(lambda: last_logged_step(first) >= 100, 120, "the population to train 100 steps")
+        task = next(iter(index_jobs(sweep).values()))["slurm_job_id"]
+        subprocess.run(["scontrol", "requeue", task], check=True, timeout=30)
+        out, _ = proc.communicate(timeout=400)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0, out
+    jobs = index_jobs(sweep)
+    stops = {j["stopped_at_step"] for j in jobs.values()}
+    assert len(stops) == 1 and 100 <= stops.pop() < steps  # every member checkpointed the same step
+    reference = tmp_path / "reference"
+    run_ganlab(["-m", *train_args, f"hydra.sweep.dir={reference}"], cwd=tmp_path, env=WANDB_ENV)
+    for job_id, record in jobs.items():
+        assert record["status"] == "finished" and record["attempts"] == 2, record
+        logged = [json.loads(line)["step"] for line in (sweep / job_id / "metrics.jsonl").read_text().splitlines()]
+        assert logged == list(range(50, steps + 1, 50))
+        a = torch.load(sweep / job_id / "checkpoints" / f"step_{steps:08d}.pt", weights_only=True)
+        b = torch.load(reference / job_id / "checkpoints" / f"step_{steps:08d}.pt", weights_only=True)
+        assert all(torch.equal(v, b["generator"][k]) for k, v in a["generator"].items())

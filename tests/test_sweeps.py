@@ -33,7 +33,7 @@ def the_sweep_dir(cwd: Path) -> Path:
 
 
 def test_sweep_files_compose_with_their_grids():
-    assert sorted(p.stem for p in (REPO / "sweeps").glob("*.yaml")) == ["lr_zsize_loss", "optuna", "seeds"]
+    assert sorted(p.stem for p in (REPO / "sweeps").glob("*.yaml")) == ["loss_study", "lr_zsize_loss", "optuna", "seeds"]
     grid = compose_cfg(["sweep=lr_zsize_loss"], hydra_config=True).hydra.sweeper.params
     assert dict(grid) == {"optimizer.lr": "1e-4,2e-4,5e-4", "model.z_size": "32,50,100",
                           "loss": ",".join(loss for loss in ("bce", "minimax", "mse", "hinge", "wgan_gp")
@@ -78,7 +78,7 @@ def test_grid_sweep_composes_with_overrides_skips_finished_and_resumes_unfinishe
     # the grid narrowed on the command line (3 of its 5 losses), data swapped: 3 jobs (one per loss)
     args = ["-m", "sweep=lr_zsize_loss", "optimizer.lr=5e-4", "model.z_size=32", "loss=bce,minimax,mse", "data=mnist",
             f"data.root={tiny_mnist}", "data.batch_size=16", "trainer.epochs=5", *TINY, "trainer.ckpt_every=1",
-            "trainer.ckpt_keep=null", "trainer.log_every=1", "logger.mode=offline"]
+            "trainer.ckpt_keep=null", "trainer.log_every=1", "logger.wandb.mode=offline"]
     run_ganlab(args, cwd=tmp_path)
     sweep = the_sweep_dir(tmp_path)
     assert sweep.name == f"lr_zsize_loss-{overrides_hash(args[1:])}"
@@ -179,7 +179,10 @@ def test_optuna_search_goes_on_after_a_failed_trial(tmp_path):
     jobs = list(index(sweep)["jobs"].values())
     assert len(jobs) == 2 and {j["status"] for j in jobs} == {"failed"}  # the 2nd trial ran after the 1st failed
     assert all("objective='nope' is not a final metric" in j["error"] for j in jobs)
-    assert proc.returncode != 0  # no trial finished: no best trial
+    # no trial finished: no best trial, and the sweep ends as any sweep with failures (summary, exit 2), no traceback
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr and "No trials are completed" not in proc.stderr
+    assert f"ganlab: sweep {sweep.name}: 2 jobs, 2 failed" in proc.stdout
+    assert "setup plugin alembic" not in proc.stdout + proc.stderr  # Optuna's alembic kept quiet
 
 
 def test_objective_value():
@@ -192,3 +195,30 @@ def test_objective_value():
 def test_single_run_with_an_unknown_objective_is_a_clear_error(tmp_path):
     proc = run_ganlab(["objective=nope", *TINY, *FAST, f"hydra.run.dir={tmp_path / 'run'}"], cwd=tmp_path, check=False)
     assert proc.returncode == 2 and "ganlab: error: objective='nope' is not a final metric" in proc.stderr
+
+
+def test_job_dirs_are_readable_and_old_job_dirs_resume(tmp_path):
+    sweep = tmp_path / "sweep"
+    args = ["-m", "loss=bce,mse", "optimizer.lr=0.0007750644796341915", *TINY, *FAST, "trainer.ckpt_every=1",
+            "trainer.ckpt_keep=null", f"hydra.sweep.dir={sweep}"]
+    run_ganlab(args, cwd=tmp_path)
+    jobs = index(sweep)["jobs"]
+    by_num = {record["num"]: job_id for job_id, record in jobs.items()}
+    for num, loss in enumerate(["bce", "mse"]):  # `ls` says which job is which; the hash keeps it resumable
+        assert by_num[num] == f"job-00{num}-loss={loss}-{overrides_hash(jobs[by_num[num]]['overrides'])}"
+    assert sorted(p.name for p in sweep.glob("job-*")) == [by_num[0], by_num[1]]
+
+    # the same sweep as an older ganlab left it: job-<hash> dirs, job 1 cut short after step 1
+    for job_id, record in jobs.items():
+        (sweep / job_id).rename(sweep / f"job-{overrides_hash(record['overrides'])}")
+    old = {f"job-{overrides_hash(r['overrides'])}": {**r, "dir": str(sweep / f"job-{overrides_hash(r['overrides'])}")}
+           for r in jobs.values()}
+    cut = f"job-{overrides_hash(jobs[by_num[1]]['overrides'])}"
+    old[cut]["status"] = "running"
+    (sweep / cut / "checkpoints" / "step_00000002.pt").unlink()
+    (sweep / "sweep_index.json").write_text(json.dumps({**index(sweep), "jobs": old}))
+    proc = run_ganlab(args, cwd=tmp_path)
+    assert (proc.stdout + proc.stderr).count("already finished (sweep index): skipped") == 1
+    assert sorted(p.name for p in sweep.glob("job-*")) == sorted(old)  # no new directories
+    assert index(sweep)["jobs"][cut]["status"] == "finished" and index(sweep)["jobs"][cut]["attempts"] == 2
+    assert (sweep / cut / "checkpoints" / "step_00000002.pt").is_file()

@@ -7,7 +7,8 @@ import json
 import pytest
 from PIL import Image
 
-from ganlab.tracking import WandbTracker, has_wandb_credentials
+from ganlab.tracking import Tracker
+from ganlab.tracking.wandb_run import WandbLogger, has_wandb_credentials
 
 from conftest import run_ganlab
 from wandb_reader import find_runs, read_run
@@ -34,14 +35,15 @@ def test_credentials_detection(no_credentials, monkeypatch):
 
 
 def test_auto_without_credentials_is_offline_and_disabled_writes_nothing(no_credentials, tmp_path):
-    tracker = WandbTracker(tmp_path / "auto", name="n", group="g", run_config={"a": 1}, mode="auto",
-                           entity="lab", project="p")
-    assert tracker.mode == "offline"
+    wandb_logger = WandbLogger(tmp_path / "auto", name="n", group="g", run_config={"a": 1}, mode="auto",
+                               entity="lab", project="p")
+    tracker = Tracker(tmp_path / "auto", loggers=[wandb_logger])
+    assert wandb_logger.mode == "offline"
     tracker.log({"x": 1.0}, step=1)
     tracker.finish()
     run = read_run(find_runs(tmp_path / "auto")[0])
     assert run.config["a"] == 1 and run.history[0]["x"] == 1.0 and run.exit_code == 0
-    off = WandbTracker(tmp_path / "off", mode="disabled")
+    off = Tracker(tmp_path / "off", loggers=[WandbLogger(tmp_path / "off", mode="disabled")])
     off.log({"x": 1.0}, step=1)
     off.finish()
     assert not find_runs(tmp_path / "off") and (tmp_path / "off" / "metrics.jsonl").is_file()
@@ -49,8 +51,8 @@ def test_auto_without_credentials_is_offline_and_disabled_writes_nothing(no_cred
 
 def test_online_failure_warns_and_continues_offline(tmp_path):
     run_dir = tmp_path / "run"
-    proc = run_ganlab(["logger.mode=online", "logger.init_timeout=2", "trainer.max_steps=2", "trainer.progress=false",
-                       f"hydra.run.dir={run_dir}"], cwd=tmp_path,
+    proc = run_ganlab(["logger.wandb.mode=online", "logger.wandb.init_timeout=2", "trainer.max_steps=2",
+                       "trainer.progress=false", f"hydra.run.dir={run_dir}"], cwd=tmp_path,
                       env={"WANDB_API_KEY": FAKE_KEY, "WANDB_BASE_URL": "http://127.0.0.1:9"})
     assert "continuing offline" in proc.stderr
     [offline] = [p for p in find_runs(run_dir) if "offline-run" in str(p)]
@@ -60,7 +62,7 @@ def test_online_failure_warns_and_continues_offline(tmp_path):
 
 def test_failed_training_still_finishes_the_wandb_run(tmp_path):
     run_dir = tmp_path / "run"
-    proc = run_ganlab(["loss=mse", "loss.real_target=1e30", "logger.mode=offline", "trainer.max_steps=4",
+    proc = run_ganlab(["loss=mse", "loss.real_target=1e30", "logger.wandb.mode=offline", "trainer.max_steps=4",
                        "trainer.log_every=2", "trainer.progress=false", f"hydra.run.dir={run_dir}"],
                       cwd=tmp_path, check=False)
     assert proc.returncode == 2 and "step 1: d_loss or g_loss is NaN/inf" in proc.stderr

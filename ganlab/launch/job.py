@@ -39,51 +39,85 @@ def objective_value(final: dict[str, Any], metric: str) -> float:
     return float(values[metric])
 
 
-def _job_info(hc: DictConfig) -> dict[str, Any]:
-    output_dir = Path(str(hc.runtime.output_dir))
-    return {
-        "job_id": output_dir.name,
-        "sweep_dir": output_dir.parent,  # hydra.sweep.subdir is one component: ${ganlab_job_id:}
-        "record": {
-            "dir": str(output_dir),
-            "overrides": list(hc.overrides.task),
-            "num": OmegaConf.select(hc, "job.num", default=None),
-            "pid": os.getpid(),
-            "slurm_job_id": os.environ.get("SLURM_JOB_ID"),
-        },
-    }
+class SweepJob:
+    """One job's record in its sweep's index: skip it when finished, mark it running, finished, failed
+    or preempted. The job's directory is ``<sweep dir>/<job id>`` (hydra.sweep.subdir is one component)."""
+
+    def __init__(self, job_dir: Path, overrides: list[str], num: int | None) -> None:
+        self.dir, self.job_id = Path(job_dir), Path(job_dir).name
+        self.index = SweepIndex(self.dir.parent)
+        self.record = {"dir": str(self.dir), "overrides": list(overrides), "num": num, "pid": os.getpid(),
+                       "slurm_job_id": os.environ.get("SLURM_JOB_ID")}
+
+    @classmethod
+    def of_hydra(cls, hc: DictConfig) -> SweepJob:
+        """The job Hydra is running now (``hc``: its HydraConfig)."""
+        return cls(Path(str(hc.runtime.output_dir)), list(hc.overrides.task),
+                   OmegaConf.select(hc, "job.num", default=None))
+
+    def finished_record(self) -> dict[str, Any] | None:
+        """The index record of an earlier attempt that finished (its objective is reused), else None."""
+        done = self.index.job(self.job_id)
+        return done if done.get("status") == "finished" else None
+
+    def start(self) -> None:
+        """Mark the job running (one more attempt)."""
+        attempts = int(self.index.job(self.job_id).get("attempts", 0)) + 1
+        self.index.update(self.job_id, **self.record, status="running", error=None, attempts=attempts,
+                          started=time.time())
+
+    def finish(self, final: dict[str, Any], objective_name: str) -> float:
+        """Record the final metrics and the objective; return the objective."""
+        value = objective_value(final, objective_name)
+        metrics = {k: v for k, v in final.items() if isinstance(v, (int, float)) and math.isfinite(v)}
+        self.index.update(self.job_id, status="finished", metrics=metrics, objective=value,
+                          objective_name=objective_name, finished=time.time())
+        return value
+
+    def fail(self, err: BaseException, **fields: Any) -> None:
+        """Record the failure (the error as one line)."""
+        self.index.update(self.job_id, status="failed", error=f"{type(err).__name__}: {err}", finished=time.time(),
+                          **fields)
+
+    def preempt(self, err: Preempted) -> None:
+        """Record that the job stopped on a preemption signal after checkpointing ``err.step``."""
+        self.index.update(self.job_id, status="preempted", error=str(err), stopped_at_step=err.step)
+        log.warning("job %s %s; it resumes there when run again", self.job_id, err)
+
+
+def resume_automatically(cfg: DictConfig) -> None:
+    """A sweep job's run dir is its own: any checkpoint there is its progress (``resume=auto`` unless set)."""
+    if cfg.get("resume") is None:
+        with open_dict(cfg):
+            cfg.resume = "auto"
+
+
+def leave_preempted(stop: StopOnSignal) -> None:
+    """Exit after a preemption: on SIGUSR2 let submitit checkpoint and requeue; on SIGTERM leave for Slurm's requeue."""
+    handler = stop.previous_handler(stop.signum)
+    if stop.signum == signal.SIGUSR2 and handler is not None:
+        handler(stop.signum, None)  # submitit: checkpoint the submission, requeue, exit
+    # SIGTERM (scancel, scontrol requeue): leave without a result so Slurm's requeue reruns us
+    raise SystemExit(PREEMPTED_EXIT) from None
 
 
 def run_sweep_job(cfg: DictConfig, hc: DictConfig, train: Callable[..., dict[str, Any]]) -> float:
     """Run ``train(cfg)`` as one job of a multirun whose Hydra config is ``hc``; return its objective."""
-    info = _job_info(hc)
-    index, job_id = SweepIndex(info["sweep_dir"]), info["job_id"]
-    done = index.job(job_id)
-    if done.get("status") == "finished":
-        log.info("job %s already finished (sweep index): skipped", job_id)
+    job = SweepJob.of_hydra(hc)
+    done = job.finished_record()
+    if done is not None:
+        log.info("job %s already finished (sweep index): skipped", job.job_id)
         return done["objective"]
-    attempts = int(done.get("attempts", 0)) + 1
-    index.update(job_id, **info["record"], status="running", error=None, attempts=attempts, started=time.time())
-    if cfg.get("resume") is None:
-        with open_dict(cfg):
-            cfg.resume = "auto"  # the run dir is this job's own: any checkpoint there is its progress
+    job.start()
+    resume_automatically(cfg)
     stop = StopOnSignal()
     try:
         with stop:
             final = train(cfg, stop_requested=stop.requested)
-        value = objective_value(final, cfg.objective)
+        return job.finish(final, cfg.objective)
     except Preempted as err:
-        index.update(job_id, status="preempted", error=str(err), stopped_at_step=err.step)
-        log.warning("job %s %s; it resumes there when run again", job_id, err)
-        handler = stop.previous_handler(stop.signum)
-        if stop.signum == signal.SIGUSR2 and handler is not None:
-            handler(stop.signum, None)  # submitit: checkpoint the submission, requeue, exit
-        # SIGTERM (scancel, scontrol requeue): leave without a result so Slurm's requeue reruns us
-        raise SystemExit(PREEMPTED_EXIT) from None
+        job.preempt(err)
+        leave_preempted(stop)
     except Exception as err:
-        index.update(job_id, status="failed", error=f"{type(err).__name__}: {err}", finished=time.time())
+        job.fail(err)
         raise
-    metrics = {k: v for k, v in final.items() if isinstance(v, (int, float)) and math.isfinite(v)}
-    index.update(job_id, status="finished", metrics=metrics, objective=value,
-                 objective_name=cfg.objective, finished=time.time())
-    return value

@@ -1,9 +1,11 @@
 """Sweep identity and bookkeeping: config-derived sweep/job directory names and the sweep index.
 
 A sweep's directory is named from the sweep file and a hash of the command's overrides, and each
-job's directory from a hash of its own overrides, so re-running the same command finds the same
+job's directory from its number, the overrides that set it apart and a hash of all its overrides
+(``job-003-loss=bce,lr=7.75e-04-1a2b3c4d5e``), so re-running the same command finds the same
 directories (finished jobs are skipped, unfinished ones resume) while different sweeps started in
-the same second never share one.
+the same second never share one. The hash is the job's identity: a directory that already holds it
+(also one named ``job-<hash>`` by an older ganlab) is the job's, whatever its number says.
 """
 
 from __future__ import annotations
@@ -19,9 +21,11 @@ from filelock import FileLock
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
+from ganlab.naming import dir_label, short_override
+
 INDEX_NAME = "sweep_index.json"
 # overrides that do not change what a job computes, so they do not change its identity
-IDENTITY_EXCLUDED = ("resume",)
+IDENTITY_EXCLUDED = ("resume", "launcher")  # how a job is started is not what it computes
 
 
 def overrides_hash(overrides: list[str]) -> str:
@@ -37,10 +41,59 @@ def sweep_dir_name(*, _root_: DictConfig) -> str:
     return f"{name}-{overrides_hash(task)}"
 
 
+def job_dir_for(sweep_dir: str | Path, num: int | None, overrides: list[str],
+                common: list[str] | None = None) -> str:
+    """The name of a job's directory in ``sweep_dir``: ``job-<num>-<its own overrides>-<hash>``.
+
+    ``common``: the sweep's command-line overrides; the keys they set to one value (not swept) are left
+    out of the readable part (every job has them). An existing directory of the same hash, in the
+    sweep index or on disk, wins, so a sweep started by an older ganlab (``job-<hash>``) resumes there.
+    Every launcher (Hydra's, the population launcher) names job directories through this function.
+    """
+    digest = overrides_hash(overrides)
+    existing = _existing_job_dir(Path(sweep_dir), digest)
+    if existing is not None:
+        return existing
+    shared = _fixed_keys(common or []) | set(IDENTITY_EXCLUDED)
+    label = dir_label([o for o in overrides if _key(o) not in shared])
+    parts = ["job", f"{num:03d}" if num is not None else None, label or None, digest]
+    return "-".join(p for p in parts if p)
+
+
+def _key(override: str) -> str:
+    return override.lstrip("+~").split("=", 1)[0]
+
+
+def _fixed_keys(command: list[str]) -> set[str]:
+    """The keys a command line sets to a single value (``a=1``, not ``a=1,2`` or ``a=range(3)``)."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    try:
+        parsed = OverridesParser.create().parse_overrides(list(command))
+    except Exception:  # not Hydra's syntax (a hand-written index): show every override
+        return set()
+    return {o.key_or_group for o in parsed if not o.is_sweep_override()}
+
+
+def _existing_job_dir(sweep_dir: Path, digest: str) -> str | None:
+    """The directory name a job of this hash already has (index first, then the folder), or None."""
+    for job_id in SweepIndex.peek(sweep_dir)["jobs"]:
+        if job_id == f"job-{digest}" or job_id.endswith(f"-{digest}"):
+            return job_id
+    if sweep_dir.is_dir():
+        found = sorted(p.name for p in sweep_dir.glob(f"job-*{digest}") if p.is_dir())
+        if found:
+            return found[0]
+    return None
+
+
 def job_dir_name(*, _root_: DictConfig) -> str:
-    """``job-<hash of this job's overrides>`` (resolver ``ganlab_job_id``)."""
-    task = list(OmegaConf.select(_root_, "hydra.overrides.task", default=[]) or [])
-    return f"job-{overrides_hash(task)}"
+    """This job's directory name, from ``job_dir_for`` (resolver ``ganlab_job_id``)."""
+    task = [str(o) for o in OmegaConf.select(_root_, "hydra.overrides.task", default=[]) or []]
+    num = OmegaConf.select(_root_, "hydra.job.num", default=None)
+    sweep_dir = Path(str(OmegaConf.select(_root_, "hydra.sweep.dir")))
+    common = SweepIndex.peek(sweep_dir).get("overrides")
+    return job_dir_for(sweep_dir, num, task, common)
 
 
 def run_group() -> str:
@@ -52,9 +105,12 @@ def run_group() -> str:
 
 
 def register_resolvers() -> None:
-    """Register the ``ganlab_sweep_name``, ``ganlab_job_id`` and ``ganlab_run_group`` resolvers (idempotent)."""
+    """Register the ``ganlab_sweep_name``, ``ganlab_job_id`` and ``ganlab_run_group`` resolvers, and
+    ``ganlab_help_groups`` (the groups block of ``--help``, conf/hydra/help/ganlab.yaml) (idempotent)."""
+    from ganlab.config import help_groups
+
     for name, fn in (("ganlab_sweep_name", sweep_dir_name), ("ganlab_job_id", job_dir_name),
-                     ("ganlab_run_group", run_group)):
+                     ("ganlab_run_group", run_group), ("ganlab_help_groups", help_groups)):
         if not OmegaConf.has_resolver(name):
             OmegaConf.register_new_resolver(name, fn)
 
@@ -71,6 +127,9 @@ class SweepCallback(Callback):
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         """Resolve and pin ``hydra.sweep.dir``; note the sweep's overrides in its index."""
+        from hydra_plugins.ganlab_plugins import register_plugins
+
+        register_plugins()  # before Hydra builds the sweeper (sweep=optuna names ganlab's)
         sweep_dir = str(config.hydra.sweep.dir)
         with read_write(config.hydra), open_dict(config.hydra):
             config.hydra.sweep.dir = sweep_dir
@@ -100,7 +159,7 @@ def sweep_summary(sweep_dir: Path) -> str:
     if scored:
         value, job_id, record = min(scored)  # sweepers minimise the objective
         lines.append(f"  lowest {record.get('objective_name', 'objective')}: {value:.4g} in {job_id} "
-                     f"({','.join(record.get('overrides', [])) or 'defaults'})")
+                     f"({','.join(map(short_override, record.get('overrides', []))) or 'defaults'})")
     for job_id, record in sorted(jobs.items()):
         if record.get("status") == "failed":
             lines.append(f"  failed: {job_id}: {record.get('error')}")
@@ -119,6 +178,15 @@ class SweepIndex:
         self.path = Path(sweep_dir) / INDEX_NAME
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = FileLock(str(self.path) + ".lock", timeout=120)
+
+    @staticmethod
+    def peek(sweep_dir: str | Path) -> dict[str, Any]:
+        """The index of ``sweep_dir`` without creating anything ({"jobs": {}} when there is none)."""
+        path = Path(sweep_dir) / INDEX_NAME
+        try:
+            return json.loads(path.read_text()) if path.is_file() else {"jobs": {}}
+        except (OSError, json.JSONDecodeError):  # being replaced this instant: read it as empty
+            return {"jobs": {}}
 
     def read(self) -> dict[str, Any]:
         """The whole index: ``{"jobs": {job_id: record}}``."""

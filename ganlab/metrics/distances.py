@@ -18,9 +18,9 @@ DEGREE, COEF = 3, 1.0  # torchmetrics' KID kernel defaults (gamma = 1 / feature 
 
 
 def poly_kernel(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """k(a_i, b_j) = (a_i·b_j / d + 1)³ for every pair, (..., n_a, n_b), in float64 from float32 products."""
+    """k(a_i, b_j) = (a_i·b_j / d + 1)³ for every pair, (..., n_a, n_b), in float32 as torchmetrics computes it."""
     gram = a.float() @ b.float().transpose(-1, -2)
-    return (gram.double() / a.shape[-1] + COEF) ** DEGREE
+    return (gram / a.shape[-1] + COEF) ** DEGREE
 
 
 def mean_cov(features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -43,7 +43,7 @@ def frechet_distance(mean1: torch.Tensor, cov1: torch.Tensor, mean2: torch.Tenso
 
 def subset_indicators(n_real: int, n_fake: int, subsets: int, size: int) -> tuple[torch.Tensor, torch.Tensor]:
     """0/1 matrices (subsets, n) of KID's random subsets, drawn from the global RNG in torchmetrics' order."""
-    real, fake = torch.zeros(subsets, n_real, dtype=torch.float64), torch.zeros(subsets, n_fake, dtype=torch.float64)
+    real, fake = torch.zeros(subsets, n_real), torch.zeros(subsets, n_fake)
     for s in range(subsets):
         real[s, torch.randperm(n_real)[:size]] = 1.0
         fake[s, torch.randperm(n_fake)[:size]] = 1.0
@@ -51,8 +51,11 @@ def subset_indicators(n_real: int, n_fake: int, subsets: int, size: int) -> tupl
 
 
 def _pair_sums(indicator_a: torch.Tensor, kernel: torch.Tensor, indicator_b: torch.Tensor) -> torch.Tensor:
-    """Per subset s: the sum of kernel[i, j] over i in subset a_s and j in subset b_s."""
-    return ((indicator_a @ kernel) * indicator_b).sum(-1)
+    """Per subset s: the sum of kernel[i, j] over i in subset a_s and j in subset b_s (float64 totals).
+
+    The matmul sums each row's n_b terms in float32 (as torchmetrics sums its subset matrices); the
+    rows' partial sums are added in float64."""
+    return ((indicator_a @ kernel).double() * indicator_b.double()).sum(-1)
 
 
 class RealFeatures:
@@ -77,11 +80,11 @@ class RealFeatures:
         batched = fake if fake.dim() == 3 else fake.unsqueeze(0)
         size = min(subset_size, len(self), batched.shape[1])
         pick_real, pick_fake = subset_indicators(len(self), batched.shape[1], subsets, size)
-        real_real = _pair_sums(pick_real, self.kernel, pick_real) - pick_real @ self.kernel_diag
+        real_real = _pair_sums(pick_real, self.kernel, pick_real) - pick_real.double() @ self.kernel_diag.double()
         values = []
         for member in batched.float():
             fake_fake = poly_kernel(member, member)
-            same = _pair_sums(pick_fake, fake_fake, pick_fake) - pick_fake @ fake_fake.diagonal()
+            same = _pair_sums(pick_fake, fake_fake, pick_fake) - pick_fake.double() @ fake_fake.diagonal().double()
             cross = _pair_sums(pick_real, poly_kernel(self.features, member), pick_fake)
             values.append(((real_real + same) / (size * (size - 1)) - 2 * cross / size**2).mean())
         out = torch.stack(values)

@@ -69,9 +69,7 @@ class Evaluator:
         if len(data.shape) == 1 and self.modes is None:
             raise FeaturesUnavailableError(f"eval: 2D data set {data.name} exposes no modes; "
                                            "set eval.every=0 to train without evaluation")
-        self.best: dict[str, tuple[float, int]] = {}
-        self.last: dict[str, float] = {}
-        self.last_other: dict[str, float] = {}  # the last values logged under another prefix (a second G)
+        self.record = EvalRecord()
         self.real = data.reference(s.n_samples, s.seed).to(device)
         labels_of = getattr(data, "reference_labels", None)  # the reals' classes, for a conditional D
         self.real_labels = labels_of(s.n_samples, s.seed) if labels_of is not None else None
@@ -119,51 +117,69 @@ class Evaluator:
         labels = None if n_classes is None else torch.arange(self.n_samples, device=self.device) % n_classes
         try:
             with torch.random.fork_rng(devices=cuda):
-                torch.manual_seed(self.seed)  # KID's random subsets: the same at every evaluation
-                z_gen = torch.Generator(device=self.device).manual_seed(self.seed)
-                z = latent(self.n_samples, z_gen)  # all at once: the same z whatever eval.batch_size
+                z = latent(self.n_samples, self.z_generator())  # all at once: the same z whatever eval.batch_size
                 chunks = range(0, len(z), self.batch_size)
                 fake = torch.cat([(generator(z[i:i + self.batch_size]) if labels is None else
                                    generator(z[i:i + self.batch_size], labels[i:i + self.batch_size])).float()
                                   for i in chunks])
-                values = self._metrics(fake, discriminator, labels)
+                d_real = self.mean_d(discriminator, self.real, self.real_labels)
+                d_fake = self.mean_d(discriminator, fake, labels)
+            [values] = self.score(fake.unsqueeze(0), [d_real], [d_fake], labels)
         finally:
             generator.train(modes_were[0])
             discriminator.train(modes_were[1])
-        if prefix != PREFIX:
-            self.last_other.update({prefix + k: v for k, v in values.items()})
-            return {prefix + k: v for k, v in values.items()}
-        for name, value in values.items():
-            self._remember(name, value, step)
-        self.last = values
-        return {PREFIX + k: v for k, v in values.items()}
+        if prefix != PREFIX:  # a second G (the raw one beside its EMA): logged, not a best value
+            return self.record.remember_other(values, prefix)
+        return self.record.remember(values, step)
 
-    def _metrics(self, fake: torch.Tensor, discriminator: nn.Module,
-                 labels: torch.Tensor | None = None) -> dict[str, float]:
-        values = {"d_real": self._mean_d(discriminator, self.real, self.real_labels),
-                  "d_fake": self._mean_d(discriminator, fake, labels)}
+    def z_generator(self) -> torch.Generator:
+        """The z stream of an evaluation: the same at every evaluation and in every run (``eval.seed``)."""
+        return torch.Generator(device=self.device).manual_seed(self.seed)
+
+    @torch.no_grad()
+    def score(self, fakes: torch.Tensor, d_real: list[float], d_fake: list[float],
+              labels: torch.Tensor | None = None) -> list[dict[str, float]]:
+        """The metrics of each of several sample sets (sets, n, ...) against the reference, scored together.
+
+        ``d_real``/``d_fake``: each set's mean D(x) on the reference and on its samples. FID and KID
+        are batched over the sets (one real-side kernel, KID's random subsets drawn once from
+        ``eval.seed``): each set gets exactly what it would get alone. ``labels``: the classes a
+        conditional G was asked for (the same for every set), for ``cond_accuracy``.
+        """
+        values = [{"d_real": r, "d_fake": f} for r, f in zip(d_real, d_fake)]
         if self.modes is not None:
-            values.update(metrics_2d(fake, self.modes, float(self.mode_std)))
-            values["jsd_hist"] = histogram_jsd(self.real, fake)
+            for v, fake in zip(values, fakes):
+                v.update(metrics_2d(fake, self.modes, float(self.mode_std)))
+                v["jsd_hist"] = histogram_jsd(self.real, fake)
             return values
+        # each set through the networks in its own chunks of eval.batch_size, as it would be alone
+        # (chunks that straddle two sets would change the batched kernels' summation order)
+        units = [self.to_unit(fake) for fake in fakes]
+        cuda = [self.device] if self.device.type == "cuda" else []
+        features = {}
         for name, distances in self.distances.items():
-            features = distances.features(self.to_unit(fake))
-            fid_kid = {k: float(v) for k, v in distances.of_features(features).items()}
-            values.update({f"fid_{name}": fid_kid["fid"], f"kid_{name}": fid_kid["kid"]})
-            if name == "clf" and self.prdc is not None:
-                values.update(self.prdc(features))
-        if self.clf is not None:
-            unit = self.to_unit(fake)
-            probs = torch.cat([self.clf.model(unit[i:i + self.batch_size]).softmax(1)
-                               for i in range(0, len(unit), self.batch_size)])
-            values.update(class_coverage(probs, self.clf.class_hist))
-            if labels is not None:
-                values["cond_accuracy"] = float((probs.argmax(1) == labels.to(probs.device)).double().mean())
+            features[name] = torch.stack([distances.features(unit) for unit in units])
+            with torch.random.fork_rng(devices=cuda):
+                torch.manual_seed(self.seed)  # KID's random subsets: the same at every evaluation
+                fid_kid = distances.of_features(features[name])
+            for k, v in enumerate(values):
+                v.update({f"fid_{name}": float(fid_kid["fid"][k]), f"kid_{name}": float(fid_kid["kid"][k])})
+                if name == "clf" and self.prdc is not None:
+                    v.update(self.prdc(features[name][k]))
+        if self.clf is not None:  # the classifier's head on the features FID just used: its body runs once
+            head = self.clf.model.head
+            for v, member in zip(values, features["clf"].float().to(self.device)):
+                chunks = range(0, len(member), self.batch_size)
+                logits = torch.cat([head(member[i:i + self.batch_size]) for i in chunks])
+                v.update(class_coverage(logits.softmax(1), self.clf.class_hist))
+                if labels is not None:
+                    v["cond_accuracy"] = float((logits.argmax(1) == labels.to(logits.device)).double().mean())
         return values
 
-    def _mean_d(self, discriminator: nn.Module, x: torch.Tensor, labels: torch.Tensor | None = None) -> float:
-        """Mean D(x) as a probability, in chunks; a packed D (``pack`` m) gets chunks of a multiple of m
-        (the last samples that fill no pack are left out), a conditional D the samples' labels."""
+    def mean_d(self, discriminator: nn.Module, x: torch.Tensor, labels: torch.Tensor | None = None) -> float:
+        """Mean D(x) as a probability, in chunks of ``eval.batch_size`` (D in eval mode); a packed D
+        (``pack`` m) gets chunks of a multiple of m (the last samples that fill no pack are left out),
+        a conditional D the samples' labels."""
         pack = getattr(discriminator, "pack", 1)
         size = max(self.batch_size // pack, 1) * pack
         usable = len(x) // pack * pack
@@ -176,13 +192,45 @@ class Evaluator:
         probs = out if getattr(discriminator, "outputs_probability", False) else torch.sigmoid(out)
         return float(probs.mean())
 
-    def _remember(self, name: str, value: float, step: int) -> None:
-        lower = lower_is_better(name)
-        if lower is None or math.isnan(value):
-            return
-        old = self.best.get(name)
-        if old is None or (value < old[0] if lower else value > old[0]):
-            self.best[name] = (value, step)
+    # one run's record of best values (a population keeps one EvalRecord per member)
+    def state_dict(self) -> dict[str, Any]:
+        """The best values so far (plain data for a checkpoint): a resumed run keeps its best."""
+        return self.record.state_dict()
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Take back what ``state_dict`` gave."""
+        self.record.load_state_dict(state)
+
+    def summary(self) -> dict[str, float]:
+        """Final values plus the best of each metric and the step it was reached at."""
+        return self.record.summary()
+
+
+class EvalRecord:
+    """A run's evaluations: the last values, and the best of each metric with the step it was reached at."""
+
+    def __init__(self) -> None:
+        self.best: dict[str, tuple[float, int]] = {}
+        self.last: dict[str, float] = {}
+        self.last_other: dict[str, float] = {}  # the last values logged under another prefix (a second G)
+
+    def remember_other(self, values: dict[str, float], prefix: str) -> dict[str, float]:
+        """A second G's values (``prefix``: e.g. ``eval_g/``): kept for the summary, no best values."""
+        keyed = {prefix + k: v for k, v in values.items()}
+        self.last_other.update(keyed)
+        return keyed
+
+    def remember(self, values: dict[str, float], step: int) -> dict[str, float]:
+        """Take this evaluation's values; return them keyed ``eval/<name>`` (for the tracker)."""
+        for name, value in values.items():
+            lower = lower_is_better(name)
+            if lower is None or math.isnan(value):
+                continue
+            old = self.best.get(name)
+            if old is None or (value < old[0] if lower else value > old[0]):
+                self.best[name] = (value, step)
+        self.last = dict(values)
+        return {PREFIX + k: v for k, v in values.items()}
 
     def state_dict(self) -> dict[str, Any]:
         """The best values so far (plain data for a checkpoint): a resumed run keeps its best, not restarts it."""

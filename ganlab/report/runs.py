@@ -17,10 +17,12 @@ from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from ganlab.errors import GanlabError
+from ganlab.naming import short_override, split_items
 
 # the metric a table is sorted by when none is named: the first one the runs have
 DEFAULT_METRICS = ("eval/fid_clf", "eval/fid_inception", "eval/mode_reverse_kl", "eval/jsd_hist", "g_loss")
-_NOT_CONFIG = ("seed=", "hydra.", "resume=", "logger", "trainer.progress=")  # overrides that do not define a config
+# overrides that do not define a config (how a run is started, logged or resumed)
+BOOKKEEPING = ("seed=", "hydra.", "resume=", "logger", "trainer.progress=", "launcher=")
 
 
 @dataclass
@@ -35,11 +37,22 @@ class RunRecord:
     curves: list[dict[str, float]] = field(default_factory=list)  # metrics.jsonl rows
     evals: list[dict[str, float]] = field(default_factory=list)   # eval.jsonl rows
     complete: bool = True
+    hydra: dict[str, Any] = field(default_factory=dict)  # the job's .hydra/hydra.yaml, unresolved
+    num: int | None = None  # the job's number in its sweep (the trial order of a random search)
+
+    def hydra_value(self, path: tuple[str, ...]) -> Any:
+        """A value of the job's Hydra config by path, None when absent."""
+        node: Any = self.hydra
+        for part in path:
+            if not isinstance(node, dict) or part not in node:
+                return None
+            node = node[part]
+        return node
 
     @property
     def config_key(self) -> str:
         """The overrides that define this run's configuration (seed and bookkeeping left out)."""
-        kept = [o for o in self.overrides if not o.lstrip("+~").startswith(_NOT_CONFIG)]
+        kept = [o for o in self.overrides if not o.lstrip("+~").startswith(BOOKKEEPING)]
         return ",".join(sorted(kept)) or "(defaults)"
 
     def value(self, dotted: str) -> Any:
@@ -82,16 +95,21 @@ def read_run(job_dir: Path) -> RunRecord:
     hydra_dir = job_dir / ".hydra"
     overrides = [str(o) for o in OmegaConf.load(hydra_dir / "overrides.yaml")]
     choices: dict[str, str] = {}
+    hydra: dict[str, Any] = {}
+    num = None
     if (hydra_dir / "hydra.yaml").is_file():
         hydra_cfg = OmegaConf.load(hydra_dir / "hydra.yaml")
         choices = {str(k): str(v) for k, v in OmegaConf.to_container(hydra_cfg.hydra.runtime.choices).items()}
+        hydra = OmegaConf.to_container(hydra_cfg, resolve=False)
+        num = OmegaConf.select(hydra_cfg, "hydra.job.num", default=None)
     curves, evals = _jsonl(job_dir / "metrics.jsonl"), _jsonl(job_dir / "eval.jsonl")
     summary_path = job_dir / "summary.json"
     if summary_path.is_file():
         final, complete = json.loads(summary_path.read_text()), True
     else:  # crashed or still running: the last rows it logged
         final, complete = {**(curves[-1] if curves else {}), **(evals[-1] if evals else {})}, False
-    return RunRecord(job_dir, overrides, _config(hydra_dir), choices, final, curves, evals, complete)
+    return RunRecord(job_dir, overrides, _config(hydra_dir), choices, final, curves, evals, complete, hydra,
+                     num if isinstance(num, int) else None)
 
 
 def find_runs(sweep_dir: Path) -> list[RunRecord]:
@@ -160,12 +178,13 @@ def aggregate(runs: list[RunRecord], columns: list[str], metric: str, descending
 
 def shared_overrides(rows: list[ConfigRow]) -> list[str]:
     """Overrides every config has: said once above the table, left out of its config column."""
-    sets = [set(row.config_key.split(",")) for row in rows]
+    sets = [set(split_items(row.config_key)) for row in rows]
     return sorted(set.intersection(*sets)) if len(sets) > 1 else []
 
 
 def label(row: ConfigRow, shared: list[str]) -> str:
-    """The overrides that set this config apart from the others."""
-    return ",".join(o for o in row.config_key.split(",") if o not in shared) or row.config_key
+    """The overrides that set this config apart from the others, numbers shortened (``lr=7.75e-04``)."""
+    own = [o for o in split_items(row.config_key) if o not in shared] or split_items(row.config_key)
+    return ",".join(map(short_override, own)) or row.config_key
 
 

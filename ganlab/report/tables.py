@@ -6,6 +6,7 @@ import csv
 import math
 from pathlib import Path
 
+from ganlab.naming import short_override
 from ganlab.report.runs import ConfigRow, RunRecord, label, shared_overrides
 
 
@@ -16,9 +17,12 @@ def _fmt(mean: float, std: float, n: int) -> str:
 
 
 def markdown_table(rows: list[ConfigRow], columns: list[str]) -> str:
-    """The aggregated table in markdown, one line per config (overrides shared by all are listed above it)."""
+    """The aggregated table in markdown, one line per config (overrides shared by all are listed above it).
+
+    Numbers in overrides are shortened for reading (``7.75e-04``, ganlab.naming); the CSVs keep them exact.
+    """
     shared = shared_overrides(rows)
-    lines = [f"All runs: `{','.join(shared)}`\n"] if shared else []
+    lines = [f"All runs: `{','.join(map(short_override, shared))}`\n"] if shared else []
     lines += ["| rank | config | seeds | " + " | ".join(columns) + " |", "|---|---|---|" + "---|" * len(columns)]
     for rank, row in enumerate(rows, 1):
         seeds = ",".join(str(r.config.get("seed", "?")) for r in row.runs)

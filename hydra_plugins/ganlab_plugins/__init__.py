@@ -1,4 +1,5 @@
-"""ganlab's Hydra plugins: the ``sweep`` config group served from ``sweeps/``, and the population launchers.
+"""ganlab's Hydra plugins: the ``sweep`` config group served from ``sweeps/``, the Optuna sweeper of
+``sweep=optuna``, and the population launchers.
 
 Hydra finds plugins by scanning the ``hydra_plugins`` namespace package; an editable install
 (``pip install -e .``) hides this folder from that scan, so ganlab also registers them itself
@@ -15,3 +16,14 @@ def register_sources() -> None:
     from hydra_plugins.ganlab_plugins.sweeps_source import SweepsConfigSource
 
     SourcesRegistry.instance().register(SweepsConfigSource)
+
+
+def register_plugins() -> None:
+    """Make ganlab's Hydra plugins known to Hydra's plugin registry (the sweeper, the population launchers)."""
+    from hydra.core.plugins import Plugins
+
+    from hydra_plugins.ganlab_plugins.optuna_sweeper import OptunaSweeper
+    from hydra_plugins.ganlab_plugins.population_launcher import PopulationLauncher, SlurmPopulationLauncher
+
+    for plugin in (OptunaSweeper, PopulationLauncher, SlurmPopulationLauncher):
+        Plugins.instance().register(plugin)

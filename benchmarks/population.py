@@ -1,0 +1,79 @@
+"""launcher=basic vs launcher=population on the card's grid, through the real entry point.
+
+The grid: optimizer.lr {1e-4, 2e-4, 5e-4} x model.z_size {32, 50, 100} x 3 losses (27 jobs), on the
+embedded digits by default, the same steps per job and evaluation on (eval.every=500). Each
+launcher runs the whole sweep in a child process of its own, into its own sweep directory; the
+script prints the wall time of each sweep, the aggregate images/s (jobs x steps x batch x n_critic
+/ wall), the child's peak memory, the ratio, and how far the two sweeps' objectives are apart.
+
+    python benchmarks/population.py [--steps 2000] [--losses bce,minimax,mse] [--threads 2] [-- overrides]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+GRID = ["optimizer.lr=1e-4,2e-4,5e-4", "model.z_size=32,50,100"]
+CHILD = """import resource, subprocess, sys
+code = subprocess.run(sys.argv[1:]).returncode
+print("peak_rss_kb", resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, "exit", code)"""
+
+
+def run_sweep(launcher: str, args: argparse.Namespace, extra: list[str], root: Path) -> dict:
+    """One whole sweep under ``launcher`` in its own process; its wall time, peak memory and objectives."""
+    sweep = root / launcher
+    command = [sys.executable, "-m", "ganlab", "-m", *GRID, f"loss={args.losses}", f"launcher={launcher}",
+               f"trainer.max_steps={args.steps}", "logger=none", "trainer.progress=false",
+               f"hydra.sweep.dir={sweep}", *extra]
+    env = {**os.environ, "OMP_NUM_THREADS": str(args.threads)} if args.threads else dict(os.environ)
+    start = time.perf_counter()
+    proc = subprocess.run([sys.executable, "-c", CHILD, *command], cwd=root, env=env, capture_output=True, text=True)
+    wall = time.perf_counter() - start
+    tail = proc.stdout.strip().splitlines()[-1].split()
+    if tail[-1] != "0":
+        raise SystemExit(f"{launcher} sweep failed:\n{proc.stderr[-3000:]}")
+    jobs = json.loads((sweep / "sweep_index.json").read_text())["jobs"]
+    return {"launcher": launcher, "wall_s": wall, "peak_rss_mb": int(tail[1]) / 1024, "jobs": len(jobs),
+            "objectives": {k: j.get("objective") for k, j in jobs.items()}}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", type=int, default=2000, help="steps per job (default 2000)")
+    parser.add_argument("--losses", default="bce,minimax,mse", help="the loss axis (default bce,minimax,mse)")
+    parser.add_argument("--batch", type=int, default=64, help="data.batch_size, for images/s (default: digits' 64)")
+    parser.add_argument("--threads", type=int, default=0, help="OMP_NUM_THREADS of the sweeps (0: torch's default)")
+    parser.add_argument("--keep", action="store_true", help="keep the sweep directories")
+    args, extra = parser.parse_known_args()
+    extra = [e for e in extra if e != "--"]
+    root = Path(tempfile.mkdtemp(prefix="ganlab_population_bench_"))
+    try:
+        results = [run_sweep(launcher, args, extra, root) for launcher in ("basic", "population")]
+    finally:
+        if not args.keep:
+            shutil.rmtree(root, ignore_errors=True)
+    basic, population = results
+    images = basic["jobs"] * args.steps * args.batch
+    load = os.getloadavg()[0]
+    print(f"{basic['jobs']} jobs ({' x '.join(GRID)} x loss={args.losses}), {args.steps} steps each, "
+          f"evaluation on, {os.cpu_count()} CPUs, load {load:.1f}, overrides: {' '.join(extra) or 'none'}")
+    print(f"{'launcher':<12} {'wall s':>8} {'images/s':>10} {'peak RSS MB':>12}")
+    for r in results:
+        print(f"{r['launcher']:<12} {r['wall_s']:>8.1f} {images / r['wall_s']:>10.0f} {r['peak_rss_mb']:>12.0f}")
+    print(f"population / basic: {basic['wall_s'] / population['wall_s']:.2f}x faster end to end")
+    diffs = [abs(population["objectives"][k] - v) for k, v in basic["objectives"].items()
+             if v is not None and population["objectives"].get(k) is not None]
+    print(f"objective (d_gap) agreement over {len(diffs)} jobs: max |basic - population| = {max(diffs):.2e}")
+
+
+if __name__ == "__main__":
+    main()

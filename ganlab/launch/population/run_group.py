@@ -1,0 +1,185 @@
+"""Train one group of prepared jobs: as a population where they can share a program, alone where not.
+
+Used in the launching process (``launcher=population``) and inside a Slurm task
+(``launcher=slurm_population``, ``PackTask``). Each job's sweep-index record goes through the
+same states as a basic-launcher job's (running, then finished, failed or preempted), and a job's
+error is the one line a single run prints.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+from omegaconf import OmegaConf
+
+from ganlab.build import build_data, build_evaluator
+from ganlab.config import RunContext
+from ganlab.errors import GanlabError
+from ganlab.launch.job import SweepJob, leave_preempted, resume_automatically
+from ganlab.launch.population import plan
+from ganlab.launch.population.jobs import Job, print_error
+from ganlab.launch.population.members import Member, build_member, open_tracker
+from ganlab.launch.population.trainer import train_population
+from ganlab.launch.preemption import StopOnSignal
+from ganlab.loop import Preempted
+from ganlab.train import train
+
+log = logging.getLogger(__name__)
+
+
+def train_group(jobs: list[Job], stop: StopOnSignal | None = None) -> bool:
+    """Train ``jobs`` (one group: they share data, model family, schedule); True when preempted."""
+    if stop is not None:  # the caller (a Slurm task) holds the signals
+        return _train_group(jobs, stop)
+    with StopOnSignal() as own:
+        return _train_group(jobs, own)
+
+
+def _train_group(jobs: list[Job], stop: StopOnSignal) -> bool:
+    for job in jobs:
+        job.record.start()
+        resume_automatically(job.cfg)
+    try:
+        data = build_data(jobs[0].cfg)
+    except GanlabError as err:
+        for job in jobs:
+            _fail(job, err)
+        return False
+    members: list[Member] = []
+    alone: list[Job] = []
+    by_name = {job.name: job for job in jobs}
+    for job in jobs:
+        try:
+            member = build_member(job.cfg, job.ctx, data, job.record)
+        except GanlabError as err:
+            _fail(job, err)
+            continue
+        reason = plan.alone_reason(member.config, member.run.loss)
+        if reason is not None or len(jobs) == 1:
+            log.info("job %s trains alone: %s", job.name, reason or "the only member of its group")
+            alone.append(job)
+        else:
+            members.append(member)
+    preempted = False
+    for start in sorted({m.start_step for m in members}):  # members resumed at different steps: one program each
+        same = [m for m in members if m.start_step == start]
+        preempted |= _train_members(same, by_name, stop)
+        if preempted:
+            return True
+    for job in alone:
+        preempted |= _train_alone(job, stop)
+        if preempted:
+            return True
+    return False
+
+
+def _train_members(members: list[Member], by_name: dict[str, Job], stop: StopOnSignal) -> bool:
+    if len(members) == 1:
+        return _train_alone(by_name[members[0].name], stop)
+    try:
+        evaluator = build_evaluator(members[0].cfg, members[0].run.data, members[0].run.device)
+        for member in members:
+            open_tracker(member)
+        log.info("population of %d members (%s), steps %d -> %d", len(members),
+                 ", ".join(m.name for m in members), members[0].start_step, members[0].run.total_steps)
+        for member in members:
+            member_log(by_name[member.name], f"trains in a population of {len(members)} members "
+                       f"({', '.join(m.name for m in members)}), steps {member.start_step} -> {member.run.total_steps}")
+        outcomes = train_population(members, evaluator, stop.requested)
+    except BaseException as err:
+        for member in members:
+            if member.tracker is not None:
+                member.tracker.finish(exit_code=1)
+            _fail(by_name[member.name], err)
+        if isinstance(err, GanlabError):
+            return False
+        raise
+    preempted = False
+    for member in members:
+        job, outcome = by_name[member.name], outcomes[member.name]
+        if isinstance(outcome.error, Preempted):
+            member_log(job, str(outcome.error))
+            job.record.preempt(outcome.error)
+            member.tracker.finish(exit_code=1)
+            preempted = True
+        elif outcome.error is not None:
+            member.tracker.finish(exit_code=1)
+            _fail(job, outcome.error)
+        else:
+            member.tracker.summary(outcome.final)
+            member.tracker.finish(exit_code=0)
+            try:
+                job.result = job.record.finish(outcome.final, member.cfg.objective)
+                line = f"finished at step {outcome.final['step']}, {member.cfg.objective} {job.result:.4g}"
+                member_log(job, line)
+                print(f"ganlab: {job.name}: {line}", flush=True)
+            except GanlabError as err:
+                _fail(job, err)
+    return preempted
+
+
+def _train_alone(job: Job, stop: StopOnSignal) -> bool:
+    """An ordinary run of the job (what the basic launcher does), with its bookkeeping."""
+    try:
+        final = train(job.cfg, stop_requested=stop.requested)
+        job.result = job.record.finish(final, job.cfg.objective)
+    except Preempted as err:
+        job.record.preempt(err)
+        return True
+    except GanlabError as err:
+        _fail(job, err)
+    except Exception as err:
+        job.record.fail(err)
+        raise
+    return False
+
+
+def member_log(job: Job, message: str) -> None:
+    """A line in the job's own ganlab.log (a basic-launcher job's log file; a population logs for many)."""
+    stamp = time.strftime("%Y-%m-%d %H:%M:%S")
+    with open(job.ctx.dir / "ganlab.log", "a", encoding="utf-8") as f:
+        f.write(f"[{stamp}][ganlab.launch.population][INFO] - {message}\n")
+
+
+def _fail(job: Job, err: BaseException) -> None:
+    member_log(job, f"failed: {type(err).__name__}: {err}")
+    job.record.fail(err)
+    if isinstance(err, GanlabError):
+        print_error(job, err)
+        job.result = None  # as a basic-launcher job's config error: the sweeper sees None, the index the error
+
+
+class PackTask:
+    """A Slurm task's work: one packed group of jobs (plain specs) trained as a population.
+
+    ``checkpoint`` makes submitit requeue the same pack after a timeout/preemption signal; each
+    member then resumes from the checkpoint it wrote at the signal (``resume=auto``).
+    """
+
+    def __call__(self, specs: list[dict[str, Any]]) -> dict[str, Any]:
+        import ganlab  # noqa: F401  (resolvers and the sweep source, before any config is read)
+
+        jobs = [_job_of(spec) for spec in specs]
+        stop = StopOnSignal()
+        with stop:
+            preempted = train_group(jobs, stop)
+        if preempted:
+            leave_preempted(stop)
+        return {job.name: job.result for job in jobs}
+
+    def checkpoint(self, specs: list[dict[str, Any]]) -> Any:
+        """submitit's hook on a timeout signal: run the same pack again (its members resume)."""
+        import submitit
+
+        return submitit.helpers.DelayedSubmission(self, specs)
+
+
+def _job_of(spec: dict[str, Any]) -> Job:
+    cfg = OmegaConf.create(spec["cfg"])
+    run = cfg.run
+    ctx = RunContext(Path(run.dir), run.name, run.group, dict(run.choices), list(run.overrides))
+    record = SweepJob(Path(spec["dir"]), list(run.overrides), spec["num"])
+    return Job(spec["num"], spec["overrides"], None, cfg, ctx, record)

@@ -1,0 +1,131 @@
+"""A study of losses in one command, "Are GANs Created Equal?" (Lucic et al. 2018) at lab scale.
+
+    python -m ganlab.study [--losses L1,L2] [--trials 50] [--seeds 5] [--launcher population] [overrides]
+
+Phase 1, the search: for each loss, a seeded random search of --trials trials (``sweep=loss_study``:
+Optuna's random sampler over the learning rate, Adam's beta1, n_disc and the loss's own keys),
+through --launcher. Then ``ganlab.compare`` draws the study over all losses: the best metric within
+a budget of k trials (with its band over random orderings) and the metric's distribution per loss.
+Phase 2, the rerun: each loss's best configuration over --seeds seeds, reported as mean ± std.
+Everything goes to --out: search/<loss>/, search/compare/ (figures, tables), rerun/<loss>/, study.md.
+Running the same command again resumes it (finished trials and reruns are skipped).
+
+Examples:
+    python -m ganlab.study --trials 50 --seeds 5                              # digits, the 7 losses
+    python -m ganlab.study --trials 50 data=fashion_mnist data.root=/usr/share/datasets/fashion-mnist
+    python -m ganlab.study --losses bce,hinge --trials 4 --seeds 2 trainer.max_steps=50   # a smoke study
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import math
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+
+LOSSES = ("bce", "minimax", "mse", "hinge", "wgan", "wgan_gp", "bce_r1")
+PARAM_KEYS = ("optimizer.lr=", "optimizer.betas.0=", "trainer.n_critic=", "loss.")  # what the search chose
+
+
+def ganlab(args: list[str]) -> int:
+    """``python -m ganlab args`` in a child process (each search is a Hydra multirun of its own)."""
+    return subprocess.run([sys.executable, "-m", "ganlab", *args]).returncode
+
+
+def loss_spaces(overrides: list[str]) -> dict[str, dict[str, str]]:
+    """Each loss's own search keys, from sweeps/loss_study.yaml (``study.spaces``)."""
+    from omegaconf import OmegaConf
+
+    from ganlab.config import compose_config
+
+    cfg = compose_config(["sweep=loss_study", *overrides])
+    return OmegaConf.to_container(cfg.study.spaces)
+
+
+def search(loss: str, args: argparse.Namespace, spaces: dict, overrides: list[str]) -> int:
+    """Phase 1 for one loss: its random search into <out>/search/<loss>."""
+    space = [f"{key}={value}" for key, value in spaces.get(loss, {}).items()]
+    return ganlab(["-m", "sweep=loss_study", f"loss={loss}", *space, f"hydra.sweeper.n_trials={args.trials}",
+                   f"hydra.sweeper.n_jobs={args.batch or args.trials}", f"launcher={args.launcher}",
+                   f"hydra.sweep.dir={args.out / 'search' / loss}", *overrides])
+
+
+def best_trial(sweep_dir: Path) -> dict | None:
+    """The finished trial with the lowest objective in a search's sweep index, or None."""
+    index = sweep_dir / "sweep_index.json"
+    if not index.is_file():
+        return None
+    jobs = [j for j in json.loads(index.read_text())["jobs"].values()
+            if j.get("status") == "finished" and isinstance(j.get("objective"), (int, float))]
+    return min(jobs, key=lambda j: j["objective"]) if jobs else None
+
+
+def rerun(loss: str, trial: dict, args: argparse.Namespace, overrides: list[str]) -> int:
+    """Phase 2 for one loss: its best configuration over --seeds seeds into <out>/rerun/<loss>."""
+    chosen = [o for o in trial["overrides"] if o.startswith(PARAM_KEYS)]
+    return ganlab(["-m", "experiment=loss_study", f"loss={loss}", *chosen, f"seed=range(0,{args.seeds})",
+                   f"launcher={args.launcher}", f"hydra.sweep.dir={args.out / 'rerun' / loss}", *overrides])
+
+
+def rerun_row(loss: str, trial: dict | None, sweep_dir: Path) -> str:
+    """One row of the final table: the search's best, and the rerun's mean ± std over seeds."""
+    if trial is None:
+        return f"| {loss} | no finished trial | | | |"
+    index = sweep_dir / "sweep_index.json"
+    values = [j["objective"] for j in json.loads(index.read_text())["jobs"].values()
+              if j.get("status") == "finished" and isinstance(j.get("objective"), (int, float))] \
+        if index.is_file() else []
+    values = [v for v in values if math.isfinite(v)]
+    spread = (f"{statistics.fmean(values):.4g} ± {statistics.stdev(values) if len(values) > 1 else 0:.2g}"
+              if values else "n/a")
+    chosen = ", ".join(f"`{o}`" for o in trial["overrides"] if o.startswith(PARAM_KEYS))
+    return f"| {loss} | {trial['objective']:.4g} | {spread} | {len(values)} | {chosen} |"
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run both phases (skipping what is done), draw the study, print and write study.md."""
+    parser = argparse.ArgumentParser(prog="python -m ganlab.study", description=__doc__.splitlines()[0],
+                                     epilog="Other arguments are overrides for every run, as for python -m ganlab.",
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--losses", default=",".join(LOSSES), help=f"comma list (default: {','.join(LOSSES)})")
+    parser.add_argument("--trials", type=int, default=50, help="trials per loss in phase 1 (default 50)")
+    parser.add_argument("--batch", type=int, default=0, help="trials per Optuna batch (default: all at once)")
+    parser.add_argument("--seeds", type=int, default=5, help="seeds per best configuration in phase 2 (0: skip)")
+    parser.add_argument("--launcher", default="population", help="launcher of every multirun (default population)")
+    parser.add_argument("--out", type=Path, default=None, help="study folder (default multirun/loss_study-<hash>)")
+    args, overrides = parser.parse_known_args(argv)
+    if args.trials < 1 or args.seeds < 0 or args.batch < 0:
+        parser.error("--trials must be >= 1, --seeds and --batch >= 0")
+    from ganlab.errors import GanlabError
+
+    losses = [loss for loss in args.losses.split(",") if loss]
+    tag = hashlib.sha1("\n".join(sorted(overrides) + [args.losses, str(args.trials)]).encode()).hexdigest()[:10]
+    args.out = args.out or Path("multirun") / f"loss_study-{tag}"
+    try:
+        spaces = loss_spaces(overrides)
+    except GanlabError as err:
+        print(f"ganlab.study: error: {err}", file=sys.stderr)
+        return 2
+    failed = [loss for loss in losses if search(loss, args, spaces, overrides) not in (0, 2)]
+    from ganlab.compare import main as compare
+
+    compare([str(args.out / "search"), "--budget-curve"])
+    rows = []
+    for loss in losses:
+        trial = best_trial(args.out / "search" / loss)
+        if args.seeds and trial is not None and rerun(loss, trial, args, overrides) not in (0, 2):
+            failed.append(loss)
+        rows.append(rerun_row(loss, trial, args.out / "rerun" / loss))
+    table = ("| loss | best of the search | rerun over seeds (mean ± std) | seeds | configuration |\n"
+             "|---|---|---|---|---|\n" + "\n".join(rows) + "\n")
+    (args.out / "study.md").write_text(f"# Study of losses: {' '.join(overrides) or 'defaults'}\n\n" + table)
+    print(table + f"\nstudy: {args.out} (figures in {args.out / 'search' / 'compare'})")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,35 @@
+"""The sweeper of ``sweep=optuna``: hydra-optuna-sweeper's, ending as every ganlab sweep ends when no trial finished.
+
+Optuna's sweeper asks the study for its best trial after the last one, which raises "No trials are
+completed yet" (with a traceback) when every trial failed. This one prints the sweep's summary instead
+(each failure was already one ``ganlab: error:`` line) and exits 2, as a grid sweep with failed jobs does.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from hydra.types import HydraContext, TaskFunction
+from omegaconf import DictConfig
+
+from hydra_plugins.hydra_optuna_sweeper.optuna_sweeper import OptunaSweeper as _OptunaSweeper
+
+
+class OptunaSweeper(_OptunaSweeper):
+    """hydra-optuna-sweeper's OptunaSweeper; the same options (sweeps/optuna.yaml)."""
+
+    def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig) -> None:
+        self.sweep_dir = Path(str(config.hydra.sweep.dir))  # pinned by ganlab.launch.sweep.SweepCallback
+        super().setup(hydra_context=hydra_context, task_function=task_function, config=config)
+
+    def sweep(self, arguments: list[str]) -> Any:
+        try:
+            return super().sweep(arguments)
+        except ValueError as err:
+            if "No trials are completed" not in str(err):
+                raise
+            from ganlab.launch.sweep import sweep_summary
+
+            print(sweep_summary(self.sweep_dir), flush=True)
+            raise SystemExit(2) from None  # not an Exception: Hydra prints no traceback for it

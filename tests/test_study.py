@@ -1,0 +1,107 @@
+"""The study of losses: its search space per loss, the budget curve's numbers, a tiny study end to end."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+
+from ganlab.build import build_loss, build_models
+from ganlab.report.budget import budget_curve, min_distribution
+from ganlab.study import LOSSES
+
+from conftest import compose_cfg, run_ganlab
+
+
+def spaces() -> dict:
+    from omegaconf import OmegaConf
+
+    return OmegaConf.to_container(compose_cfg(["sweep=loss_study"]).study.spaces)
+
+
+def test_the_search_space_is_the_papers():
+    """What Optuna samples from (its range() is inclusive, unlike Python's): lr log 1e-5..1e-2, beta1 in
+    [0, 1], n_disc in 1..5, the penalty weights log 0.1..100."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra_plugins.hydra_optuna_sweeper._impl import create_optuna_distribution_from_override
+
+    cfg = compose_cfg(["sweep=loss_study"], hydra_config=True)
+    searched = {**cfg.hydra.sweeper.params, **{k: v for own in spaces().values() for k, v in own.items()}}
+    parsed = OverridesParser.create().parse_overrides([f"{k}={v}" for k, v in searched.items()])
+    dists = {o.key_or_group: create_optuna_distribution_from_override(o) for o in parsed}
+    bounds = {key: (d.low, d.high, type(d).__name__.startswith("Log")) for key, d in dists.items()}
+    assert bounds == {"optimizer.lr": (1e-5, 1e-2, True), "optimizer.betas.0": (0.0, 1.0, False),
+                      "trainer.n_critic": (1, 5, False), "loss.gp_weight": (0.1, 100.0, True),
+                      "loss.r1_gamma": (0.1, 100.0, True), "loss.clip": (0.001, 0.1, True)}
+
+
+@pytest.mark.parametrize("loss", LOSSES)
+def test_the_search_space_composes_for_every_loss(loss):
+    own = spaces().get(loss, {})
+    assert set(spaces()) <= set(LOSSES)  # no space for a loss the study does not run
+    fixed = [f"{key}=0.5" for key in own]  # each key set to a value inside its range: the loss must have it
+    cfg = compose_cfg(["sweep=loss_study", f"loss={loss}", *fixed], hydra_config=True)
+    params = cfg.hydra.sweeper.params
+    assert set(params) == {"optimizer.lr", "optimizer.betas.0", "trainer.n_critic"}
+    for key in [*params, *own]:  # every searched key exists in the composed config
+        node, *rest = key.split(".")
+        value = cfg[node]
+        for part in rest:
+            value = value[int(part)] if part.isdigit() else value[part]
+        assert value is not None, key
+    _, discriminator = build_models(cfg, (1, 8, 8))
+    built = build_loss(cfg, discriminator)  # the loss takes every key its space sets
+    for key in own:
+        assert getattr(built, key.split(".", 1)[1]) == 0.5
+    assert cfg.hydra.sweeper.sampler._target_.endswith("RandomSampler") and cfg.hydra.sweeper.sampler.seed == 0
+    assert cfg.data.batch_size == 64 and cfg.objective == "eval/fid_clf" and cfg.eval.every == cfg.trainer.max_steps
+
+
+def test_budget_curve_equals_a_hand_computation():
+    values = [3.0, 1.0, 2.0]
+    # k=1: each trial alone; k=2: the subsets {3,1}, {3,2}, {1,2} reach 1, 2, 1; k=3: all reach 1
+    assert min_distribution(values, 1) == [(1.0, pytest.approx(1 / 3)), (2.0, pytest.approx(1 / 3)),
+                                           (3.0, pytest.approx(1 / 3))]
+    assert min_distribution(values, 2) == [(1.0, pytest.approx(2 / 3)), (2.0, pytest.approx(1 / 3))]
+    curve = budget_curve(values)
+    assert [p.k for p in curve] == [1, 2, 3]
+    assert [p.mean for p in curve] == pytest.approx([2.0, 4 / 3, 1.0])
+    assert [p.median for p in curve] == [2.0, 1.0, 1.0] and [p.high for p in curve] == [3.0, 2.0, 1.0]
+    assert [p.low for p in curve] == [1.0, 1.0, 1.0]
+
+
+def test_a_failed_trial_spends_budget_and_reaches_nothing():
+    curve = budget_curve([None, 5.0, float("nan"), 4.0])  # two failed of four
+    assert math.isinf(curve[0].mean) and math.isinf(curve[0].high) and curve[0].median == 5.0
+    # k=3: the one subset of failures alone is impossible (only 2 failed): the min is always finite
+    assert curve[2].mean == pytest.approx((3 / 4) * 4.0 + (1 / 4) * 5.0) and curve[3].mean == 4.0
+
+
+@pytest.mark.slow
+def test_a_tiny_study_runs_end_to_end_and_draws_both_figures(tmp_path):
+    out = tmp_path / "study"
+    proc = run_ganlab(["--losses", "bce,wgan_gp", "--trials", "4", "--seeds", "2", "--out", str(out),
+                       "trainer.max_steps=10", "model.middle_size=8", "eval.n_samples=64", "eval.kid_subsets=2",
+                       "trainer.n_critic=1",  # fixed: the trials of a loss then share one population (fast)
+                       "logger=none", "trainer.progress=false"], cwd=tmp_path, module="ganlab.study")
+    for loss in ("bce", "wgan_gp"):
+        jobs = json.loads((out / "search" / loss / "sweep_index.json").read_text())["jobs"]
+        assert len(jobs) == 4 and {j["status"] for j in jobs.values()} == {"finished"}
+        if loss == "wgan_gp":  # the loss's own key was searched, only for it
+            assert all(any(o.startswith("loss.gp_weight=") for o in j["overrides"]) for j in jobs.values())
+        else:
+            assert not any(o.startswith("loss.") for j in jobs.values() for o in j["overrides"])
+        reruns = json.loads((out / "rerun" / loss / "sweep_index.json").read_text())["jobs"]
+        seeds = sorted(o for j in reruns.values() for o in j["overrides"] if o.startswith("seed="))
+        assert seeds == ["seed=0", "seed=1"]
+    figures = out / "search" / "compare"
+    for name in ("budget.png", "distribution.png", "budget.csv", "best_per_loss.csv"):
+        assert (figures / name).is_file() and (figures / name).stat().st_size > 0, name
+    budget = (figures / "budget.csv").read_text().splitlines()
+    assert len(budget) == 1 + 2 * 4  # a row per loss and budget k = 1..4
+    table = (out / "study.md").read_text()
+    assert "| bce |" in table and "| wgan_gp |" in table and "±" in table
+    assert "study:" in proc.stdout
+    assert Path(figures / "budget.png").read_bytes()[:4] == b"\x89PNG"
