@@ -59,6 +59,15 @@ def test_the_search_space_composes_for_every_loss(loss):
     assert cfg.data.batch_size == 64 and cfg.objective == "eval/fid_clf" and cfg.eval.every == cfg.trainer.max_steps
 
 
+def test_every_trial_trains_the_same_g_steps():
+    """n_critic 5 on digits (28 batches of 64 an epoch) must not run out of the data set's epochs first."""
+    from ganlab.train import build_run
+
+    for n_critic in (1, 5):
+        run = build_run(compose_cfg(["experiment=loss_study", f"trainer.n_critic={n_critic}"]))
+        assert run.total_steps == 2000
+
+
 def test_budget_curve_equals_a_hand_computation():
     values = [3.0, 1.0, 2.0]
     # k=1: each trial alone; k=2: the subsets {3,1}, {3,2}, {1,2} reach 1, 2, 1; k=3: all reach 1
