@@ -25,6 +25,7 @@ def test_the_search_space_is_the_papers():
     """What Optuna samples from (its range() is inclusive, unlike Python's): lr log 1e-5..1e-2, beta1 in
     [0, 1], n_disc in 1..5, the penalty weights log 0.1..100."""
     from hydra.core.override_parser.overrides_parser import OverridesParser
+
     from hydra_plugins.hydra_optuna_sweeper._impl import create_optuna_distribution_from_override
 
     cfg = compose_cfg(["sweep=loss_study"], hydra_config=True)

@@ -33,7 +33,8 @@ def the_sweep_dir(cwd: Path) -> Path:
 
 
 def test_sweep_files_compose_with_their_grids():
-    assert sorted(p.stem for p in (REPO / "sweeps").glob("*.yaml")) == ["loss_study", "lr_zsize_loss", "optuna", "seeds"]
+    sweeps = sorted(p.stem for p in (REPO / "sweeps").glob("*.yaml"))
+    assert sweeps == ["loss_study", "lr_zsize_loss", "optuna", "seeds"]
     grid = compose_cfg(["sweep=lr_zsize_loss"], hydra_config=True).hydra.sweeper.params
     assert dict(grid) == {"optimizer.lr": "1e-4,2e-4,5e-4", "model.z_size": "32,50,100",
                           "loss": ",".join(loss for loss in ("bce", "minimax", "mse", "hinge", "wgan_gp")
