@@ -21,7 +21,8 @@ from ganlab.ranges import check_ranges
 # inside the package as ganlab.conf.
 _REPO_CONF = Path(__file__).resolve().parent.parent / "conf"
 CONFIG_PATH = str(_REPO_CONF) if (_REPO_CONF / "config.yaml").is_file() else "pkg://ganlab.conf"
-GROUPS = ("model", "loss", "optimizer", "data", "augment", "hardware", "launcher", "logger", "experiment", "sweep", "debug")
+GROUPS = ("model", "loss", "optimizer", "data", "augment", "hardware", "launcher", "logger", "experiment", "sweep",
+          "debug")
 
 
 def config_dirs() -> tuple[Path, Path]:
