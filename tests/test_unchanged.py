@@ -1,6 +1,7 @@
-"""With issue 12's options off (their defaults), a run is bit for bit what main trained before them.
+"""With EMA, DiffAugment, conditioning and packing off (their defaults), a run is bit for bit what main
+trained before them.
 
-The oracle, tests/fixtures/pre_issue12/runs.pt, was written by main at 0d26237 with
+The oracle, tests/fixtures/pre_issue12/runs.pt, was written by main at 8c4d90a (before the merge) with
 tests/fixtures/pre_issue12/make.py: the final G and D weights, every logged loss row and every
 evaluation row of five short runs (MLP and DCGAN, bce, hinge with n_critic 2, WGAN-GP, R1, the blog).
 An EMA changes nothing in training either: the trained G and D are the same, and the raw G's
