@@ -86,20 +86,26 @@ def rerun_row(loss: str, trial: dict | None, sweep_dir: Path) -> str:
     return f"| {loss} | {trial['objective']:.4g} | {spread} | {len(values)} | {chosen} |"
 
 
+def parser() -> argparse.ArgumentParser:
+    """The command's options; every other argument is an override for every run (read by the README test)."""
+    p = argparse.ArgumentParser(prog="python -m ganlab.study", description=__doc__.splitlines()[0],
+                                epilog="Other arguments are overrides for every run, as for python -m ganlab.",
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--losses", default=",".join(LOSSES), help=f"comma list (default: {','.join(LOSSES)})")
+    p.add_argument("--trials", type=int, default=50, help="trials per loss in phase 1 (default 50)")
+    p.add_argument("--batch", type=int, default=0, help="trials per Optuna batch (default: all at once)")
+    p.add_argument("--seeds", type=int, default=5, help="seeds per best configuration in phase 2 (0: skip)")
+    p.add_argument("--launcher", default="population", help="launcher of every multirun (default population)")
+    p.add_argument("--out", type=Path, default=None, help="study folder (default multirun/loss_study-<hash>)")
+    return p
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run both phases (skipping what is done), draw the study, print and write study.md."""
-    parser = argparse.ArgumentParser(prog="python -m ganlab.study", description=__doc__.splitlines()[0],
-                                     epilog="Other arguments are overrides for every run, as for python -m ganlab.",
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--losses", default=",".join(LOSSES), help=f"comma list (default: {','.join(LOSSES)})")
-    parser.add_argument("--trials", type=int, default=50, help="trials per loss in phase 1 (default 50)")
-    parser.add_argument("--batch", type=int, default=0, help="trials per Optuna batch (default: all at once)")
-    parser.add_argument("--seeds", type=int, default=5, help="seeds per best configuration in phase 2 (0: skip)")
-    parser.add_argument("--launcher", default="population", help="launcher of every multirun (default population)")
-    parser.add_argument("--out", type=Path, default=None, help="study folder (default multirun/loss_study-<hash>)")
-    args, overrides = parser.parse_known_args(argv)
+    p = parser()
+    args, overrides = p.parse_known_args(argv)
     if args.trials < 1 or args.seeds < 0 or args.batch < 0:
-        parser.error("--trials must be >= 1, --seeds and --batch >= 0")
+        p.error("--trials must be >= 1, --seeds and --batch >= 0")
     from ganlab.errors import GanlabError
 
     losses = [loss for loss in args.losses.split(",") if loss]

@@ -96,7 +96,14 @@ def check_command(command: list[str]) -> None:
     if (args := trainer_args(command)) is not None:
         return check_trainer(args)
     program = command[0]
-    if command[:2] == ["python", "-m"] and command[2].startswith("ganlab."):
+    if command[:3] == ["python", "-m", "ganlab.study"]:  # options, then overrides for every run of the study
+        from ganlab.study import LOSSES, parser
+
+        options, overrides = parser().parse_known_args(command[3:])
+        for loss in options.losses.split(","):
+            assert loss in LOSSES, loss
+            check_trainer(["-m", "sweep=loss_study", f"loss={loss}", *overrides])
+    elif command[:2] == ["python", "-m"] and command[2].startswith("ganlab."):
         module = importlib.import_module(command[2])
         if "--help" not in command:
             module.parser().parse_args(command[3:])  # SystemExit(2) on an unknown option

@@ -16,15 +16,20 @@ from ganlab.report.study import LossStudy  # noqa: E402
 def plot_budget(found: list[LossStudy], metric: str, path: Path, title: str = "") -> Path:
     """Per loss: the median best ``metric`` within k trials (line) and its 5-95% band over random orderings."""
     fig, ax = plt.subplots(figsize=(7.5, 4.8), dpi=90)
+    drawn = []
     for i, study in enumerate(found):
         points = [p for p in study.curve if math.isfinite(p.high)]
         if not points:
             continue
         ks = [p.k for p in points]
         color = f"C{i}"
-        ax.plot(ks, [p.median for p in points], color=color, label=f"{study.loss} ({len(study.runs)} trials)")
+        ax.plot(ks, [p.median for p in points], color=color,
+                label=f"{study.loss} ({len(study.runs)} trials, best {points[-1].median:.3g})")
         ax.fill_between(ks, [p.low for p in points], [p.high for p in points], color=color, alpha=0.15)
+        drawn += [v for p in points for v in (p.low, p.high)]
     ax.set_xscale("log")
+    if drawn and min(drawn) > 0 and max(drawn) / min(drawn) > 20:  # FIDs of a wide search span decades
+        ax.set_yscale("log")
     ax.set_xlabel("budget: trials run (random order)")
     ax.set_ylabel(f"best {metric} within the budget")
     ax.set_title(title or f"best {metric} vs budget (median, 5-95% over orderings)")
