@@ -62,6 +62,10 @@ def build_run(cfg: DictConfig, data: DataSet | None = None) -> Run:
     z_bank = latent(tc.n_grid, torch.Generator(device=device).manual_seed(GRID_SEED))
     steps_from_epochs = tc.epochs * batches.per_epoch // tc.n_critic
     total = min(steps_from_epochs, tc.max_steps) if tc.max_steps else steps_from_epochs
+    if tc.max_steps and total < tc.max_steps:  # easy to miss with a small data set (data.max_train)
+        log.warning("trainer.max_steps=%d, but trainer.epochs=%d of %d batches (n_critic %d) end at step %d: "
+                    "training %d steps (raise trainer.epochs for more)", tc.max_steps, tc.epochs,
+                    batches.per_epoch, tc.n_critic, total, total)
     if total < 1:
         raise ConfigError(f"no training steps: {tc.epochs} epoch(s) of {batches.per_epoch} batches, "
                           f"n_critic={tc.n_critic}")

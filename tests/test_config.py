@@ -158,3 +158,15 @@ def test_uniform_latent_has_requested_std():
     cfg = compose_cfg(["data.latent_dist=uniform", "data.latent_std=0.5"])
     z = build_run(cfg).latent(20000)
     assert abs(z.std().item() - 0.5) < 0.01 and z.abs().max().item() <= 0.5 * 3**0.5 + 1e-6
+
+
+def test_max_steps_cut_short_by_the_epochs_says_so(caplog):
+    """data.max_train=180 leaves 2 batches an epoch: 300 epochs end at step 600, whatever max_steps asks."""
+    with caplog.at_level("WARNING", logger="ganlab.train"):
+        run = build_run(compose_cfg(["data.max_train=180", "trainer.max_steps=8400"]))
+    assert run.total_steps == 600
+    assert "trainer.max_steps=8400, but trainer.epochs=300 of 2 batches (n_critic 1) end at step 600" in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="ganlab.train"):
+        assert build_run(compose_cfg(["trainer.max_steps=100"])).total_steps == 100
+    assert "trainer.max_steps" not in caplog.text  # epochs leave room: nothing to say
