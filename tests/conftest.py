@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 
@@ -139,3 +140,26 @@ def classifier_cache(tmp_path_factory) -> Path:
         os.environ.pop("GANLAB_CACHE", None)
     else:
         os.environ["GANLAB_CACHE"] = saved
+
+
+def assert_same_weights(state: dict, old: dict) -> None:
+    """G's and D's state dicts of two checkpoints: the same keys, every tensor bit for bit."""
+    for net in ("generator", "discriminator"):
+        assert state[net].keys() == old[net].keys(), net
+        for key, value in old[net].items():
+            assert torch.equal(state[net][key], value), f"{net}.{key}"
+
+
+def train_straight_and_resumed(args: list[str], root: Path) -> tuple[dict, dict, Path]:
+    """Train ``args`` 6 steps straight (root/straight) and 3 + a resume to 6 (root/split); return both
+    final checkpoints and the half-way one's path."""
+    from ganlab.train import train
+
+    train(compose_cfg([*args, "trainer.max_steps=6"], run_dir=root / "straight"))
+    train(compose_cfg([*args, "trainer.max_steps=3"], run_dir=root / "split"))
+    half = root / "split" / "checkpoints" / "step_00000003.pt"
+    train(compose_cfg([*args, "trainer.max_steps=6", f"resume={half}"], run_dir=root / "split"))
+    straight, split = [torch.load(root / d / "checkpoints" / "step_00000006.pt", weights_only=True)
+                       for d in ("straight", "split")]
+    return straight, split, half
+

@@ -11,9 +11,9 @@ from ganlab.errors import ConfigError
 from ganlab.losses import NonSaturatingLoss
 from ganlab.models.mlp import MLPDiscriminator, MLPGenerator
 from ganlab.step import GANStep
-from ganlab.train import build_run, train
+from ganlab.train import build_run
 
-from conftest import FAST, compose_cfg
+from conftest import FAST, assert_same_weights, compose_cfg, train_straight_and_resumed
 
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 SHAPES = [(1, 8, 8), (1, 28, 28), (3, 32, 32)]
@@ -229,16 +229,9 @@ AUG = [*FAST, "augment=diffaugment", "model=dcgan", "model.width=8", "trainer.lo
 @pytest.mark.parametrize("loss", ["bce", "wgan_gp"])
 def test_resume_with_augmentation_is_bit_identical(tmp_path, loss):
     args = [*AUG, f"loss={loss}", "model.d_batchnorm=false"]
-    train(compose_cfg([*args, "trainer.max_steps=6"], run_dir=tmp_path / "straight"))
-    train(compose_cfg([*args, "trainer.max_steps=3"], run_dir=tmp_path / "split"))
-    half = tmp_path / "split" / "checkpoints" / "step_00000003.pt"
+    a, b, half = train_straight_and_resumed(args, tmp_path)
     assert "augment" in torch.load(half, weights_only=True)["rng"]  # the augmentation's stream is checkpointed
-    train(compose_cfg([*args, "trainer.max_steps=6", f"resume={half}"], run_dir=tmp_path / "split"))
-    a, b = [torch.load(tmp_path / d / "checkpoints" / "step_00000006.pt", weights_only=True)
-            for d in ("straight", "split")]
-    for net in ("generator", "discriminator"):
-        for key in a[net]:
-            assert torch.equal(a[net][key], b[net][key]), f"{net}.{key}"
+    assert_same_weights(b, a)
     straight, split = [[json.loads(line) for line in (tmp_path / d / "metrics.jsonl").read_text().splitlines()]
                        for d in ("straight", "split")]
     assert [{k: v for k, v in r.items() if k != "images_per_s"} for r in straight] == \

@@ -18,7 +18,7 @@ from ganlab.models.dcgan import DCGANDiscriminator, DCGANGenerator
 from ganlab.models.mlp import MLPDiscriminator, MLPGenerator
 from ganlab.train import build_run, train
 
-from conftest import FAST, compose_cfg, run_ganlab
+from conftest import FAST, assert_same_weights, compose_cfg, run_ganlab, train_straight_and_resumed
 
 RUN = [*FAST, "trainer.log_every=1", "trainer.ckpt_every=3", "eval.n_samples=100", "eval.kid_subsets=2"]
 MLP = ["model.middle_size=32"]
@@ -101,15 +101,8 @@ def test_a_conditional_run_draws_the_same_z_and_trains_on_labels(model, tmp_path
 
 def test_resume_of_a_conditional_acgan_run_is_bit_identical(tmp_path):
     args = [*RUN, *DCGAN, "model.conditional=concat", "loss=acgan"]
-    train(compose_cfg([*args, "trainer.max_steps=6"], run_dir=tmp_path / "straight"))
-    train(compose_cfg([*args, "trainer.max_steps=3"], run_dir=tmp_path / "split"))
-    half = tmp_path / "split" / "checkpoints" / "step_00000003.pt"
-    train(compose_cfg([*args, "trainer.max_steps=6", f"resume={half}"], run_dir=tmp_path / "split"))
-    a, b = [torch.load(tmp_path / d / "checkpoints" / "step_00000006.pt", weights_only=True)
-            for d in ("straight", "split")]
-    for net in ("generator", "discriminator"):
-        for key in a[net]:
-            assert torch.equal(a[net][key], b[net][key]), f"{net}.{key}"
+    a, b, _ = train_straight_and_resumed(args, tmp_path)
+    assert_same_weights(b, a)
     rows = [json.loads(line) for line in (tmp_path / "straight" / "metrics.jsonl").read_text().splitlines()]
     assert all(r["d_class"] > 0 and r["g_class"] > 0 for r in rows)  # the class losses, logged beside the game's
     assert all(r["d_loss"] > r["d_class"] for r in rows)  # inside d_loss

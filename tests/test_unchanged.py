@@ -19,7 +19,7 @@ import torch
 
 from ganlab.train import train
 
-from conftest import REPO, compose_cfg
+from conftest import REPO, assert_same_weights, compose_cfg
 
 FIXTURE = REPO / "tests" / "fixtures" / "pre_issue12" / "runs.pt"
 ORACLE = torch.load(FIXTURE, weights_only=True)
@@ -44,13 +44,6 @@ def train_like_the_oracle(name: str, extra: list[str], run_dir: Path, classifier
             for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     evals = [json.loads(line) for line in (run_dir / "eval.jsonl").read_text().splitlines()]
     return state, rows, evals
-
-
-def assert_same_weights(state: dict, old: dict) -> None:
-    for net in ("generator", "discriminator"):
-        assert state[net].keys() == old[net].keys(), net
-        for key, value in old[net].items():
-            assert torch.equal(state[net][key], value), f"{net}.{key}"
 
 
 @pytest.mark.parametrize("name", sorted(ORACLE["runs"]))
