@@ -260,15 +260,14 @@ def test_group_keys_separate_what_members_cannot_differ_in():
 def test_options_a_population_does_not_batch_make_a_job_run_alone(tmp_path):
     """EMA, DiffAugment, conditioning, packing and ACGAN are not in the batched step: such a job runs as an
     ordinary run (alone_reason says why), and it still finishes beside a population."""
-    from ganlab.build import build_loss, build_models
     from ganlab.config import plain_config
+    from ganlab.train import build_run
 
     from conftest import compose_cfg
 
     def reason(*overrides: str) -> str | None:
         cfg = compose_cfg(list(overrides))
-        _, discriminator = build_models(cfg, (1, 8, 8), 10)
-        return plan.alone_reason(plain_config(cfg), build_loss(cfg, discriminator))
+        return plan.alone_reason(plain_config(cfg), build_run(cfg))
 
     assert reason() is None and reason("augment=none") is None
     for overrides, name in ((["trainer.g_ema=0.99"], "trainer.g_ema"), (["augment=diffaugment"], "augment"),

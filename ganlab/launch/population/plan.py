@@ -11,7 +11,10 @@ from __future__ import annotations
 
 import copy
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ganlab.run import Run
 
 MEMBER_HYPERPARAMETERS = ("lr", "betas", "alpha", "momentum", "eps", "weight_decay", "dampening", "nesterov",
                           "centered")
@@ -35,19 +38,20 @@ def group_key(plain: dict[str, Any]) -> str:
     return json.dumps(shared, sort_keys=True, default=str)
 
 
-def alone_reason(plain: dict[str, Any], loss: Any) -> str | None:
-    """Why a job cannot be a population member (it then runs as an ordinary run), or None."""
+def alone_reason(plain: dict[str, Any], run: Run) -> str | None:
+    """Why a job (its config, its built run) cannot be a population member (it then runs as an ordinary
+    run), or None."""
     from ganlab.losses import GANLoss
 
     if plain.get("hardware", {}).get("ddp"):
         return "hardware=ddp is one run over several processes"
-    model, trainer = plain.get("model", {}), plain.get("trainer", {})
-    unbatched = [name for name, on in (
-        ("trainer.g_ema", trainer.get("g_ema") is not None),
-        ("augment", (plain.get("augment") or {}).get("policy", "none") != "none"),
-        ("model.conditional", model.get("conditional", "none") != "none"),
-        ("model.pack", model.get("pack", 1) != 1),
-        ("loss=acgan", getattr(loss, "aux_classifier", False))) if on]
+    loss = run.loss
+    unbatched = [name for name, on in (  # read off the built run: what it will actually do
+        ("trainer.g_ema", run.g_ema is not None),
+        ("augment", run.augment is not None),
+        ("model.conditional", run.classes is not None),
+        ("model.pack", getattr(run.discriminator, "pack", 1) != 1),
+        ("loss=acgan", loss.aux_classifier)) if on]
     if unbatched:  # the population's batched step does not have these yet
         return f"{', '.join(unbatched)} not batched in a population yet"
     overridden = [hook for hook in ("d_penalty", "after_d_step")

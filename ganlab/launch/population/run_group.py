@@ -57,7 +57,7 @@ def _train_group(jobs: list[Job], stop: StopOnSignal) -> bool:
         except GanlabError as err:
             _fail(job, err)
             continue
-        reason = plan.alone_reason(member.config, member.run.loss)
+        reason = plan.alone_reason(member.config, member.run)
         if reason is not None or len(jobs) == 1:
             log.info("job %s trains alone: %s", job.name, reason or "the only member of its group")
             alone.append(job)
