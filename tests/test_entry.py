@@ -154,7 +154,8 @@ def test_wheel_install_runs_from_anywhere(tmp_path):
     assert (site / "ganlab" / "conf" / "hydra" / "launcher" / "population.yaml").is_file()
     population = workdir / "population"
     proc = run_ganlab(["-m", "seed=0,1", "model.middle_size=8", "trainer.max_steps=2", *FAST, "launcher=population",
-                       f"hydra.sweep.dir={population}"], cwd=workdir, env={"PYTHONPATH": str(site)})
+                       "hydra.launcher.processes=1", f"hydra.sweep.dir={population}"], cwd=workdir,
+                      env={"PYTHONPATH": str(site)})
     assert "population of 2 members" in proc.stdout + proc.stderr
     jobs = json.loads((population / "sweep_index.json").read_text())["jobs"]
     assert len(jobs) == 2 and {j["status"] for j in jobs.values()} == {"finished"}

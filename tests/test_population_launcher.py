@@ -28,6 +28,7 @@ from wandb_reader import find_runs, read_run
 TINY = ["model.middle_size=16", "trainer.max_steps=20", "trainer.log_every=5", "trainer.ckpt_every=10",
         "eval.every=10", "eval.n_samples=128", "eval.kid_subsets=3"]
 ZOO = "loss=bce,minimax,mse,hinge,wgan,wgan_gp,bce_r1"
+ONE = "hydra.launcher.processes=1"  # every program in the launching process: what a test of grouping counts
 
 
 def index(sweep: Path) -> dict:
@@ -116,10 +117,15 @@ def assert_same_job(basic: Path, population: Path, exact: bool = True) -> None:
         assert b["eval"]["best"][metric][0] == (value if exact else pytest.approx(value, rel=1e-3, abs=1e-4))
 
 
-def same_sweep(tmp_path: Path, args: list[str], exact: bool) -> dict:
-    """Run ``args`` under launcher=population and under the basic launcher; every job must agree."""
-    run_ganlab([*args, "launcher=population", f"hydra.sweep.dir={tmp_path / 'population'}"], cwd=tmp_path)
-    run_ganlab([*args, f"hydra.sweep.dir={tmp_path / 'basic'}"], cwd=tmp_path)
+def same_sweep(tmp_path: Path, args: list[str], exact: bool, threads: int | None = None) -> dict:
+    """Run ``args`` under launcher=population and under the basic launcher; every job must agree.
+
+    ``threads``: both sides with that many torch threads (the population split across two workers);
+    None: the population as it comes (``processes=auto``), the basic jobs with torch's default."""
+    pinned = [] if threads is None else ["hydra.launcher.processes=2", f"hydra.launcher.threads={threads}"]
+    env = None if threads is None else {"OMP_NUM_THREADS": str(threads)}
+    run_ganlab([*args, "launcher=population", *pinned, f"hydra.sweep.dir={tmp_path / 'population'}"], cwd=tmp_path)
+    run_ganlab([*args, f"hydra.sweep.dir={tmp_path / 'basic'}"], cwd=tmp_path, env=env)
     basic, population = index(tmp_path / "basic"), index(tmp_path / "population")
     assert basic.keys() == population.keys()  # the launcher is not part of a job's identity
     for job_id, record in population.items():
@@ -132,10 +138,22 @@ def same_sweep(tmp_path: Path, args: list[str], exact: bool) -> dict:
 
 @pytest.mark.slow
 def test_every_loss_of_the_zoo_with_mixed_lr_trains_bit_identically_to_the_job_alone(tmp_path):
-    population = same_sweep(tmp_path, ["-m", ZOO, "optimizer.lr=1e-4,5e-4", *TINY, *FAST], exact=True)
+    # two workers of 7 members, one thread each, against the jobs alone with one thread: bit for bit
+    population = same_sweep(tmp_path, ["-m", ZOO, "optimizer.lr=1e-4,5e-4", *TINY, *FAST], exact=True, threads=1)
     assert len(population) == 14
     log = (tmp_path / "population" / next(iter(population)) / "ganlab.log").read_text()
-    assert "trains in a population of 14 members" in log
+    assert "trains in a population of 7 members" in log
+
+
+def test_one_program_in_this_process_is_bit_identical_to_the_jobs_alone_at_torchs_default_threads(tmp_path):
+    args = ["-m", "loss=bce,hinge,wgan_gp", *TINY, *FAST]
+    run_ganlab([*args, "launcher=population", "hydra.launcher.processes=1", f"hydra.sweep.dir={tmp_path / 'p'}"],
+               cwd=tmp_path)
+    run_ganlab([*args, f"hydra.sweep.dir={tmp_path / 'basic'}"], cwd=tmp_path)
+    for job_id, record in index(tmp_path / "p").items():
+        assert record["objective"] == index(tmp_path / "basic")[job_id]["objective"]
+        assert_same_job(tmp_path / "basic" / job_id, tmp_path / "p" / job_id, exact=True)
+    assert "trains in a population of 3 members" in (tmp_path / "p" / job_id / "ganlab.log").read_text()
 
 
 def test_mixed_z_size_and_losses_agree_with_the_jobs_alone_to_float_rounding(tmp_path):
@@ -188,7 +206,7 @@ def test_a_nan_member_fails_at_its_step_keeps_its_last_good_checkpoint_and_the_o
 
     monkeypatch.setattr(PopulationStep, "__call__", poisoned)
     sweep = tmp_path / "sweep"
-    code = run_main(["-m", "loss=bce,hinge,mse", *TINY, *FAST, "launcher=population", f"hydra.sweep.dir={sweep}"],
+    code = run_main(["-m", "loss=bce,hinge,mse", *TINY, *FAST, "launcher=population", ONE, f"hydra.sweep.dir={sweep}"],
                     monkeypatch)
     assert code == 2  # a failed job: the sweep's summary, exit 2
     jobs = sorted(index(sweep).items(), key=lambda kv: kv[1]["num"])
@@ -206,7 +224,7 @@ def test_a_nan_member_fails_at_its_step_keeps_its_last_good_checkpoint_and_the_o
 def test_a_preempted_population_resumes_every_member_where_it_stopped(tmp_path, monkeypatch):
     from ganlab.launch.preemption import StopOnSignal
 
-    args = ["-m", "loss=bce,hinge", "optimizer.lr=1e-4,3e-4", *TINY, *FAST, "launcher=population"]
+    args = ["-m", "loss=bce,hinge", "optimizer.lr=1e-4,3e-4", *TINY, *FAST, "launcher=population", ONE]
     straight = tmp_path / "straight"
     assert run_main([*args, f"hydra.sweep.dir={straight}"], monkeypatch) == 0
     steps = {"n": 0}
@@ -233,7 +251,7 @@ def test_a_preempted_population_resumes_every_member_where_it_stopped(tmp_path, 
 
 def test_groups_that_cannot_share_run_one_after_another(tmp_path):
     sweep = tmp_path / "sweep"
-    proc = run_ganlab(["-m", "model.middle_size=8,16", "seed=0,1", *TINY[1:], *FAST, "launcher=population",
+    proc = run_ganlab(["-m", "model.middle_size=8,16", "seed=0,1", *TINY[1:], *FAST, "launcher=population", ONE,
                        f"hydra.sweep.dir={sweep}"], cwd=tmp_path)
     assert (proc.stdout + proc.stderr).count("population of 2 members") == 2  # two widths: two programs of 2 seeds
     assert {r["status"] for r in index(sweep).values()} == {"finished"} and len(index(sweep)) == 4
@@ -275,7 +293,7 @@ def test_options_a_population_does_not_batch_make_a_job_run_alone(tmp_path):
                             (["model.conditional=concat", "loss=acgan"], "loss=acgan")):
         assert name in reason(*overrides), overrides
     sweep = tmp_path / "sweep"
-    proc = run_ganlab(["-m", "trainer.g_ema=null,0.9", "seed=0,1", *TINY[1:], *FAST, "launcher=population",
+    proc = run_ganlab(["-m", "trainer.g_ema=null,0.9", "seed=0,1", *TINY[1:], *FAST, "launcher=population", ONE,
                        f"hydra.sweep.dir={sweep}"], cwd=tmp_path)
     out = proc.stdout + proc.stderr
     assert "population of 2 members" in out and out.count("trainer.g_ema not batched in a population yet") == 2, out
@@ -286,7 +304,7 @@ def test_optuna_trials_of_a_batch_train_as_one_population(tmp_path):
     sweep = tmp_path / "sweep"
     # n_critic fixed on the command line: trials that differ in it could not share a program
     proc = run_ganlab(["-m", "sweep=optuna", "hydra.sweeper.n_trials=4", "hydra.sweeper.n_jobs=2", "objective=g_loss",
-                       "trainer.n_critic=1", *TINY, *FAST, "launcher=population", f"hydra.sweep.dir={sweep}"],
+                       "trainer.n_critic=1", *TINY, *FAST, "launcher=population", ONE, f"hydra.sweep.dir={sweep}"],
                       cwd=tmp_path)
     assert (proc.stdout + proc.stderr).count("population of 2 members") == 2  # two batches of two trials
     jobs = index(sweep)
@@ -305,7 +323,7 @@ def test_sigterm_checkpoints_every_member_and_the_same_command_resumes_them(tmp_
 
     sweep = tmp_path / "sweep"
     args = ["-m", "seed=0,1", "model.middle_size=16", "trainer.max_steps=3000", "trainer.log_every=50",
-            "trainer.ckpt_every=100000", "eval.every=0", *FAST, "launcher=population", f"hydra.sweep.dir={sweep}"]
+            "trainer.ckpt_every=100000", "eval.every=0", *FAST, "launcher=population", ONE, f"hydra.sweep.dir={sweep}"]
     child = subprocess.Popen([sys.executable, "-m", "ganlab", *args], cwd=tmp_path, stdout=subprocess.DEVNULL,
                              stderr=subprocess.DEVNULL)
     deadline = time.time() + 120
@@ -326,3 +344,95 @@ def test_sigterm_checkpoints_every_member_and_the_same_command_resumes_them(tmp_
         saved = sorted(p.name for p in (sweep / job_id / "checkpoints").glob("*.pt"))
         assert saved == [f"step_{stopped:08d}.pt", "step_00003000.pt"]
         assert [r["step"] for r in rows(sweep / job_id / "metrics.jsonl")] == list(range(50, 3001, 50))
+
+
+@pytest.mark.slow
+def test_sigterm_reaches_every_worker_and_the_same_command_resumes_each_job(tmp_path):
+    """Four jobs in two workers of two: the launching process passes SIGTERM on, each worker checkpoints its
+    members at its own step, and the same command resumes all four to the step the straight sweep ends at."""
+    import os
+    import signal
+    import subprocess
+    import time
+
+    sweep = tmp_path / "sweep"
+    args = ["-m", "seed=0,1,2,3", "model.middle_size=16", "trainer.max_steps=3000", "trainer.log_every=50",
+            "trainer.ckpt_every=100000", "eval.every=0", *FAST, "launcher=population", "hydra.launcher.processes=2",
+            "hydra.launcher.threads=1", f"hydra.sweep.dir={sweep}"]
+    child = subprocess.Popen([sys.executable, "-m", "ganlab", *args], cwd=tmp_path, stdout=subprocess.DEVNULL,
+                             stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        logged = [rows(p) for p in sweep.glob("job-*/metrics.jsonl")]
+        if len(logged) == 4 and min(len(r) for r in logged) >= 2:
+            break
+        time.sleep(0.2)
+    os.kill(child.pid, signal.SIGTERM)  # the launching process only, as a scheduler's kill of the job step's leader
+    assert child.wait(timeout=120) == 143, child.stderr.read()
+    jobs = index(sweep)
+    assert {r["status"] for r in jobs.values()} == {"preempted"} and len(jobs) == 4
+    assert len({r["pid"] for r in jobs.values()}) == 2  # two workers trained them
+    stopped = {job_id: r["stopped_at_step"] for job_id, r in jobs.items()}
+    run_ganlab(args, cwd=tmp_path)
+    for job_id, record in index(sweep).items():
+        assert record["status"] == "finished" and record["attempts"] == 2
+        saved = sorted(p.name for p in (sweep / job_id / "checkpoints").glob("*.pt"))
+        assert saved == [f"step_{stopped[job_id]:08d}.pt", "step_00003000.pt"]
+        assert [r["step"] for r in rows(sweep / job_id / "metrics.jsonl")] == list(range(50, 3001, 50))
+
+
+def test_programs_are_cut_into_near_equal_consecutive_shards_and_auto_fills_the_cores():
+    from ganlab.launch.population.workers import cpu_cores, shards, thread_count, worker_count
+
+    assert shards([list("abcde")], 2) == [list("abc"), list("de")]
+    assert shards([["a"], ["b", "c"], list("defg")], 3) == [["a"], ["b"], ["c"], ["d", "e"], ["f"], ["g"]]
+    assert shards([list("ab")], 1) == [list("ab")]
+    assert worker_count("auto", on_cuda=True) == 1 and worker_count("auto", on_cuda=False) == cpu_cores()
+    assert worker_count(3, on_cuda=True) == 3
+    assert thread_count("auto", 2) == max(1, cpu_cores() // 2) and thread_count(4, 2) == 4
+
+
+@pytest.mark.parametrize("key, value", [("processes", 0), ("processes", "many"), ("processes", True),
+                                        ("threads", 0), ("threads", 1.5), ("max_members", -1)])
+def test_bad_launcher_values_are_refused_with_the_key(key, value):
+    from hydra_plugins.ganlab_plugins.population_launcher import PopulationLauncher
+
+    with pytest.raises(ValueError, match=f"hydra.launcher.{key} must be"):
+        PopulationLauncher(**{key: value})
+
+
+class _StubJob:
+    def __init__(self, name: str) -> None:
+        self.name, self.result = name, None
+
+
+@pytest.mark.parametrize("how, message", [("raise", "RuntimeError: worker boom"),
+                                          ("exit", "exited with code 3 before reporting")])
+def test_a_worker_that_breaks_is_reported_by_the_launching_process(monkeypatch, how, message):
+    import os
+
+    import ganlab.launch.population.run_group as run_group
+    from ganlab.launch.population.workers import train_in_workers
+
+    def broken(jobs, stop):
+        if jobs[0].name == "b":
+            if how == "exit":
+                os._exit(3)
+            raise RuntimeError("worker boom")
+        for job in jobs:
+            job.result = 1.5
+        return False
+
+    monkeypatch.setattr(run_group, "train_group", broken)  # forked workers inherit the patch
+    tasks = [[_StubJob("a")], [_StubJob("b")]]
+    with pytest.raises(RuntimeError, match="a population worker failed") as err:
+        train_in_workers(tasks, processes=2, threads=1)
+    assert message in str(err.value)
+    assert tasks[0][0].result == 1.5  # the healthy worker's results came back
+
+
+def test_spawned_workers_with_two_threads_are_bit_identical_to_the_jobs_alone_with_two(tmp_path):
+    # threads > 1: the workers are spawned from the jobs' plain specs (a forked one could meet a stale OpenMP pool)
+    population = same_sweep(tmp_path, ["-m", "loss=bce,hinge", "optimizer.lr=1e-4,5e-4", *TINY, *FAST], exact=True,
+                            threads=2)
+    assert len({record["pid"] for record in population.values()}) == 2

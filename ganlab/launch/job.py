@@ -63,8 +63,8 @@ class SweepJob:
     def start(self) -> None:
         """Mark the job running (one more attempt)."""
         attempts = int(self.index.job(self.job_id).get("attempts", 0)) + 1
-        self.index.update(self.job_id, **self.record, status="running", error=None, attempts=attempts,
-                          started=time.time())
+        self.index.update(self.job_id, **{**self.record, "pid": os.getpid()}, status="running", error=None,
+                          attempts=attempts, started=time.time())  # pid now: a population worker's, not its parent's
 
     def finish(self, final: dict[str, Any], objective_name: str) -> float:
         """Record the final metrics and the objective; return the objective."""

@@ -177,7 +177,16 @@ class SweepIndex:
     def __init__(self, sweep_dir: str | Path) -> None:
         self.path = Path(sweep_dir) / INDEX_NAME
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._lock = FileLock(str(self.path) + ".lock", timeout=120)
+        self._locks: dict[int, FileLock] = {}
+
+    @property
+    def _lock(self) -> FileLock:
+        """This process's lock on the index: a forked population worker takes its own (filelock refuses an
+        inherited one, whose state belongs to the parent)."""
+        pid = os.getpid()
+        if pid not in self._locks:
+            self._locks[pid] = FileLock(str(self.path) + ".lock", timeout=120)
+        return self._locks[pid]
 
     @staticmethod
     def peek(sweep_dir: str | Path) -> dict[str, Any]:

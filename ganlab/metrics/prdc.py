@@ -39,8 +39,9 @@ def as_features(x: torch.Tensor, what: str) -> torch.Tensor:
 
 def knn_radii(features: torch.Tensor, k: int, batch_size: int = 1024) -> torch.Tensor:
     """Each row's distance to its k-th nearest neighbour among the rows (itself excluded), float64."""
-    # kthvalue(k + 1): the row itself is the smallest (0), as the prdc package counts it
-    return torch.cat([torch.cdist(chunk, features).kthvalue(k + 1, dim=1).values
+    # the (k + 1)-th smallest: the row itself is the smallest (0), as the prdc package counts it.
+    # topk, not kthvalue: the same element, found ~5x faster on the CPU (kthvalue was half of PRDC's time)
+    return torch.cat([torch.cdist(chunk, features).topk(k + 1, dim=1, largest=False).values[:, -1]
                       for chunk in features.split(batch_size)])
 
 

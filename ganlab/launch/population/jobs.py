@@ -51,9 +51,13 @@ class Job:
                 "dir": str(self.ctx.dir)}
 
 
-def prepare(hydra_context: Any, config: DictConfig, overrides: Sequence[str], num: int) -> Job:
-    """Compose the job's config, create its directory and write its .hydra/ files (as hydra's run_job)."""
-    sweep_config = hydra_context.config_loader.load_sweep_config(config, list(overrides))
+def prepare(hydra_context: Any, config: DictConfig, overrides: Sequence[str], num: int,
+            composed: dict[tuple[str, ...], DictConfig] | None = None) -> Job:
+    """Compose the job's config (or take the sweeper's composition of it from ``composed``), create its
+    directory and write its .hydra/ files (as hydra's run_job)."""
+    sweep_config = (composed or {}).pop(tuple(overrides), None)
+    if sweep_config is None:
+        sweep_config = hydra_context.config_loader.load_sweep_config(config, list(overrides))
     with open_dict(sweep_config):
         sweep_config.hydra.job.id = num
         sweep_config.hydra.job.num = num
@@ -103,7 +107,8 @@ def prepare_all(launcher: Any, job_overrides: Sequence[Sequence[str]], initial_j
     jobs = []
     for offset, overrides in enumerate(job_overrides):
         log.info("\t#%d : %s", initial_job_idx + offset, " ".join(filter_overrides(overrides)))
-        job = prepare(launcher.hydra_context, launcher.config, overrides, initial_job_idx + offset)
+        job = prepare(launcher.hydra_context, launcher.config, overrides, initial_job_idx + offset,
+                      getattr(launcher, "composed", None))
         launcher.hydra_context.callbacks.on_job_start(config=job.sweep_config, task_function=launcher.task_function)
         done = job.record.finished_record()
         if done is not None:

@@ -20,22 +20,44 @@ from hydra.core.utils import JobReturn
 from ganlab.launch.job import PREEMPTED_EXIT
 from ganlab.launch.population.jobs import groups_of, job_return, prepare_all
 from ganlab.launch.population.run_group import PackTask, train_group
+from ganlab.launch.population.workers import shards, thread_count, train_in_workers, worker_count
 
 log = logging.getLogger(__name__)
 
 
 def launch_here(launcher: Any, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> list[JobReturn]:
-    """Train every group in this process, one after another; the JobReturns in job order."""
+    """Train every group on this machine: split across ``processes`` local workers (workers.py), or in
+    this process one group after another; the JobReturns in job order."""
     jobs = prepare_all(launcher, job_overrides, initial_job_idx)
+    programs = groups_of(jobs, launcher.max_members)
+    processes = worker_count(launcher.processes, on_cuda=any(uses_cuda(program[0].cfg) for program in programs))
+    tasks = shards(programs, processes)
     preempted = False
-    for group in groups_of(jobs, launcher.max_members):
-        if preempted:
-            break
-        preempted = train_group(group)
+    if processes > 1 and len(tasks) > 1:
+        preempted = train_in_workers(tasks, processes, thread_count(launcher.threads, processes))
+    else:
+        if launcher.threads != "auto":
+            import torch
+
+            torch.set_num_threads(int(launcher.threads))
+        for group in programs:
+            if preempted:
+                break
+            preempted = train_group(group)
     returns = [job_return(job, launcher.hydra_context) for job in jobs]
     if preempted:  # every member checkpointed its step; the same command resumes them
         raise SystemExit(PREEMPTED_EXIT)
     return returns
+
+
+def uses_cuda(cfg: Any) -> bool:
+    """Whether the job's hardware trains on CUDA (``hardware.device``: cuda, or auto with a GPU visible)."""
+    device = str(cfg.hardware.device)
+    if device == "auto":
+        import torch
+
+        return torch.cuda.is_available()
+    return device.startswith("cuda")
 
 
 def launch_on_slurm(launcher: Any, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> list[JobReturn]:

@@ -8,10 +8,11 @@ error is the one line a single run prints.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from omegaconf import OmegaConf
 
@@ -121,10 +122,25 @@ def _train_members(members: list[Member], by_name: dict[str, Job], stop: StopOnS
     return preempted
 
 
+@contextlib.contextmanager
+def job_log_file(job: Job) -> Iterator[None]:
+    """The run's log records also in the job's ganlab.log, as Hydra's job logging writes them for a basic job."""
+    handler = logging.FileHandler(job.ctx.dir / "ganlab.log", encoding="utf-8")
+    handler.setFormatter(logging.Formatter("[%(asctime)s][%(name)s][%(levelname)s] - %(message)s"))
+    root = logging.getLogger()
+    root.addHandler(handler)
+    try:
+        yield
+    finally:
+        root.removeHandler(handler)
+        handler.close()
+
+
 def _train_alone(job: Job, stop: StopOnSignal) -> bool:
     """An ordinary run of the job (what the basic launcher does), with its bookkeeping."""
     try:
-        final = train(job.cfg, stop_requested=stop.requested)
+        with job_log_file(job):
+            final = train(job.cfg, stop_requested=stop.requested)
         job.result = job.record.finish(final, job.cfg.objective)
     except Preempted as err:
         job.record.preempt(err)
@@ -162,7 +178,7 @@ class PackTask:
     def __call__(self, specs: list[dict[str, Any]]) -> dict[str, Any]:
         import ganlab  # noqa: F401  (resolvers and the sweep source, before any config is read)
 
-        jobs = [_job_of(spec) for spec in specs]
+        jobs = [job_of(spec) for spec in specs]
         stop = StopOnSignal()
         with stop:
             preempted = train_group(jobs, stop)
@@ -177,7 +193,8 @@ class PackTask:
         return submitit.helpers.DelayedSubmission(self, specs)
 
 
-def _job_of(spec: dict[str, Any]) -> Job:
+def job_of(spec: dict[str, Any]) -> Job:
+    """The job back from ``Job.spec()`` (in a Slurm task or a spawned worker)."""
     cfg = OmegaConf.create(spec["cfg"])
     run = cfg.run
     ctx = RunContext(Path(run.dir), run.name, run.group, dict(run.choices), list(run.overrides))
