@@ -31,7 +31,8 @@ def launch_here(launcher: Any, job_overrides: Sequence[Sequence[str]], initial_j
     jobs = prepare_all(launcher, job_overrides, initial_job_idx)
     programs = groups_of(jobs, launcher.max_members)
     processes = worker_count(launcher.processes, on_cuda=any(uses_cuda(program[0].cfg) for program in programs))
-    tasks = shards(programs, processes)
+    # the dearest shards first (members x D updates per step), so the last to start are the short ones
+    tasks = sorted(shards(programs, processes), key=lambda t: -len(t) * int(t[0].cfg.trainer.n_critic))
     preempted = False
     if processes > 1 and len(tasks) > 1:
         preempted = train_in_workers(tasks, processes, thread_count(launcher.threads, processes))
