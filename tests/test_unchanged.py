@@ -1,8 +1,8 @@
 """With EMA, DiffAugment, conditioning and packing off (their defaults), a run is bit for bit what main
 trained before them.
 
-The oracle, tests/fixtures/pre_issue12/runs.pt, was written by main at 8c4d90a (before the merge) with
-tests/fixtures/pre_issue12/make.py: the final G and D weights, every logged loss row and every
+The oracle, tests/fixtures/pre_issue12/runs.pt (runs_AVX512.pt on an AVX512 CPU), was written by main
+at 8c4d90a (before the merge) with tests/fixtures/pre_issue12/make.py: the final G and D weights, every logged loss row and every
 evaluation row of five short runs (MLP and DCGAN, bce, hinge with n_critic 2, WGAN-GP, R1, the blog).
 An EMA changes nothing in training either: the trained G and D are the same, and the raw G's
 evaluation, logged as eval_g/*, is the old eval/*.
@@ -21,7 +21,18 @@ from ganlab.train import train
 
 from conftest import REPO, assert_same_weights, compose_cfg
 
-FIXTURE = REPO / "tests" / "fixtures" / "pre_issue12" / "runs.pt"
+def oracle_file() -> Path:
+    """This CPU's oracle: bit-equality holds only between runs on the same kernels, and torch picks its
+    vectorised kernels (and their rounding: AVX512 takes 32-float steps where AVX2 takes 16, so a
+    16-float tail goes scalar on one and vectorised on the other) by the CPU's capability. runs.pt was
+    recorded on the project's AVX2 machines, runs_AVX512.pt on an AVX512 one (2026-12-02), both by
+    make.py from 8c4d90a's code."""
+    folder = REPO / "tests" / "fixtures" / "pre_issue12"
+    own = folder / f"runs_{torch.backends.cpu.get_cpu_capability()}.pt"
+    return own if own.is_file() else folder / "runs.pt"
+
+
+FIXTURE = oracle_file()
 ORACLE = torch.load(FIXTURE, weights_only=True)
 # the options, spelled out at their defaults: what "off" means
 OFF = ["augment=none", "trainer.g_ema=null", "model.conditional=none", "model.pack=1", "data.max_train=null"]

@@ -12,7 +12,10 @@ Each member then computes bit for bit what it computes alone (forward, backward,
 statistics; asserted by the tests with MKL on this CPU): MKL's batched GEMM runs the single GEMM's
 kernel per member, and the (B, K*C) layout gives each channel the reduction it has in (B, C).
 The two exceptions where torch takes another kernel are handled: a one-output Linear, and a
-one-channel BatchNorm1d (called per member).
+one-channel BatchNorm1d (called per member). One is not: an elementwise op's vectorised loop takes
+2 x (vector width) floats a step (32 with AVX512) and finishes a shorter tail with scalar code, so
+a member whose tensor is not a whole number of steps rounds its tail differently alone than inside
+the stack (a (B, 1) sigmoid with B = 16 on an AVX512 CPU: 1 ulp); batches of 32s are exact.
 
 Folding is only right for a forward that treats samples independently outside these layers, so it
 is used for the classes listed in ``FOLDABLE`` (the blog's MLPs); anything else takes vmap.
