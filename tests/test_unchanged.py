@@ -2,8 +2,9 @@
 trained before them.
 
 The oracle, tests/fixtures/pre_issue12/runs.pt (runs_AVX512.pt on an AVX512 CPU), was written by main
-at 8c4d90a (before the merge) with tests/fixtures/pre_issue12/make.py: the final G and D weights, every logged loss row and every
-evaluation row of five short runs (MLP and DCGAN, bce, hinge with n_critic 2, WGAN-GP, R1, the blog).
+at 8c4d90a (before the merge) with tests/fixtures/pre_issue12/make.py: the final G and D weights, every
+logged loss row and every evaluation row of five short runs (MLP and DCGAN, bce, hinge with n_critic 2,
+WGAN-GP, R1, the blog).
 An EMA changes nothing in training either: the trained G and D are the same, and the raw G's
 evaluation, logged as eval_g/*, is the old eval/*.
 """
@@ -21,11 +22,13 @@ from ganlab.train import train
 
 from conftest import REPO, assert_same_weights, compose_cfg
 
+
 def oracle_file() -> Path:
     """This CPU's oracle: bit-equality holds only between runs on the same kernels, and torch picks its
     vectorised kernels (and their rounding: AVX512 takes 32-float steps where AVX2 takes 16, so a
     16-float tail goes scalar on one and vectorised on the other) by the CPU's capability. runs.pt was
-    recorded on the project's AVX2 machines, runs_AVX512.pt on an AVX512 one (2026-12-02), both by
+    recorded on an earlier machine (not AVX512: runs there differ from it), runs_AVX512.pt on an AVX512
+    one (2026-12-02), both by
     make.py from 8c4d90a's code."""
     folder = REPO / "tests" / "fixtures" / "pre_issue12"
     own = folder / f"runs_{torch.backends.cpu.get_cpu_capability()}.pt"
