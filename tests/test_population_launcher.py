@@ -314,71 +314,62 @@ def test_optuna_trials_of_a_batch_train_as_one_population(tmp_path):
         (sweep / "optimization_results.yaml").read_text()
 
 
-@pytest.mark.slow
-def test_sigterm_checkpoints_every_member_and_the_same_command_resumes_them(tmp_path):
+def sigterm_once_logging(args: list[str], sweep: Path, cwd: Path, jobs: int) -> dict:
+    """Start the sweep, SIGTERM the launching process once each of its ``jobs`` jobs logged two rows; the index."""
     import os
     import signal
     import subprocess
     import time
 
-    sweep = tmp_path / "sweep"
-    args = ["-m", "seed=0,1", "model.middle_size=16", "trainer.max_steps=3000", "trainer.log_every=50",
-            "trainer.ckpt_every=100000", "eval.every=0", *FAST, "launcher=population", ONE, f"hydra.sweep.dir={sweep}"]
-    child = subprocess.Popen([sys.executable, "-m", "ganlab", *args], cwd=tmp_path, stdout=subprocess.DEVNULL,
-                             stderr=subprocess.DEVNULL)
+    child = subprocess.Popen([sys.executable, "-m", "ganlab", *args], cwd=cwd, stdout=subprocess.DEVNULL,
+                             stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 120
     while time.time() < deadline:
         logged = [rows(p) for p in sweep.glob("job-*/metrics.jsonl")]
-        if logged and max(len(r) for r in logged) >= 2:
+        if len(logged) == jobs and min(len(r) for r in logged) >= 2:
             break
         time.sleep(0.2)
-    os.kill(child.pid, signal.SIGTERM)
-    assert child.wait(timeout=120) == 143
-    jobs = index(sweep)
-    assert {r["status"] for r in jobs.values()} == {"preempted"}
-    assert len({r["stopped_at_step"] for r in jobs.values()}) == 1  # every member checkpointed the same step
-    stopped = next(iter(jobs.values()))["stopped_at_step"]
-    run_ganlab(args, cwd=tmp_path)
+    os.kill(child.pid, signal.SIGTERM)  # the launching process only, as a scheduler's kill of the job step's leader
+    assert child.wait(timeout=120) == 143, child.stderr.read()
+    found = index(sweep)
+    assert {r["status"] for r in found.values()} == {"preempted"} and len(found) == jobs
+    return found
+
+
+def assert_resumed_to_the_end(sweep: Path, stopped: dict[str, int]) -> None:
+    """Every job finished on its second attempt, keeping its preemption checkpoint, every row logged once."""
     for job_id, record in index(sweep).items():
         assert record["status"] == "finished" and record["attempts"] == 2
         saved = sorted(p.name for p in (sweep / job_id / "checkpoints").glob("*.pt"))
-        assert saved == [f"step_{stopped:08d}.pt", "step_00003000.pt"]
+        assert saved == [f"step_{stopped[job_id]:08d}.pt", "step_00003000.pt"]
         assert [r["step"] for r in rows(sweep / job_id / "metrics.jsonl")] == list(range(50, 3001, 50))
+
+
+LONG = ["model.middle_size=16", "trainer.max_steps=3000", "trainer.log_every=50", "trainer.ckpt_every=100000",
+        "eval.every=0", *FAST, "launcher=population"]
+
+
+@pytest.mark.slow
+def test_sigterm_checkpoints_every_member_and_the_same_command_resumes_them(tmp_path):
+    sweep = tmp_path / "sweep"
+    args = ["-m", "seed=0,1", *LONG, ONE, f"hydra.sweep.dir={sweep}"]
+    jobs = sigterm_once_logging(args, sweep, tmp_path, 2)
+    assert len({r["stopped_at_step"] for r in jobs.values()}) == 1  # every member checkpointed the same step
+    run_ganlab(args, cwd=tmp_path)
+    assert_resumed_to_the_end(sweep, {job_id: r["stopped_at_step"] for job_id, r in jobs.items()})
 
 
 @pytest.mark.slow
 def test_sigterm_reaches_every_worker_and_the_same_command_resumes_each_job(tmp_path):
     """Four jobs in two workers of two: the launching process passes SIGTERM on, each worker checkpoints its
     members at its own step, and the same command resumes all four to the step the straight sweep ends at."""
-    import os
-    import signal
-    import subprocess
-    import time
-
     sweep = tmp_path / "sweep"
-    args = ["-m", "seed=0,1,2,3", "model.middle_size=16", "trainer.max_steps=3000", "trainer.log_every=50",
-            "trainer.ckpt_every=100000", "eval.every=0", *FAST, "launcher=population", "hydra.launcher.processes=2",
-            "hydra.launcher.threads=1", f"hydra.sweep.dir={sweep}"]
-    child = subprocess.Popen([sys.executable, "-m", "ganlab", *args], cwd=tmp_path, stdout=subprocess.DEVNULL,
-                             stderr=subprocess.PIPE, text=True)
-    deadline = time.time() + 120
-    while time.time() < deadline:
-        logged = [rows(p) for p in sweep.glob("job-*/metrics.jsonl")]
-        if len(logged) == 4 and min(len(r) for r in logged) >= 2:
-            break
-        time.sleep(0.2)
-    os.kill(child.pid, signal.SIGTERM)  # the launching process only, as a scheduler's kill of the job step's leader
-    assert child.wait(timeout=120) == 143, child.stderr.read()
-    jobs = index(sweep)
-    assert {r["status"] for r in jobs.values()} == {"preempted"} and len(jobs) == 4
+    args = ["-m", "seed=0,1,2,3", *LONG, "hydra.launcher.processes=2", "hydra.launcher.threads=1",
+            f"hydra.sweep.dir={sweep}"]
+    jobs = sigterm_once_logging(args, sweep, tmp_path, 4)
     assert len({r["pid"] for r in jobs.values()}) == 2  # two workers trained them
-    stopped = {job_id: r["stopped_at_step"] for job_id, r in jobs.items()}
     run_ganlab(args, cwd=tmp_path)
-    for job_id, record in index(sweep).items():
-        assert record["status"] == "finished" and record["attempts"] == 2
-        saved = sorted(p.name for p in (sweep / job_id / "checkpoints").glob("*.pt"))
-        assert saved == [f"step_{stopped[job_id]:08d}.pt", "step_00003000.pt"]
-        assert [r["step"] for r in rows(sweep / job_id / "metrics.jsonl")] == list(range(50, 3001, 50))
+    assert_resumed_to_the_end(sweep, {job_id: r["stopped_at_step"] for job_id, r in jobs.items()})
 
 
 def test_programs_are_cut_into_near_equal_consecutive_shards_and_auto_fills_the_cores():

@@ -18,6 +18,7 @@ A one-thread worker is forked: it inherits the launching process's imports and p
 (starting in ~0.05 s instead of ~4 s of imports), and it never enters an OpenMP parallel region,
 so it cannot meet a thread pool copied half-alive from its parent. Workers with more threads are
 spawned.
+
 A preemption signal (SIGTERM, SIGUSR2) reaching the launching process is passed to every worker;
 each checkpoints its members at their step and the same command resumes them.
 """
@@ -128,13 +129,13 @@ def train_in_workers(tasks: list[list[Job]], processes: int, threads: int) -> bo
                         continue
                     try:
                         kind, payload, worker_preempted = receive.recv()
-                    except EOFError:  # it died without a word (killed, out of memory)
-                        worker.join()
-                        kind, worker_preempted = "error", False
-                        payload = f"worker {worker.pid} ({len(task)} jobs) exited with code {worker.exitcode} " \
-                                  "before reporting"
+                    except EOFError:  # it died without a word (killed, out of memory); exitcode after join
+                        kind, payload, worker_preempted = "died", None, False
                     worker.join()
                     running.remove(entry)
+                    if kind == "died":
+                        kind, payload = "error", f"worker {worker.pid} ({len(task)} jobs) exited with code " \
+                                                 f"{worker.exitcode} before reporting"
                     if kind == "error":
                         errors.append(payload)
                         continue
@@ -148,4 +149,3 @@ def train_in_workers(tasks: list[list[Job]], processes: int, threads: int) -> bo
     if errors:
         raise RuntimeError("a population worker failed:\n" + "\n".join(errors))
     return preempted
-
