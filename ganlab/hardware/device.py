@@ -9,6 +9,7 @@ from typing import Literal
 import torch
 
 from ganlab.errors import ConfigError
+from ganlab.hardware.allocator import keep_freed_memory
 
 
 def resolve_device(device: Literal["auto", "cpu", "cuda"] = "auto") -> torch.device:
@@ -62,6 +63,8 @@ def setup(
             torch.cuda.set_device(chosen)
     else:
         chosen = resolve_device(device)
+    if chosen.type == "cpu":  # a training loop's large tensors reused, not mmapped afresh each step (allocator.py)
+        keep_freed_memory()
     if cuda_graph and chosen.type != "cuda":
         raise ConfigError(f"hardware.cuda_graph=true needs CUDA, but the run is on {chosen.type}; "
                           "set hardware.cuda_graph=false or use hardware=gpu on a CUDA machine")
