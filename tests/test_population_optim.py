@@ -119,6 +119,24 @@ def test_matches_torch_bit_for_bit(case, threads, steps):
         torch.set_num_threads(saved)
 
 
+@pytest.mark.parametrize("case", list(CASES))
+def test_padding_stays_zero(case):
+    """The padding of narrower members' z columns: masked exactly, and left at 0 (weights and state) by every step,
+    though the updates read it as 1 under sqrt (StackedOptimizer.sqrt)."""
+    alone, opts, stacked, vector_opt, gen = population(case)
+    i = stacked.param_names.index("first.weight")
+    mask = stacked.padding_mask("first.weight")
+    assert mask.shape == stacked.params[i].shape
+    assert [int(mask[k].sum()) for k in range(K)] == [37 * (8 - z) for z in (5, 8, 3, 8)]
+    assert [n for n in stacked.param_names if stacked.padding_mask(n) is not None] == ["first.weight"]
+    for _ in range(4):
+        random_grads(stacked, alone, gen)
+        vector_opt.step()
+    assert torch.count_nonzero(stacked.params[i][mask]) == 0
+    for tensors in vector_opt.state.values():
+        assert torch.count_nonzero(tensors[i][mask]) == 0
+
+
 @pytest.mark.parametrize("case", ["adam", "rmsprop", "sgd"])
 def test_members_resume_from_their_own_steps(case):
     alone, opts, stacked, vector_opt, gen = population(case, steps_before=[0, 3, 1, 6])

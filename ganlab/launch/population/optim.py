@@ -66,7 +66,7 @@ class StackedAdam(StackedOptimizer):
             param.mul_(c["decay"])
         exp_avg.lerp_(grad, c["one_minus_beta1"])
         exp_avg_sq.mul_(c["beta2"]).addcmul_(grad * c["one_minus_beta2"], grad)  # torch: value=1-beta2
-        denom = (exp_avg_sq.sqrt() / self.per_member(shared["bias_correction2_sqrt"][i], param)).add_(c["eps"])
+        denom = (self.sqrt(i, exp_avg_sq) / self.per_member(shared["bias_correction2_sqrt"][i], param)).add_(c["eps"])
         param.addcdiv_(exp_avg * self.per_member(shared["neg_step_size"][i], param), denom)  # torch: value=-step_size
 
 
@@ -97,11 +97,11 @@ class StackedRMSprop(StackedOptimizer):
         if any(self.centered):
             grad_avg = self.state["grad_avg"][i]
             grad_avg.lerp_(grad, c["one_minus_alpha"])
-            avg = square_avg.addcmul(grad_avg, grad_avg, value=-1).sqrt_()
+            avg = self.sqrt(i, square_avg.addcmul(grad_avg, grad_avg, value=-1))
             if not all(self.centered):
-                avg = torch.where(c["centered_mask"], avg, square_avg.sqrt())
+                avg = torch.where(c["centered_mask"], avg, self.sqrt(i, square_avg))
         else:
-            avg = square_avg.sqrt()
+            avg = self.sqrt(i, square_avg)
         avg = avg.add_(c["eps"])
         if any(self.with_momentum):
             buf = self.state["momentum_buffer"][i]

@@ -41,6 +41,9 @@ class StackedOptimizer:
         # torch keeps a float32 step per parameter; members may resume from different steps
         self.steps = torch.zeros(len(self.params), self.num_members, device=self.params[0].device)
         self.state = {name: [torch.zeros_like(p) for p in self.params] for name in self.buffers}
+        # 1 on a narrower member's z padding, 0 elsewhere (see ``sqrt``); None for a tensor without padding
+        self.padding = [None if mask is None else mask.to(p.dtype) for mask, p in
+                        zip((stacked.padding_mask(name) for name in stacked.param_names), self.params)]
         self.init_state()
         self.set_groups(groups)
         for k, state in enumerate(states or []):
@@ -110,6 +113,18 @@ class StackedOptimizer:
     def update(self, i: int, param: torch.Tensor, grad: torch.Tensor, shared: dict[str, torch.Tensor]) -> None:
         """Update stacked parameter i in place from its grad."""
         raise NotImplementedError
+
+    def sqrt(self, i: int, t: torch.Tensor) -> torch.Tensor:
+        """``t.sqrt()`` for state of stacked parameter i, its padding read as 1 instead of 0.
+
+        A narrower member's padding (z_size) never gets a gradient, so its second moments stay exactly 0,
+        and sqrt(0) is the slow case of torch's vectorised CPU sqrt (2026-12-02, AMD EPYC, torch 2.14:
+        0.76 ms for a (14, 200, 100) tensor half zeros, 0.20 ms for one without). Any value serves there:
+        the update of a padded entry is 0 (its first moment or gradient) divided by it. Adding the 0/1
+        padding tensor (0.05 ms; ``torch.where`` takes 0.29) leaves the members' own entries exact.
+        """
+        padding = self.padding[i]
+        return t.sqrt() if padding is None else (t + padding).sqrt_()
 
     def add_l2(self, i: int, param: torch.Tensor, grad: torch.Tensor) -> torch.Tensor:
         """grad + weight_decay * param, as torch's ``grad.add(param, alpha=wd)`` (members with wd 0 unchanged)."""

@@ -150,6 +150,16 @@ class StackedModule(nn.Module):
             return (k,)
         return (k, *[slice(None)] * self.z_input[1], slice(0, self.z_sizes[k]))
 
+    def padding_mask(self, name: str) -> torch.Tensor | None:
+        """True where stacked tensor ``name`` is zero padding of a narrower member (None: no padding)."""
+        if self.z_input is None or name != self.z_input[0] or min(self.z_sizes) == self.z_max:
+            return None
+        tensor = self.named_stacked()[name]
+        mask = torch.ones(tensor.shape, dtype=torch.bool, device=tensor.device)
+        for k in range(self.num_members):
+            mask[self.member_index(k, name)] = False
+        return mask
+
     def _stack(self, name: str, tensors: list[torch.Tensor], full: torch.Size) -> torch.Tensor:
         stacked = tensors[0].new_zeros((len(tensors), *full))  # zeros: the padding of narrower members
         with torch.no_grad():
