@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 import torch
 
+from ganlab.data import images as images_module
 from ganlab.data.batches import ShuffledBatches
 from ganlab.data.idx import idx as idx_set
 from ganlab.data.idx import read_idx_images
@@ -71,6 +75,24 @@ def test_digits_embedded_with_labels():
     train_x, train_y = data.labelled("train")
     test_x, test_y = data.labelled("test")
     assert len(train_x) + len(test_x) == 1797 and len(test_x) == int(1797 * 0.2) and train_x.min() == -1
+
+
+def test_digits_read_without_importing_sklearn_are_load_digits(monkeypatch, tmp_path):
+    """The file read directly (no sklearn import, in a fresh process) and load_digits' fallback agree exactly."""
+    code = ("import sys, torch; from ganlab.data.images import _sklearn_digits; images, labels = _sklearn_digits(); "
+            "torch.save((images, labels, 'sklearn' in sys.modules), sys.argv[1])")
+    out = tmp_path / "digits.pt"
+    subprocess.run([sys.executable, "-c", code, str(out)], check=True)
+    images, labels, imported = torch.load(out, weights_only=True)
+    assert not imported  # the point: ~1.8 s of start-up saved
+    from sklearn.datasets import load_digits
+
+    bunch = load_digits()
+    assert torch.equal(images, torch.from_numpy(bunch.images.astype("float32") / 16).unsqueeze(1))
+    assert torch.equal(labels, torch.from_numpy(bunch.target.astype("int64")))
+    monkeypatch.setattr(images_module, "_sklearn_digits_table", lambda: None)  # the file moved: load_digits
+    fallback_images, fallback_labels = images_module._sklearn_digits()
+    assert torch.equal(fallback_images, images) and torch.equal(fallback_labels, labels)
 
 
 def test_shuffled_batches_depend_only_on_seed_and_index():
