@@ -23,3 +23,14 @@ class ResumeError(GanlabError):
 
 class FeaturesUnavailableError(GanlabError):
     """An evaluation feature extractor (Inception weights, a data set's classifier) that is not available."""
+
+
+class Preempted(Exception):
+    """Training stopped on a preemption signal after checkpointing ``step`` (not an error: the run resumes).
+
+    Here, below every module that raises or catches it, so that a launcher can catch it without
+    importing the training loop (and torch)."""
+
+    def __init__(self, step: int) -> None:
+        super().__init__(f"preempted: stopped after checkpointing step {step}")
+        self.step = step

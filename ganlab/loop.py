@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from ganlab.checkpoint import prune_checkpoints, save_checkpoint, step_path
-from ganlab.errors import NonFiniteLossError
+from ganlab.errors import NonFiniteLossError, Preempted
 from ganlab.grids import sample_grid, scatter_samples
 from ganlab.hardware import ddp
 from ganlab.metrics.evaluator import Evaluator
@@ -19,14 +19,6 @@ from ganlab.progress import Progress
 from ganlab.run import Run, snapshot
 from ganlab.step import build_step
 from ganlab.tracking import Tracker
-
-
-class Preempted(Exception):
-    """Training stopped on a preemption signal after checkpointing ``step``."""
-
-    def __init__(self, step: int) -> None:
-        super().__init__(f"preempted: stopped after checkpointing step {step}")
-        self.step = step
 
 
 def run_loop(run: Run, tracker: Tracker, start_step: int, ckpt_dir: Path, config: dict,

@@ -108,7 +108,7 @@ def train(cfg: DictConfig, stop_requested: Callable[[], bool] | None = None) -> 
     """Train a GAN as ``cfg`` says; write samples, checkpoints and metrics under ``cfg.run.dir``.
 
     Returns the final logged metrics (plus ``step`` and ``run_dir``). When ``stop_requested()``
-    turns true (a preemption signal), the current step is checkpointed and ``loop.Preempted`` raised.
+    turns true (a preemption signal), the current step is checkpointed and ``ganlab.errors.Preempted`` raised.
     """
     run = build_run(cfg)  # validates first: a bad value writes nothing
     ctx = run_context(cfg)

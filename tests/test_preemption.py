@@ -9,8 +9,8 @@ import signal
 import pytest
 import torch
 
+from ganlab.errors import Preempted
 from ganlab.launch.preemption import StopOnSignal
-from ganlab.loop import Preempted
 from ganlab.tracking import Tracker
 from ganlab.tracking.wandb_run import WandbLogger
 from ganlab.train import train

@@ -13,10 +13,9 @@ from typing import Any, Callable
 
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from ganlab.errors import ConfigError
+from ganlab.errors import ConfigError, Preempted
 from ganlab.launch.preemption import StopOnSignal
 from ganlab.launch.sweep import SweepIndex
-from ganlab.loop import Preempted
 
 log = logging.getLogger(__name__)
 

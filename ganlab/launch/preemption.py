@@ -2,7 +2,7 @@
 checkpoint at the exact step, instead of dying mid-step.
 
 The signal handler only sets a flag; the training loop checks it at the bottom of each step, saves
-a checkpoint of that step and raises ``ganlab.loop.Preempted``. The job then exits; when Slurm runs it again
+a checkpoint of that step and raises ``ganlab.errors.Preempted``. The job then exits; when Slurm runs it again
 it resumes from that checkpoint (``resume=auto`` on the job's config-derived run directory).
 """
 

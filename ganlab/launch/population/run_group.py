@@ -18,14 +18,13 @@ from omegaconf import OmegaConf
 
 from ganlab.build import build_data, build_evaluator
 from ganlab.config import RunContext
-from ganlab.errors import GanlabError
+from ganlab.errors import GanlabError, Preempted
 from ganlab.launch.job import SweepJob, leave_preempted, resume_automatically
 from ganlab.launch.population import plan
 from ganlab.launch.population.jobs import Job, print_error
 from ganlab.launch.population.members import Member, build_member, open_tracker
 from ganlab.launch.population.trainer import train_population
 from ganlab.launch.preemption import StopOnSignal
-from ganlab.loop import Preempted
 from ganlab.train import train
 
 log = logging.getLogger(__name__)
