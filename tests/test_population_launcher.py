@@ -13,6 +13,8 @@ Per-op differences are ~1e-7 relative; 20 Adam steps leave them below 1e-4 of ea
 from __future__ import annotations
 
 import json
+import re
+import subprocess
 import sys
 from pathlib import Path
 
@@ -22,7 +24,7 @@ import torch
 from ganlab.launch.population import plan
 from ganlab.launch.population.step import PopulationStep
 
-from conftest import FAST, run_ganlab
+from conftest import FAST, REPO, run_ganlab
 from wandb_reader import find_runs, read_run
 
 TINY = ["model.middle_size=16", "trainer.max_steps=20", "trainer.log_every=5", "trainer.ckpt_every=10",
@@ -117,14 +119,22 @@ def assert_same_job(basic: Path, population: Path, exact: bool = True) -> None:
         assert b["eval"]["best"][metric][0] == (value if exact else pytest.approx(value, rel=1e-3, abs=1e-4))
 
 
-def same_sweep(tmp_path: Path, args: list[str], exact: bool, threads: int | None = None) -> dict:
+def same_sweep(tmp_path: Path, args: list[str], exact: bool, threads: int | None = None,
+               workers: str | None = None) -> dict:
     """Run ``args`` under launcher=population and under the basic launcher; every job must agree.
 
     ``threads``: both sides with that many torch threads (the population split across two workers);
-    None: the population as it comes (``processes=auto``), the basic jobs with torch's default."""
+    None: the population as it comes (``processes=auto``), the basic jobs with torch's default.
+    ``workers``: how the launching process must have started every worker (warm, forked or spawned;
+    spawned: the entry point runs in a process that imported torch first, tests/torch_first.py)."""
     pinned = [] if threads is None else ["hydra.launcher.processes=2", f"hydra.launcher.threads={threads}"]
     env = None if threads is None else {"OMP_NUM_THREADS": str(threads)}
-    run_ganlab([*args, "launcher=population", *pinned, f"hydra.sweep.dir={tmp_path / 'population'}"], cwd=tmp_path)
+    entry = {"module": "torch_first", "env": {"PYTHONPATH": str(REPO / "tests")}} if workers == "spawned" else {}
+    proc = run_ganlab([*args, "launcher=population", *pinned, f"hydra.sweep.dir={tmp_path / 'population'}"],
+                      cwd=tmp_path, **entry)
+    if workers is not None:
+        started = re.findall(r"worker \d+ \((\w+)\)", proc.stdout)
+        assert started and set(started) == {workers}, proc.stdout
     run_ganlab([*args, f"hydra.sweep.dir={tmp_path / 'basic'}"], cwd=tmp_path, env=env)
     basic, population = index(tmp_path / "basic"), index(tmp_path / "population")
     assert basic.keys() == population.keys()  # the launcher is not part of a job's identity
@@ -422,8 +432,31 @@ def test_a_worker_that_breaks_is_reported_by_the_launching_process(monkeypatch, 
     assert tasks[0][0].result == 1.5  # the healthy worker's results came back
 
 
-def test_spawned_workers_with_two_threads_are_bit_identical_to_the_jobs_alone_with_two(tmp_path):
-    # threads > 1: the workers are spawned from the jobs' plain specs (a forked one could meet a stale OpenMP pool)
+@pytest.mark.parametrize("workers", ["warm", "spawned"])
+def test_workers_with_two_threads_are_bit_identical_to_the_jobs_alone_with_two(tmp_path, workers):
+    # threads > 1: warm workers forked before the launching process imported torch, or, where it had (a
+    # notebook), workers spawned from the jobs' plain specs (a forked one could meet a stale OpenMP pool)
     population = same_sweep(tmp_path, ["-m", "loss=bce,hinge", "optimizer.lr=1e-4,5e-4", *TINY, *FAST], exact=True,
-                            threads=2)
+                            threads=2, workers=workers)
     assert len({record["pid"] for record in population.values()}) == 2
+
+
+def test_warm_workers_report_cuda_take_shards_and_the_rest_exit():
+    """Two warm workers: each says whether CUDA is visible, one takes a shard (and trains it: here a job spec
+    that fails, reported as the one-line error), the other is told to exit when the pool closes."""
+    from ganlab.launch.population.warm import WarmWorkers
+
+    code = ("import sys, torch; from ganlab.launch.population.warm import WarmWorkers; "
+            "assert WarmWorkers.possible() is False")
+    assert subprocess.run([sys.executable, "-c", code]).returncode == 0  # torch imported here: none forked
+    pool = WarmWorkers(2)
+    assert pool.cuda_visible() == torch.cuda.is_available()
+    process, conn = pool.take([{"num": 0, "overrides": [], "cfg": {}, "dir": "/nonexistent"}], threads=1)
+    kind, payload, preempted = conn.recv()
+    assert kind == "error" and "run" in payload and preempted is False  # job_of found no run.* in the spec
+    process.join(timeout=30)
+    assert process.exitcode == 0
+    (spare,) = [w.process for w in pool.workers]
+    pool.close()
+    assert not spare.is_alive() and spare.exitcode == 0 and pool.workers == []
+    assert pool.take([], threads=1) is None

@@ -13,7 +13,7 @@ from typing import Any, Optional, Sequence
 from hydra.core.utils import JobReturn
 from hydra.plugins.launcher import Launcher
 from hydra.types import HydraContext, TaskFunction
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 
 class PopulationLauncher(Launcher):
@@ -30,6 +30,7 @@ class PopulationLauncher(Launcher):
         if threads != "auto" and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
             raise ValueError(f"hydra.launcher.threads must be auto or an integer >= 1, got {threads!r}")
         self.max_members, self.processes, self.threads = max_members, processes, threads
+        self.warm: Any = None  # ganlab.launch.population.warm.WarmWorkers, started by setup
         self.config: Optional[DictConfig] = None
         self.hydra_context: Optional[HydraContext] = None
         self.task_function: Optional[TaskFunction] = None
@@ -37,6 +38,10 @@ class PopulationLauncher(Launcher):
     def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig) -> None:
         self.config, self.hydra_context, self.task_function = config, hydra_context, task_function
         self.composed = remember_compositions(hydra_context.config_loader)
+        if type(self) is PopulationLauncher:  # the workers import the training path while the sweeper composes
+            from ganlab.launch.population.launcher import start_warm_workers
+
+            self.warm = start_warm_workers(self.processes, OmegaConf.select(config, "hardware.device", default="auto"))
 
     def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
         from ganlab.launch.population.launcher import launch_here

@@ -16,27 +16,48 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from hydra.core.utils import JobReturn
+from omegaconf import OmegaConf
 
 from ganlab.launch.job import PREEMPTED_EXIT
 from ganlab.launch.population.jobs import groups_of, job_return, prepare_all
-from ganlab.launch.population.run_group import PackTask, train_group
+from ganlab.launch.population.warm import WarmWorkers
 from ganlab.launch.population.workers import shards, thread_count, train_in_workers, worker_count
 
 log = logging.getLogger(__name__)
 
 
+def start_warm_workers(processes: int | str, device: str) -> WarmWorkers | None:
+    """Workers importing the training path while the sweeper composes the jobs (warm.py), when the jobs will be
+    split across workers: ``processes`` > 1 or auto on a CPU-only machine (``device``: the launching config's
+    hardware.device; on CUDA, auto trains in this process). None where forking them is not possible."""
+    if processes == 1 or str(device).startswith("cuda") or not WarmWorkers.possible():
+        return None
+    count = worker_count(processes, on_cuda=False)
+    return WarmWorkers(count) if count > 1 else None
+
+
 def launch_here(launcher: Any, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> list[JobReturn]:
     """Train every group on this machine: split across ``processes`` local workers (workers.py), or in
     this process one group after another; the JobReturns in job order."""
+    warm, launcher.warm = getattr(launcher, "warm", None), None  # started by the launcher's setup, used once
     jobs = prepare_all(launcher, job_overrides, initial_job_idx)
     programs = groups_of(jobs, launcher.max_members)
-    processes = worker_count(launcher.processes, on_cuda=any(uses_cuda(program[0].cfg) for program in programs))
+    processes = worker_count(launcher.processes,
+                             on_cuda=any(uses_cuda(program[0].cfg, warm) for program in programs))
+    # members by z_size before the cut: a shard's generators are as wide as its widest member's z (the rest
+    # zero-padded), so narrow members together make a narrower shard (the card's grid: ~7% off the slowest)
+    programs = [sorted(program, key=lambda job: int(OmegaConf.select(job.cfg, "model.z_size", default=0) or 0))
+                for program in programs]
     # the dearest shards first (members x D updates per step), so the last to start are the short ones
     tasks = sorted(shards(programs, processes), key=lambda t: -len(t) * int(t[0].cfg.trainer.n_critic))
     preempted = False
     if processes > 1 and len(tasks) > 1:
-        preempted = train_in_workers(tasks, processes, thread_count(launcher.threads, processes))
+        preempted = train_in_workers(tasks, processes, thread_count(launcher.threads, processes), warm)
     else:
+        if warm is not None:
+            warm.close()
+        from ganlab.launch.population.run_group import train_group  # torch: only where training runs here
+
         if launcher.threads != "auto":
             import torch
 
@@ -51,10 +72,13 @@ def launch_here(launcher: Any, job_overrides: Sequence[Sequence[str]], initial_j
     return returns
 
 
-def uses_cuda(cfg: Any) -> bool:
-    """Whether the job's hardware trains on CUDA (``hardware.device``: cuda, or auto with a GPU visible)."""
+def uses_cuda(cfg: Any, warm: WarmWorkers | None = None) -> bool:
+    """Whether the job's hardware trains on CUDA (``hardware.device``: cuda, or auto with a GPU visible: asked
+    of the warm workers where there are some, so that this process need not import torch)."""
     device = str(cfg.hardware.device)
     if device == "auto":
+        if warm is not None and warm.workers:
+            return warm.cuda_visible()
         import torch
 
         return torch.cuda.is_available()
@@ -64,6 +88,8 @@ def uses_cuda(cfg: Any) -> bool:
 def launch_on_slurm(launcher: Any, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> list[JobReturn]:
     """Each group, in packs of ``members_per_task``, as one Slurm task (submitit) training a population."""
     import submitit
+
+    from ganlab.launch.population.run_group import PackTask
 
     jobs = prepare_all(launcher, job_overrides, initial_job_idx)
     packs = groups_of(jobs, launcher.members_per_task)

@@ -28,11 +28,12 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import os
-import traceback
+import sys
 from multiprocessing.connection import Connection
-from typing import Any
+from multiprocessing.process import BaseProcess
 
 from ganlab.launch.population.jobs import Job
+from ganlab.launch.population.warm import WarmWorkers, train_shard
 from ganlab.launch.preemption import StopOnSignal
 
 log = logging.getLogger(__name__)
@@ -67,57 +68,49 @@ def shards(programs: list[list[Job]], processes: int) -> list[list[Job]]:
     return out
 
 
-def _work(jobs: list[Job] | list[dict[str, Any]], threads: int, conn: Connection) -> None:
-    """A worker: train ``jobs`` (one shard; plain specs in a spawned worker) with ``threads`` torch threads;
-    send back the results and whether it was preempted."""
-    try:
-        import torch
-
-        import ganlab  # noqa: F401  (resolvers and the sweep source, in a spawned worker)
-        from ganlab.launch.population.run_group import job_of, train_group
-
-        torch.set_num_threads(threads)  # before any op: a forked worker then never enters an OpenMP region
-        jobs = [job_of(job) if isinstance(job, dict) else job for job in jobs]
-        with StopOnSignal() as stop:
-            preempted = train_group(jobs, stop)
-        conn.send(("done", {job.name: job.result for job in jobs}, preempted))
-    except BaseException:  # noqa: BLE001  (reported to the launching process, which raises it)
-        conn.send(("error", traceback.format_exc(), False))
-    finally:
-        conn.close()
-
-
 def thread_count(setting: int | str, processes: int) -> int:
     """Torch threads per worker for ``hydra.launcher.threads`` (auto: the cores shared out, at least 1)."""
     return max(1, cpu_cores() // processes) if setting == "auto" else int(setting)
 
 
-def train_in_workers(tasks: list[list[Job]], processes: int, threads: int) -> bool:
+def train_in_workers(tasks: list[list[Job]], processes: int, threads: int, warm: WarmWorkers | None = None) -> bool:
     """Train every shard in ``tasks``, ``processes`` workers at a time; True when preempted.
 
-    Workers with one thread are forked; with more they are spawned from the jobs' plain specs: a
-    forked child of a process that has used OpenMP's thread pool (a test run, a notebook) can hang
-    in its first parallel region, one with a single thread never enters one. The jobs' results come
-    back from the workers; a worker's unexpected error is raised here once the running workers have
-    ended (the jobs it left are recorded as failed by its own bookkeeping).
+    A shard goes to a warm worker (warm.py) while one is left, else to a new one. A new worker is
+    forked when it has one thread or this process has not imported torch; otherwise it is spawned
+    from the jobs' plain specs: a forked child of a process that has used OpenMP's thread pool (a
+    test run, a notebook) can hang in its first parallel region, one with a single thread never
+    enters one. The jobs' results come back from the workers; a worker's unexpected error is raised
+    here once the running workers have ended (the jobs it left are recorded as failed by its own
+    bookkeeping).
     """
-    forked = threads == 1
+    forked = threads == 1 or "torch" not in sys.modules
     context = multiprocessing.get_context("fork" if forked else "spawn")
     by_name = {job.name: job for task in tasks for job in task}
     pending, running = list(tasks), []
     preempted, errors, forwarded = False, [], False
+
+    def start(task: list[Job]) -> tuple[BaseProcess, Connection, str]:
+        taken = warm.take([job.spec() for job in task], threads) if warm is not None else None
+        if taken is not None:
+            return (*taken, "warm")
+        receive, send = context.Pipe(duplex=False)
+        payload = task if forked else [job.spec() for job in task]
+        worker = context.Process(target=train_shard, args=(payload, threads, send), daemon=True)
+        worker.start()
+        send.close()
+        return worker, receive, "forked" if forked else "spawned"
+
     with StopOnSignal() as stop:
         try:
             while pending or running:
                 while pending and len(running) < processes and not stop.requested():
                     task = pending.pop(0)
-                    receive, send = context.Pipe(duplex=False)
-                    payload = task if forked else [job.spec() for job in task]
-                    worker = context.Process(target=_work, args=(payload, threads, send), daemon=True)
-                    worker.start()
-                    send.close()
+                    worker, receive, how = start(task)
                     running.append((worker, receive, task))
-                    log.info("worker %d: %d jobs, %d torch threads", worker.pid, len(task), threads)
+                    log.info("worker %d (%s): %d jobs, %d torch threads", worker.pid, how, len(task), threads)
+                if warm is not None and not pending:  # every shard handed out: the warm workers left over exit
+                    warm.close()
                 if stop.requested() and not forwarded:  # every worker checkpoints its members
                     for worker, _, _ in running:
                         os.kill(worker.pid, stop.signum)
@@ -146,6 +139,8 @@ def train_in_workers(tasks: list[list[Job]], processes: int, threads: int) -> bo
             for worker, _, _ in running:  # an exception here (Ctrl-C): no worker outlives the launcher
                 if worker.is_alive():
                     worker.kill()
+            if warm is not None:  # more warm workers than shards
+                warm.close()
     if errors:
         raise RuntimeError("a population worker failed:\n" + "\n".join(errors))
     return preempted
