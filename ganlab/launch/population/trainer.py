@@ -19,10 +19,9 @@ from typing import Any, Callable
 import torch
 
 from ganlab.checkpoint import prune_checkpoints, save_checkpoint, step_path
-from ganlab.errors import NonFiniteLossError
+from ganlab.errors import NonFiniteLossError, Preempted
 from ganlab.launch.population.members import Member, Population
-from ganlab.launch.population.stacked import pad_latent
-from ganlab.loop import Preempted, as_probability, draw_samples
+from ganlab.loop import as_probability, draw_samples
 from ganlab.metrics.evaluator import Evaluator
 from ganlab.progress import Progress
 from ganlab.run import snapshot
@@ -85,7 +84,7 @@ def train_population(members: list[Member], evaluator: Evaluator | None,
             break
         runs = [m.run for m in pop.members]
         is_log = step % tc.log_every == 0 or step == total
-        reals = [torch.stack([r.batches.get((step - 1) * tc.n_critic + c) for r in runs]) for c in range(tc.n_critic)]
+        reals = [stack_batches(runs, (step - 1) * tc.n_critic + c) for c in range(tc.n_critic)]
         # each member's z in the order its run alone draws them: the D updates' z first, then G's
         z_d = [[r.latent(r.batches.batch_size) for r in runs] for _ in range(tc.n_critic)]
         z_g = [r.latent(r.batches.batch_size) for r in runs]
@@ -126,7 +125,23 @@ def train_population(members: list[Member], evaluator: Evaluator | None,
 
 def stack_latents(z: list[torch.Tensor], z_max: int) -> torch.Tensor:
     """Members' (B, z_k) latents as one (K, B, z_max) tensor, narrower ones zero-padded."""
-    return torch.stack([pad_latent(zk, z_max) for zk in z])
+    if all(zk.shape[-1] == z_max for zk in z):
+        return torch.stack(z)
+    out = z[0].new_zeros(len(z), *z[0].shape[:-1], z_max)  # one copy per member, not a pad and a stack
+    for k, zk in enumerate(z):
+        out[k, ..., :zk.shape[-1]] = zk
+    return out
+
+
+def stack_batches(runs: list[Any], index: int) -> torch.Tensor:
+    """Each member's training batch ``index`` (its own shuffle) as one (K, B, ...) tensor.
+
+    Members share the data set's tensor (run_group builds it once): one gather of every member's rows,
+    instead of a gather per member and a stack (~0.5 ms of a 14-member step)."""
+    first = runs[0].batches
+    if all(r.batches.images is first.images for r in runs):
+        return first.images[torch.stack([r.batches.indices(index) for r in runs])]
+    return torch.stack([r.batches.get(index) for r in runs])
 
 
 def log_rows(pop: Population, out: Any, first_bad: torch.Tensor, step: int, seconds: float, steps: int,
