@@ -6,7 +6,13 @@ launcher runs the whole sweep in a child process of its own, into its own sweep 
 script prints the wall time of each sweep, the aggregate images/s (jobs x steps x batch x n_critic
 / wall), the child's peak memory, the ratio, and how far the two sweeps' objectives are apart.
 
-    python benchmarks/population.py [--steps 2000] [--losses bce,minimax,mse] [--threads 2] [-- overrides]
+On a shared or virtual machine the speed drifts by tens of percent within minutes, and the two
+sweeps run one after the other: ``--repeats n`` runs n pairs in the order basic, population,
+population, basic, ... (each launcher as often first as second) and prints every pair's ratio and
+their median.
+
+    python benchmarks/population.py [--steps 2000] [--repeats 2] [--losses bce,minimax,mse] [--threads 2]
+                                    [--lrs 1e-4,2e-4,5e-4] [--z-sizes 32,50,100] [-- overrides]
 """
 
 from __future__ import annotations
@@ -15,6 +21,7 @@ import argparse
 import json
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -22,7 +29,6 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-GRID = ["optimizer.lr=1e-4,2e-4,5e-4", "model.z_size=32,50,100"]
 CHILD = """import resource, subprocess, sys
 code = subprocess.run(sys.argv[1:]).returncode
 print("peak_rss_kb", resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, "exit", code)"""
@@ -30,8 +36,8 @@ print("peak_rss_kb", resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, "ex
 
 def run_sweep(launcher: str, args: argparse.Namespace, extra: list[str], root: Path) -> dict:
     """One whole sweep under ``launcher`` in its own process; its wall time, peak memory and objectives."""
-    sweep = root / launcher
-    command = [sys.executable, "-m", "ganlab", "-m", *GRID, f"loss={args.losses}", f"launcher={launcher}",
+    sweep = root / f"{launcher}{len(list(root.iterdir()))}"
+    command = [sys.executable, "-m", "ganlab", "-m", *grid(args), f"launcher={launcher}",
                f"trainer.max_steps={args.steps}", "logger=none", "trainer.progress=false",
                f"hydra.sweep.dir={sweep}", *extra]
     env = {**os.environ, "OMP_NUM_THREADS": str(args.threads)} if args.threads else dict(os.environ)
@@ -46,30 +52,48 @@ def run_sweep(launcher: str, args: argparse.Namespace, extra: list[str], root: P
             "objectives": {k: j.get("objective") for k, j in jobs.items()}}
 
 
+def grid(args: argparse.Namespace) -> list[str]:
+    """The sweep's axes as overrides."""
+    return [f"optimizer.lr={args.lrs}", f"model.z_size={args.z_sizes}", f"loss={args.losses}"]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=2000, help="steps per job (default 2000)")
     parser.add_argument("--losses", default="bce,minimax,mse", help="the loss axis (default bce,minimax,mse)")
     parser.add_argument("--batch", type=int, default=64, help="data.batch_size, for images/s (default: digits' 64)")
     parser.add_argument("--threads", type=int, default=0, help="OMP_NUM_THREADS of the sweeps (0: torch's default)")
+    parser.add_argument("--lrs", default="1e-4,2e-4,5e-4", help="the optimizer.lr axis")
+    parser.add_argument("--z-sizes", default="32,50,100", help="the model.z_size axis")
+    parser.add_argument("--repeats", type=int, default=1, help="pairs of sweeps, alternating which runs first")
     parser.add_argument("--keep", action="store_true", help="keep the sweep directories")
     args, extra = parser.parse_known_args()
     extra = [e for e in extra if e != "--"]
     root = Path(tempfile.mkdtemp(prefix="ganlab_population_bench_"))
+    pairs = []
     try:
-        results = [run_sweep(launcher, args, extra, root) for launcher in ("basic", "population")]
+        for repeat in range(args.repeats):
+            order = ("basic", "population") if repeat % 2 == 0 else ("population", "basic")
+            runs = {launcher: run_sweep(launcher, args, extra, root) for launcher in order}
+            pairs.append((runs["basic"], runs["population"]))
     finally:
         if not args.keep:
             shutil.rmtree(root, ignore_errors=True)
-    basic, population = results
-    images = basic["jobs"] * args.steps * args.batch
-    load = os.getloadavg()[0]
-    print(f"{basic['jobs']} jobs ({' x '.join(GRID)} x loss={args.losses}), {args.steps} steps each, "
-          f"evaluation on, {os.cpu_count()} CPUs, load {load:.1f}, overrides: {' '.join(extra) or 'none'}")
-    print(f"{'launcher':<12} {'wall s':>8} {'images/s':>10} {'peak RSS MB':>12}")
-    for r in results:
-        print(f"{r['launcher']:<12} {r['wall_s']:>8.1f} {images / r['wall_s']:>10.0f} {r['peak_rss_mb']:>12.0f}")
-    print(f"population / basic: {basic['wall_s'] / population['wall_s']:.2f}x faster end to end")
+    jobs = pairs[0][0]["jobs"]
+    images = jobs * args.steps * args.batch
+    print(f"{jobs} jobs ({' x '.join(grid(args))}), {args.steps} steps each, evaluation on, {os.cpu_count()} CPUs, "
+          f"load {os.getloadavg()[0]:.1f} at the end, overrides: {' '.join(extra) or 'none'}")
+    print(f"{'pair':<5} {'launcher':<12} {'wall s':>8} {'images/s':>10} {'peak RSS MB':>12} {'ratio':>7}")
+    for i, (basic, population) in enumerate(pairs, 1):
+        ratio = basic["wall_s"] / population["wall_s"]
+        for r in (basic, population):
+            shown = f"{ratio:>6.2f}x" if r is population else ""
+            print(f"{i:<5} {r['launcher']:<12} {r['wall_s']:>8.1f} {images / r['wall_s']:>10.0f} "
+                  f"{r['peak_rss_mb']:>12.0f} {shown:>7}")
+    ratios = [basic["wall_s"] / population["wall_s"] for basic, population in pairs]
+    print(f"population / basic: {statistics.median(ratios):.2f}x faster end to end (median of {len(ratios)} "
+          f"pair{'s' * (len(ratios) > 1)}: {', '.join(f'{r:.2f}' for r in ratios)})")
+    basic, population = pairs[0]
     diffs = [abs(population["objectives"][k] - v) for k, v in basic["objectives"].items()
              if v is not None and population["objectives"].get(k) is not None]
     print(f"objective (d_gap) agreement over {len(diffs)} jobs: max |basic - population| = {max(diffs):.2e}"

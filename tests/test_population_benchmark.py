@@ -25,3 +25,19 @@ def test_population_core_prints_a_row_per_contender_and_k():
     assert {(name, int(k)) for name, k, _ in rows} == {("single", 1)} | {
         (name, k) for name in ("stacked", "vmap", "prototype") for k in (1, 2)}
     assert all(float(ms) > 0 for _, _, ms in rows)
+
+
+@pytest.mark.slow
+def test_population_end_to_end_prints_each_pair_and_the_median_ratio():
+    proc = subprocess.run([sys.executable, str(REPO / "benchmarks" / "population.py"), "--steps", "2", "--lrs", "1e-4",
+                           "--z-sizes", "8", "--losses", "bce,mse", "--repeats", "2", "--", "model.middle_size=16",
+                           "eval.every=0"], capture_output=True, text=True, timeout=600, cwd=REPO, check=False)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    rows = re.findall(r"^(\d)\s+(basic|population)\s+(\d+\.\d)\s+\d+\s+\d+", proc.stdout, re.MULTILINE)
+    assert [(pair, launcher) for pair, launcher, _ in rows] == [("1", "basic"), ("1", "population"),
+                                                                ("2", "basic"), ("2", "population")]
+    walls = {(pair, launcher): float(wall) for pair, launcher, wall in rows}
+    ratios = [walls[(p, "basic")] / walls[(p, "population")] for p in ("1", "2")]
+    median = float(re.search(r"population / basic: (\d+\.\d+)x faster end to end \(median of 2 pairs", proc.stdout)[1])
+    assert median == pytest.approx(sum(ratios) / 2, abs=0.011)  # the median of two: their mean, as printed
+    assert "2 jobs (optimizer.lr=1e-4 x model.z_size=8 x loss=bce,mse)" in proc.stdout
