@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
 import sys
 from pathlib import Path
 
@@ -125,16 +124,16 @@ def same_sweep(tmp_path: Path, args: list[str], exact: bool, threads: int | None
 
     ``threads``: both sides with that many torch threads (the population split across two workers);
     None: the population as it comes (``processes=auto``), the basic jobs with torch's default.
-    ``workers``: how the launching process must have started every worker (warm, forked or spawned;
-    spawned: the entry point runs in a process that imported torch first, tests/torch_first.py)."""
+    ``workers``: the entry point, "plain" or "torch_first" (in a process that imported torch first,
+    tests/torch_first.py); every worker must have come from the forkserver either way."""
     pinned = [] if threads is None else ["hydra.launcher.processes=2", f"hydra.launcher.threads={threads}"]
     env = None if threads is None else {"OMP_NUM_THREADS": str(threads)}
-    entry = {"module": "torch_first", "env": {"PYTHONPATH": str(REPO / "tests")}} if workers == "spawned" else {}
+    entry = {"module": "torch_first", "env": {"PYTHONPATH": str(REPO / "tests")}} if workers == "torch_first" else {}
     proc = run_ganlab([*args, "launcher=population", *pinned, f"hydra.sweep.dir={tmp_path / 'population'}"],
                       cwd=tmp_path, **entry)
     if workers is not None:
         started = re.findall(r"worker \d+ \((\w+)\)", proc.stdout)
-        assert started and set(started) == {workers}, proc.stdout
+        assert started and set(started) == {"forkserver"}, proc.stdout
     run_ganlab([*args, f"hydra.sweep.dir={tmp_path / 'basic'}"], cwd=tmp_path, env=env)
     basic, population = index(tmp_path / "basic"), index(tmp_path / "population")
     assert basic.keys() == population.keys()  # the launcher is not part of a job's identity
@@ -424,39 +423,39 @@ def test_a_worker_that_breaks_is_reported_by_the_launching_process(monkeypatch, 
             job.result = 1.5
         return False
 
-    monkeypatch.setattr(run_group, "train_group", broken)  # forked workers inherit the patch
+    monkeypatch.setattr(run_group, "train_group", broken)  # forks of this process inherit the patch
     tasks = [[_StubJob("a")], [_StubJob("b")]]
     with pytest.raises(RuntimeError, match="a population worker failed") as err:
-        train_in_workers(tasks, processes=2, threads=1)
+        train_in_workers(tasks, processes=2, threads=1, start_method="fork")
     assert message in str(err.value)
     assert tasks[0][0].result == 1.5  # the healthy worker's results came back
 
 
-@pytest.mark.parametrize("workers", ["warm", "spawned"])
+@pytest.mark.parametrize("workers", ["plain", "torch_first"])
 def test_workers_with_two_threads_are_bit_identical_to_the_jobs_alone_with_two(tmp_path, workers):
-    # threads > 1: warm workers forked before the launching process imported torch, or, where it had (a
-    # notebook), workers spawned from the jobs' plain specs (a forked one could meet a stale OpenMP pool)
+    # threads > 1: workers forked from the forkserver, which never ran a torch op, so no OpenMP pool is copied
+    # into them half-alive, also where the launching process had used torch first (a notebook)
     population = same_sweep(tmp_path, ["-m", "loss=bce,hinge", "optimizer.lr=1e-4,5e-4", *TINY, *FAST], exact=True,
                             threads=2, workers=workers)
     assert len({record["pid"] for record in population.values()}) == 2
 
 
-def test_warm_workers_report_cuda_take_shards_and_the_rest_exit():
-    """Two warm workers: each says whether CUDA is visible, one takes a shard (and trains it: here a job spec
-    that fails, reported as the one-line error), the other is told to exit when the pool closes."""
-    from ganlab.launch.population.warm import WarmWorkers
+def _imported_on_arrival(conn) -> None:
+    conn.send(sorted(m for m in ("torch", "torch._dynamo", "torchvision.utils", "ganlab.launch.population.run_group")
+                     if m in sys.modules))
+    conn.close()
 
-    code = ("import sys, torch; from ganlab.launch.population.warm import WarmWorkers; "
-            "assert WarmWorkers.possible() is False")
-    assert subprocess.run([sys.executable, "-c", code]).returncode == 0  # torch imported here: none forked
-    pool = WarmWorkers(2)
-    assert pool.cuda_visible() == torch.cuda.is_available()
-    process, conn = pool.take([{"num": 0, "overrides": [], "cfg": {}, "dir": "/nonexistent"}], threads=1)
-    kind, payload, preempted = conn.recv()
-    assert kind == "error" and "run" in payload and preempted is False  # job_of found no run.* in the spec
+
+def test_workers_arrive_with_the_training_path_imported_and_say_whether_cuda_is_visible():
+    from ganlab.launch.population import warm
+
+    assert warm.cuda_visible() == torch.cuda.is_available()
+    context = warm.worker_context()
+    assert context.get_start_method() == "forkserver"
+    receive, send = context.Pipe(duplex=False)
+    process = context.Process(target=_imported_on_arrival, args=(send,), daemon=True)
+    process.start()
+    send.close()
+    assert receive.recv() == ["ganlab.launch.population.run_group", "torch", "torch._dynamo", "torchvision.utils"]
     process.join(timeout=30)
     assert process.exitcode == 0
-    (spare,) = [w.process for w in pool.workers]
-    pool.close()
-    assert not spare.is_alive() and spare.exitcode == 0 and pool.workers == []
-    assert pool.take([], threads=1) is None

@@ -30,7 +30,6 @@ class PopulationLauncher(Launcher):
         if threads != "auto" and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
             raise ValueError(f"hydra.launcher.threads must be auto or an integer >= 1, got {threads!r}")
         self.max_members, self.processes, self.threads = max_members, processes, threads
-        self.warm: Any = None  # ganlab.launch.population.warm.WarmWorkers, started by setup
         self.config: Optional[DictConfig] = None
         self.hydra_context: Optional[HydraContext] = None
         self.task_function: Optional[TaskFunction] = None
@@ -38,10 +37,10 @@ class PopulationLauncher(Launcher):
     def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig) -> None:
         self.config, self.hydra_context, self.task_function = config, hydra_context, task_function
         self.composed = remember_compositions(hydra_context.config_loader)
-        if type(self) is PopulationLauncher:  # the workers import the training path while the sweeper composes
-            from ganlab.launch.population.launcher import start_warm_workers
+        if type(self) is PopulationLauncher:  # workers come from a forkserver importing while the sweeper composes
+            from ganlab.launch.population.launcher import start_workers_early
 
-            self.warm = start_warm_workers(self.processes, OmegaConf.select(config, "hardware.device", default="auto"))
+            start_workers_early(self.processes, OmegaConf.select(config, "hardware.device", default="auto"))
 
     def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
         from ganlab.launch.population.launcher import launch_here

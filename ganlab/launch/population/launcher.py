@@ -12,6 +12,7 @@ through submitit, one packed population per Slurm task.
 from __future__ import annotations
 
 import logging
+import sys
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -20,30 +21,31 @@ from omegaconf import OmegaConf
 
 from ganlab.launch.job import PREEMPTED_EXIT
 from ganlab.launch.population.jobs import groups_of, job_return, prepare_all
-from ganlab.launch.population.warm import WarmWorkers
-from ganlab.launch.population.workers import shards, thread_count, train_in_workers, worker_count
+from ganlab.launch.population.warm import cuda_visible, has_forkserver, start_server
+from ganlab.launch.population.workers import cpu_cores, shards, thread_count, train_in_workers, worker_count
 
 log = logging.getLogger(__name__)
 
 
-def start_warm_workers(processes: int | str, device: str) -> WarmWorkers | None:
-    """Workers importing the training path while the sweeper composes the jobs (warm.py), when the jobs will be
-    split across workers: ``processes`` > 1 or auto on a CPU-only machine (``device``: the launching config's
-    hardware.device; on CUDA, auto trains in this process). None where forking them is not possible."""
-    if processes == 1 or str(device).startswith("cuda") or not WarmWorkers.possible():
-        return None
-    count = worker_count(processes, on_cuda=False)
-    return WarmWorkers(count) if count > 1 else None
+def start_workers_early(processes: int | str, device: str) -> bool:
+    """Start the workers' forkserver now (warm.py), while the sweeper composes the jobs, where they will be
+    split across workers: ``processes`` > 1, or auto on a CPU machine (``device``: the launching config's
+    hardware.device; auto on a visible GPU trains in this process, and the forkserver then idles)."""
+    if processes == 1 or str(device).startswith("cuda") or not has_forkserver():
+        return False
+    if processes != "auto" and int(processes) < 2 or processes == "auto" and cpu_cores() < 2:
+        return False
+    start_server()
+    return True
 
 
 def launch_here(launcher: Any, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> list[JobReturn]:
     """Train every group on this machine: split across ``processes`` local workers (workers.py), or in
     this process one group after another; the JobReturns in job order."""
-    warm, launcher.warm = getattr(launcher, "warm", None), None  # started by the launcher's setup, used once
     jobs = prepare_all(launcher, job_overrides, initial_job_idx)
     programs = groups_of(jobs, launcher.max_members)
-    processes = worker_count(launcher.processes,
-                             on_cuda=any(uses_cuda(program[0].cfg, warm) for program in programs))
+    on_cuda = launcher.processes == "auto" and any(uses_cuda(program[0].cfg) for program in programs)
+    processes = worker_count(launcher.processes, on_cuda)
     # members by z_size before the cut: a shard's generators are as wide as its widest member's z (the rest
     # zero-padded), so narrow members together make a narrower shard (the card's grid: ~7% off the slowest)
     programs = [sorted(program, key=lambda job: int(OmegaConf.select(job.cfg, "model.z_size", default=0) or 0))
@@ -52,10 +54,8 @@ def launch_here(launcher: Any, job_overrides: Sequence[Sequence[str]], initial_j
     tasks = sorted(shards(programs, processes), key=lambda t: -len(t) * int(t[0].cfg.trainer.n_critic))
     preempted = False
     if processes > 1 and len(tasks) > 1:
-        preempted = train_in_workers(tasks, processes, thread_count(launcher.threads, processes), warm)
+        preempted = train_in_workers(tasks, processes, thread_count(launcher.threads, processes))
     else:
-        if warm is not None:
-            warm.close()
         from ganlab.launch.population.run_group import train_group  # torch: only where training runs here
 
         if launcher.threads != "auto":
@@ -72,13 +72,13 @@ def launch_here(launcher: Any, job_overrides: Sequence[Sequence[str]], initial_j
     return returns
 
 
-def uses_cuda(cfg: Any, warm: WarmWorkers | None = None) -> bool:
-    """Whether the job's hardware trains on CUDA (``hardware.device``: cuda, or auto with a GPU visible: asked
-    of the warm workers where there are some, so that this process need not import torch)."""
+def uses_cuda(cfg: Any) -> bool:
+    """Whether the job's hardware trains on CUDA (``hardware.device``: cuda, or auto with a GPU visible: asked of
+    a worker where this process has not imported torch, which it would otherwise do for this alone)."""
     device = str(cfg.hardware.device)
     if device == "auto":
-        if warm is not None and warm.workers:
-            return warm.cuda_visible()
+        if "torch" not in sys.modules and has_forkserver():
+            return cuda_visible()
         import torch
 
         return torch.cuda.is_available()

@@ -1,50 +1,55 @@
-"""A population worker's work (``train_shard``), and workers started before the jobs are known (``WarmWorkers``),
-so that their imports overlap the sweep's composition.
+"""A population worker's work (``train_shard``), and where workers come from: multiprocessing's forkserver,
+started early with the training path imported.
 
-A population worker spends its first seconds importing: torch (~2.9 s on the 2-core dev machine),
-``torch._dynamo`` (~2 s; torch.optim imports it at the first optimizer a member builds) and the
-rest of the training path. The launching process, meanwhile, has its own serial seconds before it
-can hand out any job: the sweeper composes every job's config to validate the batch (~0.22 s
-each: 6 s for the card's 27 jobs). ``PopulationLauncher.setup`` runs before that composition, so it
-starts the workers there (``WarmWorkers``): each imports the training path while the launching
-process composes, then waits for its shard. The launching process itself never imports torch on
-this path (it only prepares, groups and dispatches jobs), so it can fork workers with any number
-of threads: no OpenMP pool exists in it to be copied half-alive.
+A worker would spend its first seconds importing: torch (~2.9 s on the 2-core dev machine),
+``torch._dynamo`` (~2 s: torch.optim imports it at the first optimizer a member builds),
+torchvision's grid maker (~1 s at the first sample grid) and the rest of the training path. The
+launching process, meanwhile, has serial seconds of its own before it can hand out any job: the
+sweeper composes every job's config to validate the batch (~0.22 s each: 6 s for the card's 27
+jobs). ``PopulationLauncher.setup`` runs before that composition and starts the forkserver there
+(``start_server``): one process that imports the training path once, on the other core, while the
+sweeper composes. Each worker is then forked from it in milliseconds with everything imported,
+its shard passed as plain specs (``Job.spec``); later batches of the sweep (Optuna's) reuse it.
 
-A warm worker receives its jobs as plain specs (``Job.spec``) and trains them exactly as a worker
-forked after the jobs were prepared (``train_shard``); it also reports whether CUDA is visible,
-which the launching process needs (``hardware.device=auto``) and could only learn by importing torch.
+The forkserver never runs a torch op, so no OpenMP thread pool exists in it to be copied half-alive
+into a worker (a fork of a process that has used one can hang in its first parallel region): its
+workers may have any number of threads, whatever the launching process has done (a notebook that
+trained before). The launching process itself no longer imports torch on this path; whether CUDA
+is visible (``hardware.device=auto``) it asks of a worker (``cuda_visible``).
 """
 
 from __future__ import annotations
 
 import logging
 import multiprocessing
-import sys
 import traceback
-from dataclasses import dataclass
 from multiprocessing.connection import Connection
-from multiprocessing.process import BaseProcess
 from typing import TYPE_CHECKING, Any
 
 from ganlab.launch.preemption import StopOnSignal
 
 if TYPE_CHECKING:
+    from multiprocessing.context import BaseContext
+
     from ganlab.launch.population.jobs import Job
 
 log = logging.getLogger(__name__)
 
+# what the forkserver imports before forking any worker: a worker then starts in milliseconds
+PRELOAD = ("torch", "torch._dynamo", "torchvision.utils", "ganlab", "ganlab.launch.population.run_group")
+
 
 def train_shard(jobs: list[Job] | list[dict[str, Any]], threads: int, conn: Connection) -> None:
-    """A worker's work: train ``jobs`` (one shard; plain specs in a spawned or warm worker) with ``threads``
-    torch threads; send back the results and whether it was preempted."""
+    """A worker's work: train ``jobs`` (one shard; plain specs from another process, Job objects in a fork
+    of the launching process) with ``threads`` torch threads; send back the results and whether it was
+    preempted."""
     try:
         import torch
 
         import ganlab  # noqa: F401  (resolvers and the sweep source, in a spawned worker)
         from ganlab.launch.population.run_group import job_of, train_group
 
-        torch.set_num_threads(threads)  # before any op: a forked worker then never enters an OpenMP region
+        torch.set_num_threads(threads)  # before any op
         jobs = [job_of(job) if isinstance(job, dict) else job for job in jobs]
         with StopOnSignal() as stop:
             preempted = train_group(jobs, stop)
@@ -55,98 +60,44 @@ def train_shard(jobs: list[Job] | list[dict[str, Any]], threads: int, conn: Conn
         conn.close()
 
 
-def _serve(conn: Connection) -> None:
-    """A warm worker: import the training path, report ready (with CUDA's visibility), train the shard it is sent."""
+def has_forkserver() -> bool:
+    """Whether this platform has multiprocessing's forkserver (POSIX; not Windows)."""
+    return "forkserver" in multiprocessing.get_all_start_methods()
+
+
+def start_server() -> None:
+    """Start the forkserver now (idempotent), importing ``PRELOAD`` in it while this process goes on."""
+    from multiprocessing import forkserver
+
+    multiprocessing.get_context("forkserver").set_forkserver_preload(list(PRELOAD))
+    forkserver.ensure_running()  # returns at once; the server imports, then serves forks
+
+
+def worker_context() -> BaseContext:
+    """Where workers come from: the forkserver (started and preloaded here if not yet), else spawn."""
+    if not has_forkserver():
+        return multiprocessing.get_context("spawn")
+    start_server()
+    return multiprocessing.get_context("forkserver")
+
+
+def _report_cuda(conn: Connection) -> None:
+    import torch
+
+    conn.send(torch.cuda.is_available())
+    conn.close()
+
+
+def cuda_visible() -> bool:
+    """Whether a worker sees CUDA, asked of one (this process need not import torch to know)."""
+    context = worker_context()
+    receive, send = context.Pipe(duplex=False)
+    process = context.Process(target=_report_cuda, args=(send,), daemon=True)
+    process.start()
+    send.close()
     try:
-        import torch
-        import torch._dynamo  # noqa: F401  (torch.optim imports it at the first optimizer a member builds)
-
-        import ganlab  # noqa: F401  (resolvers and the sweep source)
-        from ganlab.launch.population import run_group  # noqa: F401  (the whole training path)
-
-        conn.send(("ready", torch.cuda.is_available()))
-    except BaseException:  # noqa: BLE001  (reported to the launching process, which raises it)
-        conn.send(("error", traceback.format_exc(), False))
-        conn.close()
-        return
-    task = conn.recv()
-    if task is None:  # more warm workers than shards: not needed
-        conn.close()
-        return
-    specs, threads = task
-    train_shard(specs, threads, conn)
-
-
-@dataclass
-class _Warm:
-    process: BaseProcess
-    conn: Connection
-    ready: bool = False
-
-
-class WarmWorkers:
-    """``count`` forked workers importing the training path now, each to train one shard later (or none)."""
-
-    def __init__(self, count: int) -> None:
-        context = multiprocessing.get_context("fork")
-        self.workers: list[_Warm] = []
-        self.cuda: bool | None = None  # what the first ready worker reported
-        for _ in range(count):
-            ours, theirs = context.Pipe()
-            process = context.Process(target=_serve, args=(theirs,), daemon=True)
-            process.start()
-            theirs.close()
-            self.workers.append(_Warm(process, ours))
-
-    @staticmethod
-    def possible() -> bool:
-        """Whether this process may fork warm workers: on Linux, and not once torch is imported here (its OpenMP
-        pool, if used, would be copied half-alive into a worker with several threads)."""
-        return "torch" not in sys.modules and sys.platform.startswith("linux")
-
-    def _await(self, worker: _Warm) -> bool:
-        """Wait for ``worker`` to be ready; False (logged) when it failed to start."""
-        if worker.ready:
-            return True
-        try:
-            message = worker.conn.recv()
-        except EOFError:
-            worker.process.join()
-            message = ("error", f"worker {worker.process.pid} exited with code {worker.process.exitcode}")
-        if message[0] != "ready":
-            log.warning("a warm population worker failed to start:\n%s", message[1])
-            worker.process.join()
-            return False
-        worker.ready = True
-        if self.cuda is None:
-            self.cuda = bool(message[1])
-        return True
-
-    def cuda_visible(self) -> bool:
-        """Whether CUDA is visible to the workers (waits for one to be ready); RuntimeError when none starts."""
-        self.workers = [w for w in self.workers if self._await(w)]
-        if not self.workers:
-            raise RuntimeError("no warm population worker started (see the warnings above)")
-        return bool(self.cuda)
-
-    def take(self, specs: list[dict[str, Any]], threads: int) -> tuple[BaseProcess, Connection] | None:
-        """Hand a shard (plain specs) to a ready warm worker: its process and pipe, or None when none is left."""
-        while self.workers:
-            worker = self.workers.pop(0)
-            if self._await(worker):
-                worker.conn.send((specs, threads))
-                return worker.process, worker.conn
-        return None
-
-    def close(self) -> None:
-        """Stop the workers not handed a shard (a ready one is told to exit, one still importing is terminated)."""
-        for worker in self.workers:
-            if worker.ready:
-                worker.conn.send(None)
-            else:
-                worker.process.terminate()
-            worker.process.join(timeout=10)
-            if worker.process.is_alive():
-                worker.process.kill()
-            worker.conn.close()
-        self.workers = []
+        return bool(receive.recv())
+    except EOFError as err:
+        raise RuntimeError(f"a population worker died (exit code {process.exitcode}) asking for CUDA") from err
+    finally:
+        process.join()

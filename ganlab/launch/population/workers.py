@@ -9,15 +9,14 @@ program already fills the device).
 
 Each program (a group of jobs, cut at ``max_members``) is split into as many consecutive shards as
 it has members up to the process count, and the shards of all programs run at most ``processes`` at
-a time, each trained by ``run_group.train_group`` in a forked worker with ``cores / processes``
-torch threads. A member computes bit for bit what its job computes alone **at the worker's thread
+a time, each trained by ``run_group.train_group`` in a worker with ``cores / processes`` torch
+threads. A member computes bit for bit what its job computes alone **at the worker's thread
 count**: CPU reductions split their sums by threads, so a job run with 2 threads rounds differently
 from the same job with 1 (tests/test_population_launcher.py compares both ways).
 
-A one-thread worker is forked: it inherits the launching process's imports and prepared jobs
-(starting in ~0.05 s instead of ~4 s of imports), and it never enters an OpenMP parallel region,
-so it cannot meet a thread pool copied half-alive from its parent. Workers with more threads are
-spawned.
+Workers are forked from multiprocessing's forkserver, which imported the training path while the
+sweeper composed the jobs (warm.py): a worker starts in milliseconds with torch imported, and,
+the forkserver having never run a torch op, with no OpenMP pool copied half-alive into it.
 
 A preemption signal (SIGTERM, SIGUSR2) reaching the launching process is passed to every worker;
 each checkpoints its members at their step and the same command resumes them.
@@ -28,12 +27,11 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import os
-import sys
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 
 from ganlab.launch.population.jobs import Job
-from ganlab.launch.population.warm import WarmWorkers, train_shard
+from ganlab.launch.population.warm import train_shard, worker_context
 from ganlab.launch.preemption import StopOnSignal
 
 log = logging.getLogger(__name__)
@@ -73,44 +71,38 @@ def thread_count(setting: int | str, processes: int) -> int:
     return max(1, cpu_cores() // processes) if setting == "auto" else int(setting)
 
 
-def train_in_workers(tasks: list[list[Job]], processes: int, threads: int, warm: WarmWorkers | None = None) -> bool:
+def train_in_workers(tasks: list[list[Job]], processes: int, threads: int, start_method: str | None = None) -> bool:
     """Train every shard in ``tasks``, ``processes`` workers at a time; True when preempted.
 
-    A shard goes to a warm worker (warm.py) while one is left, else to a new one. A new worker is
-    forked when it has one thread or this process has not imported torch; otherwise it is spawned
-    from the jobs' plain specs: a forked child of a process that has used OpenMP's thread pool (a
-    test run, a notebook) can hang in its first parallel region, one with a single thread never
-    enters one. The jobs' results come back from the workers; a worker's unexpected error is raised
-    here once the running workers have ended (the jobs it left are recorded as failed by its own
-    bookkeeping).
+    Workers are forked from the forkserver that imported the training path (warm.py), or started by
+    ``start_method`` ("fork": a fork of this process, which inherits its state, for tests); a worker's
+    jobs reach it as plain specs (Job objects in a fork). The jobs' results come back from the
+    workers; a worker's unexpected error is raised here once the running workers have ended (the
+    jobs it left are recorded as failed by its own bookkeeping).
     """
-    forked = threads == 1 or "torch" not in sys.modules
-    context = multiprocessing.get_context("fork" if forked else "spawn")
+    context = worker_context() if start_method is None else multiprocessing.get_context(start_method)
+    forked = context.get_start_method() == "fork"
     by_name = {job.name: job for task in tasks for job in task}
     pending, running = list(tasks), []
     preempted, errors, forwarded = False, [], False
 
-    def start(task: list[Job]) -> tuple[BaseProcess, Connection, str]:
-        taken = warm.take([job.spec() for job in task], threads) if warm is not None else None
-        if taken is not None:
-            return (*taken, "warm")
+    def start(task: list[Job]) -> tuple[BaseProcess, Connection]:
         receive, send = context.Pipe(duplex=False)
         payload = task if forked else [job.spec() for job in task]
         worker = context.Process(target=train_shard, args=(payload, threads, send), daemon=True)
         worker.start()
         send.close()
-        return worker, receive, "forked" if forked else "spawned"
+        return worker, receive
 
     with StopOnSignal() as stop:
         try:
             while pending or running:
                 while pending and len(running) < processes and not stop.requested():
                     task = pending.pop(0)
-                    worker, receive, how = start(task)
+                    worker, receive = start(task)
                     running.append((worker, receive, task))
-                    log.info("worker %d (%s): %d jobs, %d torch threads", worker.pid, how, len(task), threads)
-                if warm is not None and not pending:  # every shard handed out: the warm workers left over exit
-                    warm.close()
+                    log.info("worker %d (%s): %d jobs, %d torch threads", worker.pid, context.get_start_method(),
+                             len(task), threads)
                 if stop.requested() and not forwarded:  # every worker checkpoints its members
                     for worker, _, _ in running:
                         os.kill(worker.pid, stop.signum)
@@ -139,8 +131,6 @@ def train_in_workers(tasks: list[list[Job]], processes: int, threads: int, warm:
             for worker, _, _ in running:  # an exception here (Ctrl-C): no worker outlives the launcher
                 if worker.is_alive():
                     worker.kill()
-            if warm is not None:  # more warm workers than shards
-                warm.close()
     if errors:
         raise RuntimeError("a population worker failed:\n" + "\n".join(errors))
     return preempted
