@@ -165,3 +165,33 @@ def test_bad_loss_values(override, match):
 
     with pytest.raises(ConfigError, match=match):
         build(compose_cfg(override.split()).loss, "loss")
+
+
+ZOO = [NonSaturatingLoss(), MinimaxLoss(), LeastSquaresLoss(0.9, 0.1), HingeLoss(), WassersteinLoss(0.02),
+       WassersteinGPLoss(), NonSaturatingLoss(r1_gamma=1.0)]
+
+
+@pytest.mark.parametrize("loss", ZOO, ids=lambda loss: type(loss).__name__)
+@pytest.mark.parametrize("shape", [(5, 64), (3, 37, 1)])  # D's outputs as (B,) or (B, 1) per member
+def test_per_member_losses_are_each_members_own_bit_for_bit(loss, shape):
+    """A population's (K, B, ...) outputs: per_member=True gives each member what its batch alone gives, and what
+    torch.func.vmap gives (what the population did before); a loss without the keyword takes vmap."""
+    from torch.func import vmap
+
+    from ganlab.launch.population.step import by_member
+
+    gen = torch.Generator().manual_seed(0)
+    real, fake = torch.randn(shape, generator=gen) * 3, torch.randn(shape, generator=gen) * 3
+    d, g = loss.d_loss(real, fake, per_member=True), loss.g_loss(fake, per_member=True)
+    assert d.shape == g.shape == (shape[0],)
+    assert torch.equal(d, torch.stack([loss.d_loss(r, f) for r, f in zip(real, fake)]))
+    assert torch.equal(g, torch.stack([loss.g_loss(f) for f in fake]))
+    assert torch.equal(d, vmap(loss.d_loss)(real, fake)) and torch.equal(g, vmap(loss.g_loss)(fake))
+
+    class Legacy(type(loss)):  # a user's loss written before the keyword existed
+        def g_loss(self, fake_out):
+            return super().g_loss(fake_out) * 2
+
+    legacy = Legacy.__new__(Legacy)
+    legacy.__dict__.update(vars(loss))
+    assert torch.equal(by_member(legacy.g_loss)(fake), g * 2)

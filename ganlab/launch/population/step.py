@@ -5,7 +5,8 @@ real batch, D on the fake batch, the penalty pass, D's backward and optimizer st
 G's update through a frozen D), on stacked modules, so each member's BatchNorm statistics, grads
 and updates are those of the member trained alone. Members may differ in their loss: members with
 equal losses (same class, same parameters) are scored together by the loss's own ``d_loss`` and
-``g_loss`` under ``torch.func.vmap`` (one value per member); their sum is what backward sees, and as
+``g_loss`` with ``per_member=True`` (one value per member; ``torch.func.vmap`` of them for a loss
+without that keyword); their sum is what backward sees, and as
 members share no weights each member gets exactly its own loss's gradient. Penalties (R1, WGAN-GP)
 take every penalised member's input gradient in one extra D pass; a member without a penalty does
 not take part (its BatchNorm statistics are restored after the pass, as it never ran it alone).
@@ -14,8 +15,10 @@ not take part (its BatchNorm statistics are restored after the pass, as it never
 from __future__ import annotations
 
 import contextlib
+import functools
+import inspect
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Callable, Sequence
 
 import torch
 from torch.func import vmap
@@ -36,6 +39,14 @@ class PopulationOutput:
     d_grad: torch.Tensor | None
     g_grad: torch.Tensor | None
     d_penalty: torch.Tensor | None  # (K,), zero for members without a penalty; None when no member has one
+
+
+def by_member(method: Callable[..., torch.Tensor]) -> Callable[..., torch.Tensor]:
+    """A loss method applied to each member's rows (K, B, ...) -> (K,): the loss's own per-member reduction
+    (``per_member=True``, ganlab.losses.batch_mean) where it has one, else ``torch.func.vmap`` of it."""
+    if "per_member" in inspect.signature(method).parameters:
+        return functools.partial(method, per_member=True)
+    return vmap(method)
 
 
 def loss_groups(losses: Sequence[GANLoss]) -> list[tuple[GANLoss, list[int]]]:
@@ -93,14 +104,19 @@ class PopulationStep:
             out[members] = v
         return out
 
+    def _rows(self, out: torch.Tensor, members: torch.Tensor) -> torch.Tensor:
+        return out if len(self.groups) == 1 else out[members]  # one loss for all: every row, in order
+
     def d_losses(self, real_out: torch.Tensor, fake_out: torch.Tensor) -> torch.Tensor:
         """(K,) each member's D loss from its own loss on its (B,) outputs."""
-        return self._per_member([(members, vmap(loss.d_loss)(real_out[members], fake_out[members]))
+        return self._per_member([(members, by_member(loss.d_loss)(self._rows(real_out, members),
+                                                                  self._rows(fake_out, members)))
                                  for loss, members, _ in self.groups])
 
     def g_losses(self, fake_out: torch.Tensor) -> torch.Tensor:
         """(K,) each member's G loss."""
-        return self._per_member([(members, vmap(loss.g_loss)(fake_out[members])) for loss, members, _ in self.groups])
+        return self._per_member([(members, by_member(loss.g_loss)(self._rows(fake_out, members)))
+                                 for loss, members, _ in self.groups])
 
     def penalties(self, real: torch.Tensor, fake: torch.Tensor, real_out: torch.Tensor) -> torch.Tensor:
         """(K,) each penalised member's penalty (0 for the others), from one batched input-gradient pass."""
