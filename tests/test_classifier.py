@@ -79,3 +79,22 @@ def test_missing_labels_and_bad_overrides_are_clear_errors(tiny_mnist, tmp_path)
 
 def test_classifiers_are_cached_under_the_data_sets_name(tiny_mnist):
     assert DIGITS.name == "digits" and idx("mnist", str(tiny_mnist)).name == "mnist"
+
+
+@pytest.mark.parametrize("shape", [(7, 16, 8, 8), (3, 4, 7, 9), (2, 32, 14, 14), (1, 1, 2, 3)])
+def test_the_classifiers_pooling_is_max_pool2d_with_and_without_gradients(shape):
+    """Forward values equal torch's max_pool2d (NaN and odd sides included); with a gradient wanted it is
+    torch's op itself (a window's gradient to its first maximum, ties from ReLU zeros included)."""
+    from ganlab.metrics.classifier import MaxPool2x2
+
+    x = torch.relu(torch.randn(shape, generator=torch.Generator().manual_seed(0)))  # zeros: ties
+    x[0, 0, 0, 0] = float("nan")
+    with torch.no_grad():
+        assert torch.equal(MaxPool2x2()(x).isnan(), torch.nn.functional.max_pool2d(x, 2).isnan())
+        same = ~torch.nn.functional.max_pool2d(x, 2).isnan()
+        assert torch.equal(MaxPool2x2()(x)[same], torch.nn.functional.max_pool2d(x, 2)[same])
+    x = x.nan_to_num().requires_grad_()
+    grad = torch.randn(torch.nn.functional.max_pool2d(x, 2).shape)
+    (ours,) = torch.autograd.grad(MaxPool2x2()(x), x, grad)
+    (torchs,) = torch.autograd.grad(torch.nn.functional.max_pool2d(x, 2), x, grad)
+    assert torch.equal(ours, torchs)
