@@ -4,7 +4,9 @@ The grid: optimizer.lr {1e-4, 2e-4, 5e-4} x model.z_size {32, 50, 100} x 3 losse
 embedded digits by default, the same steps per job and evaluation on (eval.every=500). Each
 launcher runs the whole sweep in a child process of its own, into its own sweep directory; the
 script prints the wall time of each sweep, the aggregate images/s (jobs x steps x batch x n_critic
-/ wall), the child's peak memory, the ratio, and how far the two sweeps' objectives are apart.
+/ wall), the peak memory of the sweep's processes together (their proportional set size, sampled
+every 0.25 s: the population's workers share the pages of torch's libraries), the ratio, and how far
+the two sweeps' objectives are apart.
 
 On a shared or virtual machine the speed drifts by tens of percent within minutes, and the two
 sweeps run one after the other: ``--repeats n`` runs n pairs in the order basic, population,
@@ -25,13 +27,48 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-CHILD = """import resource, subprocess, sys
-code = subprocess.run(sys.argv[1:]).returncode
-print("peak_rss_kb", resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, "exit", code)"""
+
+
+def tree_pss_kb(root: int) -> int:
+    """The proportional set size (shared pages split between their users) of ``root`` and all its descendants
+    (the population's forkserver and workers are the launching process's), in kB; 0 off Linux."""
+    parents: dict[int, int] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            parents[int(stat.parent.name)] = int(fields[1])
+        except (OSError, IndexError, ValueError):  # gone meanwhile
+            continue
+    tree, changed = {root}, True
+    while changed:
+        grown = tree | {pid for pid, parent in parents.items() if parent in tree}
+        changed, tree = grown != tree, grown
+    total = 0
+    for pid in tree:
+        try:
+            rollup = Path(f"/proc/{pid}/smaps_rollup").read_text()
+        except OSError:
+            continue
+        total += sum(int(line.split()[1]) for line in rollup.splitlines() if line.startswith("Pss:"))
+    return total
+
+
+def peak_memory(process: subprocess.Popen, every: float = 0.25) -> dict:
+    """Sample the process tree's PSS every ``every`` seconds until ``process`` ends; {'peak_kb': ...} after."""
+    peak = {"peak_kb": 0}
+
+    def sample() -> None:
+        while process.poll() is None:
+            peak["peak_kb"] = max(peak["peak_kb"], tree_pss_kb(process.pid))
+            time.sleep(every)
+
+    threading.Thread(target=sample, daemon=True).start()
+    return peak
 
 
 def run_sweep(launcher: str, args: argparse.Namespace, extra: list[str], root: Path) -> dict:
@@ -42,13 +79,14 @@ def run_sweep(launcher: str, args: argparse.Namespace, extra: list[str], root: P
                f"hydra.sweep.dir={sweep}", *extra]
     env = {**os.environ, "OMP_NUM_THREADS": str(args.threads)} if args.threads else dict(os.environ)
     start = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-c", CHILD, *command], cwd=root, env=env, capture_output=True, text=True)
+    proc = subprocess.Popen(command, cwd=root, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    memory = peak_memory(proc)
+    _, stderr = proc.communicate()
     wall = time.perf_counter() - start
-    tail = proc.stdout.strip().splitlines()[-1].split()
-    if tail[-1] != "0":
-        raise SystemExit(f"{launcher} sweep failed:\n{proc.stderr[-3000:]}")
+    if proc.returncode != 0:
+        raise SystemExit(f"{launcher} sweep failed:\n{stderr[-3000:]}")
     jobs = json.loads((sweep / "sweep_index.json").read_text())["jobs"]
-    return {"launcher": launcher, "wall_s": wall, "peak_rss_mb": int(tail[1]) / 1024, "jobs": len(jobs),
+    return {"launcher": launcher, "wall_s": wall, "peak_rss_mb": memory["peak_kb"] / 1024, "jobs": len(jobs),
             "objectives": {k: j.get("objective") for k, j in jobs.items()}}
 
 
@@ -83,7 +121,7 @@ def main() -> None:
     images = jobs * args.steps * args.batch
     print(f"{jobs} jobs ({' x '.join(grid(args))}), {args.steps} steps each, evaluation on, {os.cpu_count()} CPUs, "
           f"load {os.getloadavg()[0]:.1f} at the end, overrides: {' '.join(extra) or 'none'}")
-    print(f"{'pair':<5} {'launcher':<12} {'wall s':>8} {'images/s':>10} {'peak RSS MB':>12} {'ratio':>7}")
+    print(f"{'pair':<5} {'launcher':<12} {'wall s':>8} {'images/s':>10} {'peak PSS MB':>12} {'ratio':>7}")
     for i, (basic, population) in enumerate(pairs, 1):
         ratio = basic["wall_s"] / population["wall_s"]
         for r in (basic, population):
