@@ -232,3 +232,27 @@ def test_refuses_what_it_cannot_stack():
         StackedModule([MLPDiscriminator(8, (1, 8, 8)) for _ in range(2)])(torch.randn(3, 4, 1, 8, 8))
     with pytest.raises(ValueError, match="z_max"):
         pad_latent(torch.randn(4, 9), 8)
+
+
+@pytest.mark.parametrize("members,batch,width", [(14, 64, 200), (3, 37, 7), (1, 1, 1)])
+@pytest.mark.parametrize("with_bias", [True, False])
+def test_the_one_output_layers_gradients_are_autograds_bit_for_bit(members, batch, width, with_bias):
+    """fold._OneOutput's backward (the input's gradient as a broadcast product) against autograd of baddbmm,
+    with the non-contiguous gradient the layer's transpose sends back."""
+    from ganlab.launch.population.fold import _OneOutput
+
+    gen = torch.Generator().manual_seed(0)
+    bias = torch.randn(members, 1, 1, generator=gen).requires_grad_() if with_bias else None
+    weight = torch.randn(members, 1, width, generator=gen).requires_grad_()
+    x = torch.randn(members, batch, width, generator=gen).requires_grad_()
+    grad = torch.randn(members, batch, 1, generator=gen).transpose(1, 2)
+    inputs = [t for t in (bias, weight, x) if t is not None]
+
+    def run(fn):
+        out = fn(bias, weight, x.transpose(1, 2))
+        return out, torch.autograd.grad(out, inputs, grad)
+
+    reference = run(lambda b, w, x_t: torch.bmm(w, x_t) if b is None else torch.baddbmm(b, w, x_t))
+    ours = run(_OneOutput.apply)
+    assert torch.equal(ours[0], reference[0])
+    assert all(torch.equal(a, b) for a, b in zip(ours[1], reference[1]))

@@ -44,7 +44,9 @@ class FoldedLinear(nn.Linear):
             # a single output (D's logit): MKL's batched kernel rounds x @ w^T differently from the
             # one F.linear uses; w @ x^T, transposed, is the product F.linear computes, bit for bit
             bias = self.bias.unsqueeze(2) if self.bias is not None else None
-            out = _matmul(bias, self.weight, per_member.transpose(1, 2)).transpose(1, 2)
+            x_t = per_member.transpose(1, 2)
+            out = (_matmul(bias, self.weight, x_t) if torch.is_autocast_enabled()
+                   else _OneOutput.apply(bias, self.weight, x_t)).transpose(1, 2)
         else:
             bias = self.bias.unsqueeze(1) if self.bias is not None else None
             out = _matmul(bias, per_member, self.weight.transpose(1, 2))
@@ -53,6 +55,34 @@ class FoldedLinear(nn.Linear):
 
 def _matmul(bias: torch.Tensor | None, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return torch.bmm(a, b) if bias is None else torch.baddbmm(bias, a, b)  # bias fused into the product
+
+
+class _OneOutput(torch.autograd.Function):
+    """``baddbmm(bias, weight, x_t)`` for a one-output layer ((K, 1, in) @ (K, in, B)), whose backward forms
+    the input's gradient as a broadcast product instead of a batched GEMM over an inner dimension of 1.
+
+    Each entry of that outer product is one product w_i * g_b, which the GEMM computes exactly too
+    (alpha 1, beta 0), so the gradients are autograd's bit for bit (tested); the GEMM form took ~0.4 ms
+    a call for 14 members (three calls a step: 5% of the step). The other gradients are autograd's own
+    formulas for baddbmm: grad @ x_t^T for the weight, grad summed over the batch for the bias.
+    """
+
+    @staticmethod
+    def forward(ctx, bias: torch.Tensor | None, weight: torch.Tensor, x_t: torch.Tensor) -> torch.Tensor:
+        ctx.save_for_backward(weight, x_t)
+        return _matmul(bias, weight, x_t)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
+        weight, x_t = ctx.saved_tensors
+        need_bias, need_weight, need_x = ctx.needs_input_grad
+        w_t = weight.transpose(1, 2)
+        # differentiated again (a gradient penalty, create_graph): autograd's GEMM, whose own derivative
+        # the second-order gradients then follow (a product's would round them differently)
+        grad_x = (w_t.bmm(grad) if torch.is_grad_enabled() else w_t * grad) if need_x else None
+        return (grad.sum(2, keepdim=True) if need_bias else None,  # autograd's sum_to the (K, 1, 1) bias
+                grad.bmm(x_t.transpose(1, 2)) if need_weight else None,
+                grad_x)
 
 
 class FoldedBatchNorm1d(nn.BatchNorm1d):
