@@ -128,7 +128,9 @@ class GANStep:
         for k, (real, z) in enumerate(zip(reals, z_d)):
             labels_real, labels_fake = (None, None) if y_real is None else (y_real[k], y_d[k])
             with self._autocast(device_type):
-                fake = G(z) if labels_fake is None else G(z, labels_fake)
+                # detached, G's forward here feeds no backward: no autograd graph recorded for it
+                with torch.set_grad_enabled(torch.is_grad_enabled() and not self.detach_fake):
+                    fake = G(z) if labels_fake is None else G(z, labels_fake)
                 fake_for_d = fake.detach() if self.detach_fake else fake
                 real_out, real_classes = self._judge(D, real, labels_real)
                 fake_out, fake_classes = self._judge(D, fake_for_d, labels_fake)

@@ -150,7 +150,8 @@ class PopulationStep:
         d_grad = d_penalty = None
         for k, (real, z) in enumerate(zip(reals, z_d)):
             with self._autocast(device_type):
-                fake = G(z)
+                with torch.set_grad_enabled(torch.is_grad_enabled() and not self.detach_fake):  # as GANStep
+                    fake = G(z)
                 fake_for_d = fake.detach() if self.detach_fake else fake
                 real_out, fake_out = D(real).float(), D(fake_for_d).float()
                 d_loss = self.d_losses(real_out, fake_out)
