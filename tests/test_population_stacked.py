@@ -10,9 +10,11 @@ statistics, spectral norm's power-iteration vectors) is checked as it is used.
 from __future__ import annotations
 
 import copy
+import functools
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from ganlab.launch.population.stacked import StackedModule, pad_latent
 from ganlab.losses import WassersteinLoss, input_gradient
@@ -256,3 +258,42 @@ def test_the_one_output_layers_gradients_are_autograds_bit_for_bit(members, batc
     ours = run(_OneOutput.apply)
     assert torch.equal(ours[0], reference[0])
     assert all(torch.equal(a, b) for a, b in zip(ours[1], reference[1]))
+
+
+@pytest.mark.parametrize("members,batch,n_in,n_out,exact", [(14, 64, 64, 200, True), (3, 37, 50, 200, True),
+                                                             (2, 64, 200, 64, True), (3, 37, 7, 5, False)])
+@pytest.mark.parametrize("with_bias", [True, False])
+def test_the_many_output_layers_gradients_are_autograds_in_the_weights_layout(members, batch, n_in, n_out, exact,
+                                                                              with_bias):
+    """fold._ManyOutputs (weight gradient as grad^T @ x) against each member's F.linear alone: the same
+    gradients bit for bit (torch's mm backward forms grad^T @ x for F.linear's transposed weight; autograd
+    of baddbmm, the transposed x^T @ grad, may round a batch of 37 differently), the weight's gradient
+    contiguous (no copy into the weight's layout), and under create_graph (a penalty) autograd's own
+    second-order gradients of baddbmm. ``exact``: the models' sizes; a 7 -> 5 layer's tiny GEMMs round the
+    weight's gradient differently batched and alone, whichever way it is formed (float rounding only)."""
+    from ganlab.launch.population.fold import _ManyOutputs
+
+    gen = torch.Generator().manual_seed(1)
+    bias = torch.randn(members, 1, n_out, generator=gen).requires_grad_() if with_bias else None
+    weight = torch.randn(members, n_out, n_in, generator=gen).requires_grad_()
+    x = torch.randn(members, batch, n_in, generator=gen).requires_grad_()
+    grad = torch.randn(members, batch, n_out, generator=gen)
+    inputs = [t for t in (bias, weight, x) if t is not None]
+
+    def reference(b, x, w):
+        return torch.bmm(x, w.transpose(1, 2)) if b is None else torch.baddbmm(b, x, w.transpose(1, 2))
+
+    def alone(b, x, w):
+        return torch.stack([F.linear(x[k], w[k], None if b is None else b[k, 0]) for k in range(members)])
+
+    expected = torch.autograd.grad(alone(bias, x, weight), inputs, grad)
+    ours = torch.autograd.grad(_ManyOutputs.apply(bias, x, weight), inputs, grad)
+    same = torch.equal if exact else functools.partial(torch.allclose, rtol=1e-6, atol=1e-6)
+    assert all(same(a, b) for a, b in zip(ours, expected))
+    assert ours[-2].is_contiguous()  # the weight's gradient, in the weight's layout
+
+    def second_order(fn):
+        (grad_x,) = torch.autograd.grad(fn(bias, x, weight).tanh().sum(), x, create_graph=True)
+        return torch.autograd.grad(grad_x.square().sum(), [weight, *([bias] if with_bias else [])])
+
+    assert all(same(a, b) for a, b in zip(second_order(_ManyOutputs.apply), second_order(reference)))
