@@ -79,9 +79,9 @@ class _OneOutput(torch.autograd.Function):
         need_bias, need_weight, need_x = ctx.needs_input_grad
         w_t = weight.transpose(1, 2)
         # differentiated again (a gradient penalty, create_graph): autograd's GEMM, whose own derivative
-        # the second-order gradients then follow (a product's would round them differently)
-        # the product formed in the layout of the input before its transpose, (K, B, in): contiguous there,
-        # so the reshape back to (K*B, in) in autograd's next node is a view, not a copy
+        # the second-order gradients then follow (a product's would round them differently); else the
+        # product, formed in the input's layout before its transpose, (K, B, in): contiguous there, so the
+        # reshape back to (K*B, in) in autograd's next node is a view, not a copy
         grad_x = (w_t.bmm(grad) if torch.is_grad_enabled() else (grad.transpose(1, 2) * weight).transpose(1, 2)) \
             if need_x else None
         return (grad.sum(2, keepdim=True) if need_bias else None,  # autograd's sum_to the (K, 1, 1) bias
@@ -96,7 +96,8 @@ class _ManyOutputs(torch.autograd.Function):
     Autograd's baddbmm forms it as ``x^T @ grad`` (K, in, out), transposed, which AccumulateGrad then
     copies into the weight's layout (three (K, 200, 64)-sized copies a step, ~1 ms for 14 members).
     ``grad^T @ x`` is what torch's own ``mm`` backward computes for F.linear's transposed weight
-    (``mm_mat2_backward``), the product a member alone takes: bit for bit the same (tested).
+    (``mm_mat2_backward``), the product a member alone takes: bit for bit the same (tested at the
+    models' sizes; tiny GEMMs, e.g. 7 -> 5, round batched and alone differently however it is formed).
     """
 
     @staticmethod
