@@ -381,56 +381,6 @@ def test_sigterm_reaches_every_worker_and_the_same_command_resumes_each_job(tmp_
     assert_resumed_to_the_end(sweep, {job_id: r["stopped_at_step"] for job_id, r in jobs.items()})
 
 
-def test_programs_are_cut_into_near_equal_consecutive_shards_and_auto_fills_the_cores():
-    from ganlab.launch.population.workers import cpu_cores, shards, thread_count, worker_count
-
-    assert shards([list("abcde")], 2) == [list("abc"), list("de")]
-    assert shards([["a"], ["b", "c"], list("defg")], 3) == [["a"], ["b"], ["c"], ["d", "e"], ["f"], ["g"]]
-    assert shards([list("ab")], 1) == [list("ab")]
-    assert worker_count("auto", on_cuda=True) == 1 and worker_count("auto", on_cuda=False) == cpu_cores()
-    assert worker_count(3, on_cuda=True) == 3
-    assert thread_count("auto", 2) == max(1, cpu_cores() // 2) and thread_count(4, 2) == 4
-
-
-@pytest.mark.parametrize("key, value", [("processes", 0), ("processes", "many"), ("processes", True),
-                                        ("threads", 0), ("threads", 1.5), ("max_members", -1)])
-def test_bad_launcher_values_are_refused_with_the_key(key, value):
-    from hydra_plugins.ganlab_plugins.population_launcher import PopulationLauncher
-
-    with pytest.raises(ValueError, match=f"hydra.launcher.{key} must be"):
-        PopulationLauncher(**{key: value})
-
-
-class _StubJob:
-    def __init__(self, name: str) -> None:
-        self.name, self.result = name, None
-
-
-@pytest.mark.parametrize("how, message", [("raise", "RuntimeError: worker boom"),
-                                          ("exit", "exited with code 3 before reporting")])
-def test_a_worker_that_breaks_is_reported_by_the_launching_process(monkeypatch, how, message):
-    import os
-
-    import ganlab.launch.population.run_group as run_group
-    from ganlab.launch.population.workers import train_in_workers
-
-    def broken(jobs, stop):
-        if jobs[0].name == "b":
-            if how == "exit":
-                os._exit(3)
-            raise RuntimeError("worker boom")
-        for job in jobs:
-            job.result = 1.5
-        return False
-
-    monkeypatch.setattr(run_group, "train_group", broken)  # forks of this process inherit the patch
-    tasks = [[_StubJob("a")], [_StubJob("b")]]
-    with pytest.raises(RuntimeError, match="a population worker failed") as err:
-        train_in_workers(tasks, processes=2, threads=1, start_method="fork")
-    assert message in str(err.value)
-    assert tasks[0][0].result == 1.5  # the healthy worker's results came back
-
-
 @pytest.mark.parametrize("workers", ["plain", "torch_first"])
 def test_workers_with_two_threads_are_bit_identical_to_the_jobs_alone_with_two(tmp_path, workers):
     # threads > 1: workers forked from the forkserver, which never ran a torch op, so no OpenMP pool is copied
@@ -438,24 +388,3 @@ def test_workers_with_two_threads_are_bit_identical_to_the_jobs_alone_with_two(t
     population = same_sweep(tmp_path, ["-m", "loss=bce,hinge", "optimizer.lr=1e-4,5e-4", *TINY, *FAST], exact=True,
                             threads=2, workers=workers)
     assert len({record["pid"] for record in population.values()}) == 2
-
-
-def _imported_on_arrival(conn) -> None:
-    conn.send(sorted(m for m in ("torch", "torch._dynamo", "torchvision.utils", "ganlab.launch.population.run_group")
-                     if m in sys.modules))
-    conn.close()
-
-
-def test_workers_arrive_with_the_training_path_imported_and_say_whether_cuda_is_visible():
-    from ganlab.launch.population import warm
-
-    assert warm.cuda_visible() == torch.cuda.is_available()
-    context = warm.worker_context()
-    assert context.get_start_method() == "forkserver"
-    receive, send = context.Pipe(duplex=False)
-    process = context.Process(target=_imported_on_arrival, args=(send,), daemon=True)
-    process.start()
-    send.close()
-    assert receive.recv() == ["ganlab.launch.population.run_group", "torch", "torch._dynamo", "torchvision.utils"]
-    process.join(timeout=30)
-    assert process.exitcode == 0
