@@ -9,11 +9,15 @@ is ``F.batch_norm`` over K*C channels (each member's channels normalised by its 
 running statistics updated in place through a view).
 
 Each member then computes bit for bit what it computes alone (forward, backward, running
-statistics; asserted by the tests with MKL on this CPU): MKL's batched GEMM runs the single GEMM's
-kernel per member, and the (B, K*C) layout gives each channel the reduction it has in (B, C).
-The two exceptions where torch takes another kernel are handled: a one-output Linear, and a
-one-channel BatchNorm1d (called per member). One is not: an elementwise op's vectorised loop takes
-2 x (vector width) floats a step (32 with AVX512) and finishes a shorter tail with scalar code, so
+statistics; asserted by the tests with MKL on AMD AVX2 and AVX512 and Intel AVX512 CPUs): MKL's
+batched GEMM runs the single GEMM's kernel per member, and the (B, K*C) layout gives each channel the
+reduction it has in (B, C). The exceptions where torch or MKL takes another kernel are handled: a
+one-output Linear (its weight's gradient formed per member: a matrix-vector product alone on Intel's
+MKL), and a one-channel BatchNorm1d (called per member). Two are not: on an Intel AVX512 CPU, MKL's
+single GEMM takes a small-matrix kernel for a 784-input layer's forward below a batch of 128 and for
+a 784-output layer's input gradient below 192 (Fashion-MNIST's MLPs at small batches: 1 ulp, so those
+members agree with their jobs to float tolerance; the blog's 512 is exact); and an elementwise op's
+vectorised loop takes 2 x (vector width) floats a step (32 with AVX512) and finishes a shorter tail with scalar code, so
 a member whose tensor is not a whole number of steps rounds its tail differently alone than inside
 the stack (a (B, 1) sigmoid with B = 16 on an AVX512 CPU: 1 ulp); batches of 32s are exact.
 
@@ -85,8 +89,21 @@ class _OneOutput(torch.autograd.Function):
         grad_x = (w_t.bmm(grad) if torch.is_grad_enabled() else (grad.transpose(1, 2) * weight).transpose(1, 2)) \
             if need_x else None
         return (grad.sum(2, keepdim=True) if need_bias else None,  # autograd's sum_to the (K, 1, 1) bias
-                grad.bmm(x_t.transpose(1, 2)) if need_weight else None,
+                _one_output_weight_grad(grad, x_t) if need_weight else None,
                 grad_x)
+
+
+def _one_output_weight_grad(grad: torch.Tensor, x_t: torch.Tensor) -> torch.Tensor:
+    """(K, 1, B) @ (K, B, in): the one-output weight's gradient, per member on the CPU.
+
+    A member alone forms it as ``grad^T @ x`` with one row, which MKL on an Intel AVX512 CPU computes as a
+    matrix-vector product, summing in another order than its batched GEMM does (1 ulp; an AMD CPU's MKL
+    takes the same kernel both ways). K calls of that same ``mm`` are bit for bit the member's own on any
+    BLAS, for a few microseconds each. On CUDA the batched product (no bit-equality claimed there).
+    """
+    if grad.device.type != "cpu":
+        return grad.bmm(x_t.transpose(1, 2))
+    return torch.stack([g.mm(x.t()) for g, x in zip(grad.unbind(), x_t.unbind())])
 
 
 class _ManyOutputs(torch.autograd.Function):
