@@ -30,6 +30,30 @@ FASHION_ROOT = Path("/usr/share/datasets/fashion-mnist")
 FAST = ["trainer.progress=false", "logger=none"]
 
 
+def cpu_kernels() -> str:
+    """The CPU's kernel family for bit-equality oracles: torch's capability and the CPU vendor.
+
+    Runs are bit for bit equal only on the same kernels: torch picks its vectorised ones by capability
+    (AVX512 takes 32-float steps where AVX2 takes 16), MKL its GEMMs by vendor too (on an Intel AVX512
+    CPU a small-matrix or matrix-vector kernel where an AMD one runs its Zen GEMM): 1 ulp apart.
+    """
+    vendor = "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("vendor_id"):
+                vendor = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{torch.backends.cpu.get_cpu_capability()}_{vendor}"
+
+
+def oracle(folder: Path, stem: str, suffix: str) -> Path:
+    """``folder/stem_<cpu_kernels()>suffix`` where one was recorded for this CPU's kernels, else ``stem+suffix``."""
+    own = folder / f"{stem}_{cpu_kernels()}{suffix}"
+    return own if own.is_file() else folder / f"{stem}{suffix}"
+
+
 def compose_cfg(overrides: list[str] = (), hydra_config: bool = False, run_dir: Path | None = None) -> DictConfig:
     """The real composed config, as `python -m ganlab <overrides>` would see it.
 

@@ -1,7 +1,7 @@
 """With EMA, DiffAugment, conditioning and packing off (their defaults), a run is bit for bit what main
 trained before them.
 
-The oracle, tests/fixtures/pre_issue12/runs.pt (runs_AVX512.pt on an AVX512 CPU), was written by main
+The oracle, tests/fixtures/pre_issue12/runs.pt (runs_<cpu kernels>.pt where recorded), was written by main
 at 8c4d90a (before the merge) with tests/fixtures/pre_issue12/make.py: the final G and D weights, every
 logged loss row and every evaluation row of five short runs (MLP and DCGAN, bce, hinge with n_critic 2,
 WGAN-GP, R1, the blog).
@@ -20,19 +20,14 @@ import torch
 
 from ganlab.train import train
 
-from conftest import REPO, assert_same_weights, compose_cfg
+from conftest import REPO, assert_same_weights, compose_cfg, oracle
 
 
 def oracle_file() -> Path:
-    """This CPU's oracle: bit-equality holds only between runs on the same kernels, and torch picks its
-    vectorised kernels (and their rounding: AVX512 takes 32-float steps where AVX2 takes 16, so a
-    16-float tail goes scalar on one and vectorised on the other) by the CPU's capability. runs.pt was
-    recorded on an earlier machine (not AVX512: runs there differ from it), runs_AVX512.pt on an AVX512
-    one (2026-12-02), both by
-    make.py from 8c4d90a's code."""
-    folder = REPO / "tests" / "fixtures" / "pre_issue12"
-    own = folder / f"runs_{torch.backends.cpu.get_cpu_capability()}.pt"
-    return own if own.is_file() else folder / "runs.pt"
+    """This CPU's oracle (conftest.cpu_kernels: bit-equality holds only between runs on the same kernels).
+    runs.pt was recorded on an AMD AVX2 machine, runs_AVX512_AuthenticAMD.pt on an AMD AVX512 one and
+    runs_AVX512_GenuineIntel.pt on an Intel AVX512 one (2026-12-02), all by make.py from 8c4d90a's code."""
+    return oracle(REPO / "tests" / "fixtures" / "pre_issue12", "runs", ".pt")
 
 
 FIXTURE = oracle_file()
