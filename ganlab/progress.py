@@ -19,8 +19,11 @@ class Progress:
     """A tqdm bar on a terminal, a progress line every ~30 s elsewhere; nothing when disabled."""
 
     def __init__(self, total: int, start: int = 0, enabled: bool = True, stream: IO[str] | None = None,
-                 every_s: float = LINE_EVERY_S) -> None:
+                 every_s: float = LINE_EVERY_S, label: str = "train", position: int = 0) -> None:
+        """``label`` names the bar (and starts each line); ``position`` is the bar's terminal row, so that
+        processes training side by side (a population's workers) each redraw their own line."""
         self.total, self.step, self.start = total, start, start
+        self.label = label
         self.stream = stream or sys.stderr
         self.enabled, self.every_s = enabled, every_s
         self.bar = None
@@ -29,7 +32,7 @@ class Progress:
         if enabled and self.stream.isatty():
             from tqdm.auto import tqdm
 
-            self.bar = tqdm(total=total, initial=start, desc="train", unit="step", file=self.stream)
+            self.bar = tqdm(total=total, initial=start, desc=label, unit="step", file=self.stream, position=position)
 
     def update(self, step: int, metrics: dict[str, float]) -> None:
         """Training reached ``step``; ``metrics`` are the last logged values."""
@@ -59,8 +62,10 @@ class Progress:
         rate = (self.step - self.start) / max(now - self.started, 1e-9)
         eta = (self.total - self.step) / rate if rate > 0 else float("nan")
         losses = "".join(f", {k} {self.metrics[k]:.3f}" for k in ("d_loss", "g_loss") if k in self.metrics)
-        print(f"train: {100 * self.step // max(self.total, 1)}% {self.step}/{self.total} steps, {rate:.1f} steps/s, "
-              f"{_clock(now - self.started)} elapsed, eta {_clock(eta)}{losses}", file=self.stream, flush=True)
+        done = f"{100 * self.step // max(self.total, 1)}% {self.step}/{self.total} steps"
+        elapsed = _clock(now - self.started)
+        print(f"{self.label}: {done}, {rate:.1f} steps/s, {elapsed} elapsed, eta {_clock(eta)}{losses}",
+              file=self.stream, flush=True)
         self.last_line = now
 
 

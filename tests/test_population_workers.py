@@ -41,7 +41,7 @@ def test_a_worker_that_breaks_is_reported_by_the_launching_process(monkeypatch, 
     import ganlab.launch.population.run_group as run_group
     from ganlab.launch.population.workers import train_in_workers
 
-    def broken(jobs, stop):
+    def broken(jobs, stop, worker):
         if jobs[0].name == "b":
             if how == "exit":
                 os._exit(3)
@@ -56,6 +56,22 @@ def test_a_worker_that_breaks_is_reported_by_the_launching_process(monkeypatch, 
         train_in_workers(tasks, processes=2, threads=1, start_method="fork")
     assert message in str(err.value)
     assert tasks[0][0].result == 1.5  # the healthy worker's results came back
+
+
+def test_each_running_worker_has_its_own_progress_row(monkeypatch):
+    """Workers running side by side get distinct slots (their tqdm bars' rows); a finished one's slot is reused."""
+    import ganlab.launch.population.run_group as run_group
+    from ganlab.launch.population.workers import train_in_workers
+
+    def record_slot(jobs, stop, worker):
+        for job in jobs:
+            job.result = worker
+        return False
+
+    monkeypatch.setattr(run_group, "train_group", record_slot)
+    tasks = [[_StubJob("a")], [_StubJob("b")], [_StubJob("c")]]
+    train_in_workers(tasks, processes=2, threads=1, start_method="fork")
+    assert [task[0].result for task in tasks[:2]] == [0, 1] and tasks[2][0].result in (0, 1)
 
 
 def _imported_on_arrival(conn) -> None:

@@ -30,15 +30,16 @@ from ganlab.train import train
 log = logging.getLogger(__name__)
 
 
-def train_group(jobs: list[Job], stop: StopOnSignal | None = None) -> bool:
-    """Train ``jobs`` (one group: they share data, model family, schedule); True when preempted."""
+def train_group(jobs: list[Job], stop: StopOnSignal | None = None, worker: int | None = None) -> bool:
+    """Train ``jobs`` (one group: they share data, model family, schedule); True when preempted.
+    ``worker``: the slot of the worker process training them (None: the launching process)."""
     if stop is not None:  # the caller (a Slurm task) holds the signals
-        return _train_group(jobs, stop)
+        return _train_group(jobs, stop, worker)
     with StopOnSignal() as own:
-        return _train_group(jobs, own)
+        return _train_group(jobs, own, worker)
 
 
-def _train_group(jobs: list[Job], stop: StopOnSignal) -> bool:
+def _train_group(jobs: list[Job], stop: StopOnSignal, worker: int | None) -> bool:
     for job in jobs:
         job.record.start()
         resume_automatically(job.cfg)
@@ -66,7 +67,7 @@ def _train_group(jobs: list[Job], stop: StopOnSignal) -> bool:
     preempted = False
     for start in sorted({m.start_step for m in members}):  # members resumed at different steps: one program each
         same = [m for m in members if m.start_step == start]
-        preempted |= _train_members(same, by_name, stop)
+        preempted |= _train_members(same, by_name, stop, worker)
         if preempted:
             return True
     for job in alone:
@@ -76,7 +77,7 @@ def _train_group(jobs: list[Job], stop: StopOnSignal) -> bool:
     return False
 
 
-def _train_members(members: list[Member], by_name: dict[str, Job], stop: StopOnSignal) -> bool:
+def _train_members(members: list[Member], by_name: dict[str, Job], stop: StopOnSignal, worker: int | None) -> bool:
     if len(members) == 1:
         return _train_alone(by_name[members[0].name], stop)
     try:
@@ -88,7 +89,7 @@ def _train_members(members: list[Member], by_name: dict[str, Job], stop: StopOnS
         for member in members:
             member_log(by_name[member.name], f"trains in a population of {len(members)} members "
                        f"({', '.join(m.name for m in members)}), steps {member.start_step} -> {member.run.total_steps}")
-        outcomes = train_population(members, evaluator, stop.requested)
+        outcomes = train_population(members, evaluator, stop.requested, worker)
     except BaseException as err:
         for member in members:
             if member.tracker is not None:

@@ -38,8 +38,9 @@ class Outcome:
 
 
 def train_population(members: list[Member], evaluator: Evaluator | None,
-                     stop_requested: Callable[[], bool] | None = None) -> dict[str, Outcome]:
-    """Train ``members`` (same start step, same trainer settings) as one program; outcomes by member name."""
+                     stop_requested: Callable[[], bool] | None = None, worker: int | None = None) -> dict[str, Outcome]:
+    """Train ``members`` (same start step, same trainer settings) as one program; outcomes by member name.
+    ``worker``: the worker slot training them (its progress bar's row and label), None in the launching process."""
     outcomes: dict[str, Outcome] = {}
     first = members[0].run
     tc, total, start = first.trainer, first.total_steps, members[0].start_step
@@ -47,7 +48,8 @@ def train_population(members: list[Member], evaluator: Evaluator | None,
     first_bad = torch.full((len(members),), -1, dtype=torch.long, device=first.device)
     metrics: list[dict[str, float]] = [{} for _ in members]
     window_start, window_steps = time.perf_counter(), 0
-    progress = Progress(total, start, enabled=tc.progress)
+    progress = Progress(total, start, enabled=tc.progress, position=worker or 0,
+                        label=f"population of {len(members)}" + (f" (worker {worker})" if worker is not None else ""))
 
     def drop_failed() -> None:
         """Stop the members whose loss went NaN/inf (one host read); rebuild the population without them."""

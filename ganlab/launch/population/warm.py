@@ -39,10 +39,10 @@ log = logging.getLogger(__name__)
 PRELOAD = ("torch", "torch._dynamo", "torchvision.utils", "ganlab", "ganlab.launch.population.run_group")
 
 
-def train_shard(jobs: list[Job] | list[dict[str, Any]], threads: int, conn: Connection) -> None:
+def train_shard(jobs: list[Job] | list[dict[str, Any]], threads: int, conn: Connection, slot: int = 0) -> None:
     """A worker's work: train ``jobs`` (one shard; plain specs from another process, Job objects in a fork
     of the launching process) with ``threads`` torch threads; send back the results and whether it was
-    preempted."""
+    preempted. ``slot`` (0 .. processes - 1, free while it runs) is its progress bar's row."""
     try:
         import torch
 
@@ -52,7 +52,7 @@ def train_shard(jobs: list[Job] | list[dict[str, Any]], threads: int, conn: Conn
         torch.set_num_threads(threads)  # before any op
         jobs = [job_of(job) if isinstance(job, dict) else job for job in jobs]
         with StopOnSignal() as stop:
-            preempted = train_group(jobs, stop)
+            preempted = train_group(jobs, stop, worker=slot)
         conn.send(("done", {job.name: job.result for job in jobs}, preempted))
     except BaseException:  # noqa: BLE001  (reported to the launching process, which raises it)
         conn.send(("error", traceback.format_exc(), False))

@@ -86,10 +86,12 @@ def train_in_workers(tasks: list[list[Job]], processes: int, threads: int, start
     pending, running = list(tasks), []
     preempted, errors, forwarded = False, [], False
 
-    def start(task: list[Job]) -> tuple[BaseProcess, Connection]:
+    free_slots = list(range(processes))  # each running worker's progress bar keeps its own terminal row
+
+    def start(task: list[Job], slot: int) -> tuple[BaseProcess, Connection]:
         receive, send = context.Pipe(duplex=False)
         payload = task if forked else [job.spec() for job in task]
-        worker = context.Process(target=train_shard, args=(payload, threads, send), daemon=True)
+        worker = context.Process(target=train_shard, args=(payload, threads, send, slot), daemon=True)
         worker.start()
         send.close()
         return worker, receive
@@ -98,18 +100,18 @@ def train_in_workers(tasks: list[list[Job]], processes: int, threads: int, start
         try:
             while pending or running:
                 while pending and len(running) < processes and not stop.requested():
-                    task = pending.pop(0)
-                    worker, receive = start(task)
-                    running.append((worker, receive, task))
+                    task, slot = pending.pop(0), free_slots.pop(0)
+                    worker, receive = start(task, slot)
+                    running.append((worker, receive, task, slot))
                     log.info("worker %d (%s): %d jobs, %d torch threads", worker.pid, context.get_start_method(),
                              len(task), threads)
                 if stop.requested() and not forwarded:  # every worker checkpoints its members
-                    for worker, _, _ in running:
+                    for worker, *_ in running:
                         os.kill(worker.pid, stop.signum)
                     forwarded, pending = True, []
                     preempted = True
                 for entry in list(running):
-                    worker, receive, task = entry
+                    worker, receive, task, slot = entry
                     if not receive.poll(0.05):  # True also once the pipe is closed
                         continue
                     try:
@@ -118,6 +120,8 @@ def train_in_workers(tasks: list[list[Job]], processes: int, threads: int, start
                         kind, payload, worker_preempted = "died", None, False
                     worker.join()
                     running.remove(entry)
+                    free_slots.append(slot)
+                    free_slots.sort()
                     if kind == "died":
                         kind, payload = "error", f"worker {worker.pid} ({len(task)} jobs) exited with code " \
                                                  f"{worker.exitcode} before reporting"
@@ -128,7 +132,7 @@ def train_in_workers(tasks: list[list[Job]], processes: int, threads: int, start
                         by_name[name].result = result
                     preempted |= worker_preempted
         finally:
-            for worker, _, _ in running:  # an exception here (Ctrl-C): no worker outlives the launcher
+            for worker, *_ in running:  # an exception here (Ctrl-C): no worker outlives the launcher
                 if worker.is_alive():
                     worker.kill()
     if errors:
