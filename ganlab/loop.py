@@ -23,7 +23,8 @@ from ganlab.tracking import Tracker
 
 def run_loop(run: Run, tracker: Tracker, start_step: int, ckpt_dir: Path, config: dict,
              stop_requested: Callable[[], bool] | None = None,
-             evaluator: Evaluator | None = None) -> dict[str, float]:
+             evaluator: Evaluator | None = None, progress_label: str = "train",
+             progress_position: int = 0) -> dict[str, float]:
     """Train from ``start_step`` to ``run.total_steps``; return the final metrics (and eval summary)."""
     tc, D, hw = run.trainer, run.discriminator, run.hardware
     batch_size = run.batches.batch_size
@@ -33,7 +34,8 @@ def run_loop(run: Run, tracker: Tracker, start_step: int, ckpt_dir: Path, config
     first_bad_step = torch.full((), -1, dtype=torch.long, device=run.device)  # stays on device: no sync
     metrics: dict[str, float] = {}
     window_start, window_images = time.perf_counter(), 0
-    progress = Progress(run.total_steps, start_step, enabled=tc.progress and hw.is_main)
+    progress = Progress(run.total_steps, start_step, enabled=tc.progress and hw.is_main, label=progress_label,
+                        position=progress_position)
 
     def checkpoint(step: int) -> None:
         check_finite(first_bad_step)  # never overwrite a good checkpoint with a diverged model

@@ -104,11 +104,14 @@ def check_pack(pack: int, batch_size: int, world_size: int) -> None:
                           f"{' per rank' if world_size > 1 else ''} must divide by {pack} (set data.batch_size)")
 
 
-def train(cfg: DictConfig, stop_requested: Callable[[], bool] | None = None) -> dict[str, Any]:
+def train(cfg: DictConfig, stop_requested: Callable[[], bool] | None = None, progress_label: str = "train",
+          progress_position: int = 0) -> dict[str, Any]:
     """Train a GAN as ``cfg`` says; write samples, checkpoints and metrics under ``cfg.run.dir``.
 
     Returns the final logged metrics (plus ``step`` and ``run_dir``). When ``stop_requested()``
     turns true (a preemption signal), the current step is checkpointed and ``ganlab.errors.Preempted`` raised.
+    ``progress_label`` / ``progress_position``: the progress bar's name and terminal row (a population worker
+    training a job alone draws it on its own row, beside the other workers' bars).
     """
     run = build_run(cfg)  # validates first: a bad value writes nothing
     ctx = run_context(cfg)
@@ -128,7 +131,8 @@ def train(cfg: DictConfig, stop_requested: Callable[[], bool] | None = None) -> 
         if evaluator is not None and resumed is not None:  # best-so-far survives a resume (older checkpoints: none)
             evaluator.load_state_dict(resumed.get("eval") or {})
         with build_profiler(cfg, run_dir, run.device):  # debug=profile: a torch.profiler trace of the loop
-            final = loop.run_loop(run, tracker, start_step, ckpt_dir, config_plain, stop_requested, evaluator)
+            final = loop.run_loop(run, tracker, start_step, ckpt_dir, config_plain, stop_requested, evaluator,
+                                      progress_label, progress_position)
     except BaseException:
         tracker.finish(exit_code=1)
         raise

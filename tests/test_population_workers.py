@@ -93,3 +93,37 @@ def test_workers_arrive_with_the_training_path_imported_and_say_whether_cuda_is_
     assert receive.recv() == ["ganlab.launch.population.run_group", "torch", "torch._dynamo", "torchvision.utils"]
     process.join(timeout=30)
     assert process.exitcode == 0
+
+
+@pytest.mark.parametrize("worker", [None, 1])
+def test_a_job_trained_alone_draws_its_bar_on_its_workers_row(tmp_path, monkeypatch, worker):
+    """A job a worker trains alone (the only member of its group, or an option a population does not batch)
+    labels its bar with the worker and draws it on the worker's row, not over worker 0's bar; in the
+    launching process (no worker) it is a basic run's bar."""
+    import io
+    from types import SimpleNamespace
+
+    from conftest import compose_cfg
+
+    import ganlab.launch.population.run_group as run_group
+
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    job_dir = tmp_path / "job"
+    job_dir.mkdir()
+    cfg = compose_cfg(["trainer.max_steps=3", "model.middle_size=8", "eval.every=0", "logger=none",
+                       "trainer.progress=true"], run_dir=job_dir)
+    finished = []
+    record = SimpleNamespace(finish=lambda final, objective: finished.append(final["step"]) or 0.5)
+    job = SimpleNamespace(name="job-000", cfg=cfg, ctx=SimpleNamespace(dir=job_dir), record=record, result=None)
+    terminal = Terminal()
+    monkeypatch.setattr(sys, "stderr", terminal)
+    assert run_group._train_alone(job, SimpleNamespace(requested=lambda: False), worker) is False
+    drawn = terminal.getvalue()
+    assert finished == [3] and job.result == 0.5
+    if worker is None:
+        assert "train: 100%" in drawn and "\x1b[A" not in drawn  # row 0, as a basic job's bar
+    else:
+        assert "train (worker 1): 100%" in drawn and "\x1b[A" in drawn  # one row down, then back up

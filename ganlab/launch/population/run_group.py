@@ -71,7 +71,7 @@ def _train_group(jobs: list[Job], stop: StopOnSignal, worker: int | None) -> boo
         if preempted:
             return True
     for job in alone:
-        preempted |= _train_alone(job, stop)
+        preempted |= _train_alone(job, stop, worker)
         if preempted:
             return True
     return False
@@ -79,7 +79,7 @@ def _train_group(jobs: list[Job], stop: StopOnSignal, worker: int | None) -> boo
 
 def _train_members(members: list[Member], by_name: dict[str, Job], stop: StopOnSignal, worker: int | None) -> bool:
     if len(members) == 1:
-        return _train_alone(by_name[members[0].name], stop)
+        return _train_alone(by_name[members[0].name], stop, worker)
     try:
         evaluator = build_evaluator(members[0].cfg, members[0].run.data, members[0].run.device)
         for member in members:
@@ -136,11 +136,13 @@ def job_log_file(job: Job) -> Iterator[None]:
         handler.close()
 
 
-def _train_alone(job: Job, stop: StopOnSignal) -> bool:
-    """An ordinary run of the job (what the basic launcher does), with its bookkeeping."""
+def _train_alone(job: Job, stop: StopOnSignal, worker: int | None = None) -> bool:
+    """An ordinary run of the job (what the basic launcher does), with its bookkeeping; in a worker, its
+    progress bar on the worker's row (as the worker's populations'), not over worker 0's."""
+    label, row = ("train", 0) if worker is None else (f"train (worker {worker})", worker)
     try:
         with job_log_file(job):
-            final = train(job.cfg, stop_requested=stop.requested)
+            final = train(job.cfg, stop_requested=stop.requested, progress_label=label, progress_position=row)
         job.result = job.record.finish(final, job.cfg.objective)
     except Preempted as err:
         job.record.preempt(err)
