@@ -103,9 +103,9 @@ def test_a_job_trained_alone_draws_its_bar_on_its_workers_row(tmp_path, monkeypa
     import io
     from types import SimpleNamespace
 
-    from conftest import compose_cfg
-
     import ganlab.launch.population.run_group as run_group
+
+    from conftest import compose_cfg
 
     class Terminal(io.StringIO):
         def isatty(self) -> bool:
