@@ -69,6 +69,12 @@ class Progress:
         self.last_line = now
 
 
+def worker_bar(label: str, worker: int | None) -> tuple[str, int]:
+    """A bar's label and terminal row in population worker ``worker`` (its slot: each running worker has its
+    own row, so bars drawn side by side do not overwrite each other); ``(label, 0)`` outside a worker."""
+    return (label, 0) if worker is None else (f"{label} (worker {worker})", worker)
+
+
 def _clock(seconds: float) -> str:
     if seconds != seconds:  # NaN: no rate yet
         return "?"

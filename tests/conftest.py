@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import io
 import os
 import struct
 import subprocess
@@ -52,6 +53,13 @@ def oracle(folder: Path, stem: str, suffix: str) -> Path:
     """``folder/stem_<cpu_kernels()>suffix`` where one was recorded for this CPU's kernels, else ``stem+suffix``."""
     own = folder / f"{stem}_{cpu_kernels()}{suffix}"
     return own if own.is_file() else folder / f"{stem}{suffix}"
+
+
+class Terminal(io.StringIO):
+    """A text stream that says it is a terminal: what a tqdm bar draws, kept to read back."""
+
+    def isatty(self) -> bool:
+        return True
 
 
 def compose_cfg(overrides: list[str] = (), hydra_config: bool = False, run_dir: Path | None = None) -> DictConfig:

@@ -19,12 +19,7 @@ from ganlab.tracking import Tracker, drop_rows_after
 from ganlab.tracking.wandb_run import WandbLogger
 from ganlab.train import train
 
-from conftest import FAST, compose_cfg, run_ganlab
-
-
-class Terminal(io.StringIO):
-    def isatty(self) -> bool:
-        return True
+from conftest import FAST, Terminal, compose_cfg, run_ganlab
 
 
 def test_outside_a_terminal_progress_is_a_line_at_most_every_30_s():

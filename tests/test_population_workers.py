@@ -100,16 +100,11 @@ def test_a_job_trained_alone_draws_its_bar_on_its_workers_row(tmp_path, monkeypa
     """A job a worker trains alone (the only member of its group, or an option a population does not batch)
     labels its bar with the worker and draws it on the worker's row, not over worker 0's bar; in the
     launching process (no worker) it is a basic run's bar."""
-    import io
     from types import SimpleNamespace
 
     import ganlab.launch.population.run_group as run_group
 
-    from conftest import compose_cfg
-
-    class Terminal(io.StringIO):
-        def isatty(self) -> bool:
-            return True
+    from conftest import Terminal, compose_cfg
 
     job_dir = tmp_path / "job"
     job_dir.mkdir()

@@ -25,6 +25,7 @@ from ganlab.launch.population.jobs import Job, print_error
 from ganlab.launch.population.members import Member, build_member, open_tracker
 from ganlab.launch.population.trainer import train_population
 from ganlab.launch.preemption import StopOnSignal
+from ganlab.progress import worker_bar
 from ganlab.train import train
 
 log = logging.getLogger(__name__)
@@ -139,7 +140,7 @@ def job_log_file(job: Job) -> Iterator[None]:
 def _train_alone(job: Job, stop: StopOnSignal, worker: int | None = None) -> bool:
     """An ordinary run of the job (what the basic launcher does), with its bookkeeping; in a worker, its
     progress bar on the worker's row (as the worker's populations'), not over worker 0's."""
-    label, row = ("train", 0) if worker is None else (f"train (worker {worker})", worker)
+    label, row = worker_bar("train", worker)
     try:
         with job_log_file(job):
             final = train(job.cfg, stop_requested=stop.requested, progress_label=label, progress_position=row)

@@ -23,7 +23,7 @@ from ganlab.errors import NonFiniteLossError, Preempted
 from ganlab.launch.population.members import Member, Population
 from ganlab.loop import as_probability, draw_samples
 from ganlab.metrics.evaluator import Evaluator
-from ganlab.progress import Progress
+from ganlab.progress import Progress, worker_bar
 from ganlab.run import snapshot
 
 log = logging.getLogger(__name__)
@@ -48,8 +48,8 @@ def train_population(members: list[Member], evaluator: Evaluator | None,
     first_bad = torch.full((len(members),), -1, dtype=torch.long, device=first.device)
     metrics: list[dict[str, float]] = [{} for _ in members]
     window_start, window_steps = time.perf_counter(), 0
-    progress = Progress(total, start, enabled=tc.progress, position=worker or 0,
-                        label=f"population of {len(members)}" + (f" (worker {worker})" if worker is not None else ""))
+    label, row = worker_bar(f"population of {len(members)}", worker)
+    progress = Progress(total, start, enabled=tc.progress, label=label, position=row)
 
     def drop_failed() -> None:
         """Stop the members whose loss went NaN/inf (one host read); rebuild the population without them."""
