@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import os
 import sys
 
 import hydra
+from hydra.errors import CompactHydraException, OverrideParseException
 from omegaconf import DictConfig
+from omegaconf.errors import OmegaConfBaseException
 
 from ganlab.config import CONFIG_PATH
 from ganlab.errors import GanlabError
@@ -49,6 +52,30 @@ def fast_help() -> str:
     return Template(template).substitute(FLAGS_HELP="", HYDRA_CONFIG_GROUPS="", APP_CONFIG_GROUPS="", CONFIG="")
 
 
+def hydra_error_line(err: CompactHydraException) -> str:
+    """Hydra's report of a bad override (an unknown option or key, bad syntax) as one line.
+
+    "In 'config': Could not find 'loss/foo'" + "Available options in 'loss':" + one option per line
+    -> "Could not find 'loss/foo' (available options in 'loss': acgan, bce, ...)"; "Could not override
+    'trainer.x'." + its OmegaConf cause -> "Could not override 'trainer.x': Key 'x' is not in struct (...)".
+    """
+    text = str(err).split("Config search path:")[0]  # where Hydra looked: noise for a typo
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    if not lines:
+        return type(err).__name__
+    head, rest = lines[0].removeprefix("In 'config': ").rstrip("."), lines[1:]
+    if isinstance(err, OverrideParseException) and not head.startswith("Error parsing override"):
+        head = f"{err.override}: {head}"  # "no viable alternative at input '[1'" alone does not say where
+    cause = err.__cause__
+    if isinstance(cause, OmegaConfBaseException) and str(cause).strip():
+        head += ": " + str(cause).strip().splitlines()[0]
+    available = next((i for i, line in enumerate(rest) if line.startswith("Available options in")), None)
+    if available is not None:
+        rest = rest[:available] + [rest[available] + " " + ", ".join(rest[available + 1:])]
+    rest = [line[0].lower() + line[1:] for line in rest]
+    return head + (f" ({'; '.join(rest)})" if rest else "")
+
+
 def main() -> None:
     """Console-script entry."""
     if sys.argv[1:] in (["--help"], ["-h"]):  # Hydra would compose every group first (~1 s) to print it
@@ -58,7 +85,20 @@ def main() -> None:
     from hydra_plugins.ganlab_plugins import register_plugins
 
     register_plugins()  # launcher=population, sweep=optuna: where an editable install hides them from Hydra's scan
-    _hydra_main()
+    if os.environ.get("HYDRA_FULL_ERROR"):  # the user asked for Hydra's full reports
+        _hydra_main()
+        return
+    # Hydra prints its own errors (an unknown option or key, a bad override) over several lines and exits 1;
+    # HYDRA_FULL_ERROR lets them reach this frame, where they become one line like every other bad input.
+    # Anything else (a bug) then shows its whole traceback rather than Hydra's trimmed one.
+    os.environ["HYDRA_FULL_ERROR"] = "1"
+    try:
+        _hydra_main()
+    except CompactHydraException as err:
+        print(f"ganlab: error: {hydra_error_line(err)}", file=sys.stderr)
+        raise SystemExit(2) from None
+    finally:
+        os.environ.pop("HYDRA_FULL_ERROR", None)
 
 
 if __name__ == "__main__":

@@ -11,8 +11,11 @@ from conftest import FAST, run_ganlab
 @pytest.mark.parametrize(
     "args,message",
     [
-        (["loss=nonsense"], "Could not find 'loss/nonsense'"),
-        (["trainer.nonsense=1"], "Key 'nonsense' is not in struct"),
+        (["loss=nonsense"], "Could not find 'loss/nonsense' (available options in 'loss': acgan, bce,"),
+        (["+sweep=nonsense"], "Could not find 'sweep/nonsense' (available options in 'sweep': loss_study,"),
+        (["-m", "loss=bce,nonsense"], "Could not find 'loss/nonsense'"),
+        (["trainer.nonsense=1"], "Could not override 'trainer.nonsense': Key 'nonsense' is not in struct"),
+        (["trainer.epochs=[1"], "ganlab: error: trainer.epochs=[1: no viable alternative at input '[1'"),
         (["trainer.epochs=ten"], "ganlab: error: trainer"),
         (["model.z_size=1.5"], "ganlab: error: model.z_size=1.5: must be an integer >= 1"),
         (["data=fashion_mnist", "data.root=/nonexistent/fm"],
@@ -25,10 +28,12 @@ from conftest import FAST, run_ganlab
     ],
 )
 def test_bad_input_is_a_clear_error(tmp_path, args, message):
-    proc = run_ganlab([*args, *FAST, f"hydra.run.dir={tmp_path / 'run'}"], cwd=tmp_path, check=False)
-    assert proc.returncode != 0
+    proc = run_ganlab([*args, *FAST, f"hydra.run.dir={tmp_path / 'run'}", f"hydra.sweep.dir={tmp_path / 'sweep'}"],
+                      cwd=tmp_path, check=False)
+    assert proc.returncode == 2
     assert message in proc.stderr, proc.stderr
-    assert "Traceback" not in proc.stderr  # one clear message, not a stack trace
+    lines = proc.stderr.strip().splitlines()  # one clear line, not a stack trace or Hydra's several-line report
+    assert len(lines) == 1 and lines[0].startswith("ganlab: error: "), proc.stderr
 
 
 def test_missing_data_names_where_it_looked(tmp_path):

@@ -94,12 +94,23 @@ def last_logged_step(job_dir: Path) -> int:
     return json.loads(lines[-1])["step"] if lines else 0
 
 
-@pytest.mark.parametrize("how", ["scontrol_requeue", "usr2_pre_timeout"])
-def test_preempted_job_resumes_at_the_exact_step(tmp_path, slurm, how):
-    steps = 1500
-    train_args = [f"trainer.max_steps={steps}", "trainer.log_every=50", "trainer.ckpt_every=100000",
+PREEMPTED_STEPS = 1500
+PREEMPTED_ARGS = [f"trainer.max_steps={PREEMPTED_STEPS}", "trainer.log_every=50", "trainer.ckpt_every=100000",
                   "trainer.ckpt_keep=null", "trainer.sample_every=100000", "model.middle_size=32", "seed=3",
                   "trainer.progress=false", "logger.wandb.mode=offline"]
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory) -> dict:
+    """The last checkpoint of the preempted job's config run straight through (once for both ways of preempting)."""
+    reference = tmp_path_factory.mktemp("uninterrupted")
+    run_ganlab([*PREEMPTED_ARGS, f"hydra.run.dir={reference / 'run'}"], cwd=reference, env=WANDB_ENV)
+    return torch.load(reference / "run" / "checkpoints" / f"step_{PREEMPTED_STEPS:08d}.pt", weights_only=True)
+
+
+@pytest.mark.parametrize("how", ["scontrol_requeue", "usr2_pre_timeout"])
+def test_preempted_job_resumes_at_the_exact_step(tmp_path, slurm, uninterrupted, how):
+    steps, train_args = PREEMPTED_STEPS, PREEMPTED_ARGS
     launcher = ["hydra.launcher.timeout_min=5", "hydra.launcher.max_num_timeout=1"] if how == "usr2_pre_timeout" else []
     sweep = tmp_path / "sweep"
     env = {**os.environ, **WANDB_ENV}
@@ -136,12 +147,9 @@ def test_preempted_job_resumes_at_the_exact_step(tmp_path, slurm, how):
     assert resumed_run.run_id == run_id and resumed_run.exit_code == 0
     assert [h["_step"] for h in resumed_run.history if "d_loss" in h][-1] == steps
 
-    reference = tmp_path / "reference"
-    run_ganlab([*train_args, f"hydra.run.dir={reference}"], cwd=tmp_path, env=WANDB_ENV)
     resumed = torch.load(job / "checkpoints" / f"step_{steps:08d}.pt", weights_only=True)
-    straight = torch.load(reference / "checkpoints" / f"step_{steps:08d}.pt", weights_only=True)
     for net in ("generator", "discriminator"):
-        for name, tensor in straight[net].items():
+        for name, tensor in uninterrupted[net].items():
             assert torch.equal(resumed[net][name], tensor), f"{net}.{name} differs from an uninterrupted run"
 
 
