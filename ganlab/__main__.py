@@ -6,11 +6,10 @@ import os
 import sys
 
 import hydra
-from hydra.errors import CompactHydraException, OverrideParseException
+from hydra.errors import CompactHydraException
 from omegaconf import DictConfig
-from omegaconf.errors import OmegaConfBaseException
 
-from ganlab.config import CONFIG_PATH
+from ganlab.config import CONFIG_PATH, hydra_error_line
 from ganlab.errors import GanlabError
 
 
@@ -50,30 +49,6 @@ def fast_help() -> str:
     conf, _ = config_dirs()
     template = OmegaConf.load(conf / "hydra" / "help" / "ganlab.yaml").template  # resolves ${ganlab_help_groups:}
     return Template(template).substitute(FLAGS_HELP="", HYDRA_CONFIG_GROUPS="", APP_CONFIG_GROUPS="", CONFIG="")
-
-
-def hydra_error_line(err: CompactHydraException) -> str:
-    """Hydra's report of a bad override (an unknown option or key, bad syntax) as one line.
-
-    "In 'config': Could not find 'loss/foo'" + "Available options in 'loss':" + one option per line
-    -> "Could not find 'loss/foo' (available options in 'loss': acgan, bce, ...)"; "Could not override
-    'trainer.x'." + its OmegaConf cause -> "Could not override 'trainer.x': Key 'x' is not in struct (...)".
-    """
-    text = str(err).split("Config search path:")[0]  # where Hydra looked: noise for a typo
-    lines = [line.strip() for line in text.splitlines() if line.strip()]
-    if not lines:
-        return type(err).__name__
-    head, rest = lines[0].removeprefix("In 'config': ").rstrip("."), lines[1:]
-    if isinstance(err, OverrideParseException) and not head.startswith("Error parsing override"):
-        head = f"{err.override}: {head}"  # "no viable alternative at input '[1'" alone does not say where
-    cause = err.__cause__
-    if isinstance(cause, OmegaConfBaseException) and str(cause).strip():
-        head += ": " + str(cause).strip().splitlines()[0]
-    available = next((i for i, line in enumerate(rest) if line.startswith("Available options in")), None)
-    if available is not None:
-        rest = rest[:available] + [rest[available] + " " + ", ".join(rest[available + 1:])]
-    rest = [line[0].lower() + line[1:] for line in rest]
-    return head + (f" ({'; '.join(rest)})" if rest else "")
 
 
 def main() -> None:

@@ -93,6 +93,32 @@ class RunContext:
     overrides: list[str] = field(default_factory=list)  # the job's command-line overrides
 
 
+def hydra_error_line(err: Exception) -> str:
+    """Hydra's report of a bad override (an unknown option or key, bad syntax) as one line.
+
+    "In 'config': Could not find 'loss/foo'" + "Available options in 'loss':" + one option per line
+    -> "Could not find 'loss/foo' (available options in 'loss': acgan, bce, ...)"; "Could not override
+    'trainer.x'." + its OmegaConf cause -> "Could not override 'trainer.x': Key 'x' is not in struct (...)".
+    """
+    from hydra.errors import OverrideParseException
+
+    text = str(err).split("Config search path:")[0]  # where Hydra looked: noise for a typo
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    if not lines:
+        return type(err).__name__
+    head, rest = lines[0].removeprefix("In 'config': ").rstrip("."), lines[1:]
+    if isinstance(err, OverrideParseException) and not head.startswith("Error parsing override"):
+        head = f"{err.override}: {head}"  # "no viable alternative at input '[1'" alone does not say where
+    cause = err.__cause__
+    if isinstance(cause, OmegaConfBaseException) and str(cause).strip():
+        head += ": " + str(cause).strip().splitlines()[0]
+    available = next((i for i, line in enumerate(rest) if line.startswith("Available options in")), None)
+    if available is not None:
+        rest = rest[:available] + [rest[available] + " " + ", ".join(rest[available + 1:])]
+    rest = [line[0].lower() + line[1:] for line in rest]
+    return head + (f" ({'; '.join(rest)})" if rest else "")
+
+
 def compose_config(overrides: list[str]) -> DictConfig:
     """The config ``python -m ganlab <overrides>`` would train with (same conf/, same defaults)."""
     from hydra import compose, initialize_config_dir, initialize_config_module
@@ -106,7 +132,7 @@ def compose_config(overrides: list[str]) -> DictConfig:
         with init:
             return compose(config_name="config", overrides=overrides)
     except (HydraException, OmegaConfBaseException) as err:
-        raise ConfigError(str(err).splitlines()[0]) from err
+        raise ConfigError(hydra_error_line(err)) from err
 
 
 def plain_config(cfg: DictConfig) -> dict[str, Any]:

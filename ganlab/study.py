@@ -36,14 +36,44 @@ def ganlab(args: list[str]) -> int:
     return subprocess.run([sys.executable, "-m", "ganlab", *args]).returncode
 
 
-def loss_spaces(overrides: list[str]) -> dict[str, dict[str, str]]:
-    """Each loss's own search keys, from sweeps/loss_study.yaml (``study.spaces``)."""
+def loss_spaces(losses: list[str], overrides: list[str]) -> dict[str, dict[str, str]]:
+    """Each loss's own search keys, from sweeps/loss_study.yaml (``study.spaces``).
+
+    The study's config is composed with each loss (~0.3 s each), so that an override one of them does
+    not take (``loss.gp_weight`` is wgan_gp's) is a one-line error before any search, not after hours.
+    """
     from omegaconf import OmegaConf
 
     from ganlab.config import compose_config
+    from ganlab.errors import ConfigError
 
-    cfg = compose_config(["sweep=loss_study", *overrides])
-    return OmegaConf.to_container(cfg.study.spaces)
+    spaces: dict[str, dict[str, str]] = {}
+    errors: dict[str, str] = {}
+    for loss in losses:
+        try:
+            cfg = compose_config(["sweep=loss_study", f"loss={loss}", *overrides])
+            spaces = OmegaConf.to_container(cfg.study.spaces)
+        except ConfigError as err:
+            errors[loss] = str(err)
+    if errors and len(errors) == len(losses) and len(set(errors.values())) == 1:
+        raise ConfigError(next(iter(errors.values())))  # the same with every loss: not a loss's problem
+    if errors:
+        loss, error = next(iter(errors.items()))
+        raise ConfigError(f"loss={loss}: {error}")
+    return spaces
+
+
+def check_losses(losses: list[str]) -> None:
+    """Every asked-for loss is an option of the loss group (a typo would otherwise cost a whole search)."""
+    from ganlab.config import config_dirs
+    from ganlab.errors import ConfigError
+
+    conf, _ = config_dirs()
+    known = sorted(path.stem for path in (conf / "loss").glob("*.yaml"))
+    unknown = [loss for loss in losses if loss not in known]
+    if unknown or not losses:
+        raise ConfigError(f"--losses: {'unknown loss ' + ', '.join(unknown) if unknown else 'no loss given'} "
+                          f"(available: {', '.join(known)})")
 
 
 def search(loss: str, args: argparse.Namespace, spaces: dict, overrides: list[str]) -> int:
@@ -112,10 +142,12 @@ def main(argv: list[str] | None = None) -> int:
     tag = hashlib.sha1("\n".join(sorted(overrides) + [args.losses, str(args.trials)]).encode()).hexdigest()[:10]
     args.out = args.out or Path("multirun") / f"loss_study-{tag}"
     try:
-        spaces = loss_spaces(overrides)
+        check_losses(losses)
+        spaces = loss_spaces(losses, overrides)
     except GanlabError as err:
         print(f"ganlab.study: error: {err}", file=sys.stderr)
         return 2
+    args.out.mkdir(parents=True, exist_ok=True)  # study.md is written even if every search failed
     failed = [loss for loss in losses if search(loss, args, spaces, overrides) not in (0, 2)]
     from ganlab.compare import main as compare
 
@@ -123,6 +155,8 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     for loss in losses:
         trial = best_trial(args.out / "search" / loss)
+        if trial is None and loss not in failed:  # its search ran no trial to the end (a bad override, say)
+            failed.append(loss)
         if args.seeds and trial is not None and rerun(loss, trial, args, overrides) not in (0, 2):
             failed.append(loss)
         rows.append(rerun_row(loss, trial, args.out / "rerun" / loss))

@@ -115,3 +115,33 @@ def test_a_tiny_study_runs_end_to_end_and_draws_both_figures(tmp_path):
     assert "| bce |" in table and "| wgan_gp |" in table and "±" in table
     assert "study:" in proc.stdout
     assert Path(figures / "budget.png").read_bytes()[:4] == b"\x89PNG"
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--losses", "bce,nonsense"], "ganlab.study: error: --losses: unknown loss nonsense (available: acgan, bce,"),
+    (["trainer.nonsense=1"], "ganlab.study: error: Could not override 'trainer.nonsense': Key 'nonsense' is not in"),
+])
+def test_a_bad_loss_or_override_is_one_line_before_any_search(tmp_path, args, message):
+    proc = run_ganlab([*args, "--out", str(tmp_path / "study")], cwd=tmp_path, module="ganlab.study", check=False)
+    assert proc.returncode == 2 and proc.stderr.strip().splitlines() == [proc.stderr.strip()], proc.stderr
+    assert proc.stderr.startswith(message), proc.stderr
+    assert not (tmp_path / "study").exists()
+
+
+def test_an_override_a_loss_does_not_take_is_one_line_before_any_search(tmp_path):
+    proc = run_ganlab(["--losses", "wgan_gp,bce", "loss.gp_weight=1", "--out", str(tmp_path / "study")],
+                      cwd=tmp_path, module="ganlab.study", check=False)
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.strip() == ("ganlab.study: error: loss=bce: Could not override 'loss.gp_weight': "
+                                   "Key 'gp_weight' is not in struct (to append to your config use +loss.gp_weight=1)")
+    assert not (tmp_path / "study").exists()
+
+
+def test_a_loss_whose_search_finished_no_trial_fails_the_study(tmp_path):
+    # a target of 1e30 makes every float32 loss inf at step 1: the one trial fails, so the search has no best
+    proc = run_ganlab(["--losses", "mse", "--trials", "1", "--seeds", "2", "--out", str(tmp_path / "study"),
+                       "loss.real_target=1e30", "trainer.max_steps=2", "logger=none", "trainer.progress=false"],
+                      cwd=tmp_path, module="ganlab.study", check=False)
+    assert proc.returncode == 1, proc.stderr
+    assert "| mse | no finished trial |" in (tmp_path / "study" / "study.md").read_text()
+    assert not (tmp_path / "study" / "rerun").exists()  # nothing to rerun over seeds
