@@ -35,6 +35,15 @@ def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
         raise
 
 
+def load_failure(err: Exception) -> str:
+    """The reason in torch.load's error, in one line (its weights_only report runs to a dozen lines of advice)."""
+    found = re.search(r"WeightsUnpickler error:\s*(.+)", str(err))
+    if found:  # "Unsupported operand 123" (not a torch file), "Unsupported global: GLOBAL x.Y was not ..." (code)
+        return "weights_only load: " + found[1].split(" Please use")[0].strip()
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+    return f"{type(err).__name__}: {lines[0]}" if lines else type(err).__name__
+
+
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
     """Load a ganlab checkpoint with ``weights_only=True`` (plain data only, no pickled code)."""
     path = Path(path)
@@ -43,7 +52,7 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:
-        raise ResumeError(f"{path} is not a loadable ganlab checkpoint: {err}") from err
+        raise ResumeError(f"{path} is not a loadable ganlab checkpoint ({load_failure(err)})") from err
     if not isinstance(state, dict) or "generator" not in state or "step" not in state:
         raise ResumeError(f"{path} is not a ganlab checkpoint (no generator/step entries)")
     return state
