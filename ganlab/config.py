@@ -6,6 +6,7 @@ they turn it into typed settings and objects that the rest of ganlab takes as pl
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
@@ -13,7 +14,7 @@ from typing import Any, Optional
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from ganlab.errors import ConfigError
+from ganlab.errors import ConfigError, GanlabError
 from ganlab.naming import short_overrides
 from ganlab.ranges import check_ranges
 
@@ -100,8 +101,11 @@ def hydra_error_line(err: Exception) -> str:
     -> "Could not find 'loss/foo' (available options in 'loss': acgan, bce, ...)"; "Could not override
     'trainer.x'." + its OmegaConf cause -> "Could not override 'trainer.x': Key 'x' is not in struct (...)".
     """
-    from hydra.errors import OverrideParseException
+    from hydra.errors import InstantiationException, OverrideParseException
 
+    if isinstance(err, InstantiationException) and isinstance(err.__cause__, (ValueError, GanlabError)):
+        # a launcher's or a component's own check of its arguments already names the key and the value
+        return str(err.__cause__).strip().splitlines()[0]
     text = str(err).split("Config search path:")[0]  # where Hydra looked: noise for a typo
     lines = [line.strip() for line in text.splitlines() if line.strip()]
     if not lines:
@@ -115,7 +119,8 @@ def hydra_error_line(err: Exception) -> str:
     available = next((i for i, line in enumerate(rest) if line.startswith("Available options in")), None)
     if available is not None:
         rest = rest[:available] + [rest[available] + " " + ", ".join(rest[available + 1:])]
-    rest = [line[0].lower() + line[1:] for line in rest]
+    # "To append ..." -> "to append ...", but not "ValueError(...)"
+    rest = [line[0].lower() + line[1:] if re.match(r"[A-Z][a-z]+\b", line) else line for line in rest]
     return head + (f" ({'; '.join(rest)})" if rest else "")
 
 
