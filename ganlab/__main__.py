@@ -72,6 +72,17 @@ def main() -> None:
     except CompactHydraException as err:
         print(f"ganlab: error: {hydra_error_line(err)}", file=sys.stderr)
         raise SystemExit(2) from None
+    except GanlabError as err:  # raised outside a job: by a sweeper or a launcher checking its options
+        print(f"ganlab: error: {err}", file=sys.stderr)
+        raise SystemExit(2) from None
+    except Exception as err:
+        if not (type(err).__name__ == "FailedJobError" and type(err).__module__.startswith("submitit")):
+            raise
+        # sbatch refused the array (an unknown partition, too much memory): its first words (sbatch has printed
+        # them above, submitit does not capture its stderr)
+        reason = next((line.strip() for line in str(err).splitlines() if line.strip()), "sbatch failed")
+        print(f"ganlab: error: Slurm refused the jobs: {reason}", file=sys.stderr)
+        raise SystemExit(2) from None
     finally:
         os.environ.pop("HYDRA_FULL_ERROR", None)
 

@@ -22,6 +22,8 @@ from conftest import FAST, run_ganlab
          "ganlab: error: hydra.launcher.threads must be auto or an integer >= 1, got 'x'"),
         (["-m", "launcher=population", "hydra.launcher.max_members=-1", "seed=0,1"],
          "ganlab: error: hydra.launcher.max_members must be an integer >= 0, got -1"),
+        (["-m", "sweep=optuna", "hydra.sweeper.direction=up"],
+         "ganlab: error: hydra.sweeper: Please set either 'minimize' or 'maximize' to direction."),
         (["-m", "launcher=slurm_population", "hydra.launcher.members_per_task=0", "seed=0,1"],
          "ganlab: error: hydra.launcher.members_per_task must be >= 1, got 0"),
         (["trainer.epochs=ten"], "ganlab: error: trainer"),

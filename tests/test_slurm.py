@@ -79,6 +79,18 @@ def test_four_job_sweep_through_slurm(tmp_path, slurm):
         assert f"loss={loss}" in run.name
 
 
+@pytest.mark.parametrize("launcher", ["slurm", "slurm_population"])
+def test_a_job_sbatch_refuses_is_one_line_and_leaves_no_job(tmp_path, slurm, launcher):
+    proc = run_ganlab(["-m", f"launcher={launcher}", "hydra.launcher.partition=no_such_partition", "seed=0,1",
+                       "trainer.max_steps=2", "logger=none", f"hydra.sweep.dir={tmp_path / 'sweep'}"],
+                      cwd=tmp_path, env=WANDB_ENV, check=False)
+    assert proc.returncode == 2, proc.stderr
+    ours = [line for line in proc.stderr.splitlines() if not line.startswith("sbatch: ")]  # sbatch speaks too
+    assert ours == ["ganlab: error: Slurm refused the jobs: sbatch: error: invalid partition specified: "
+                    "no_such_partition"], proc.stderr
+    assert index_jobs(tmp_path / "sweep") == {}  # no job started, none is recorded as if it had
+
+
 def wait_for(condition, timeout: float, what: str):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

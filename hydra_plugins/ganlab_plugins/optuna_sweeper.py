@@ -3,6 +3,8 @@
 Optuna's sweeper asks the study for its best trial after the last one, which raises "No trials are
 completed yet" (with a traceback) when every trial failed. This one prints the sweep's summary instead
 (each failure was already one ``ganlab: error:`` line) and exits 2, as a grid sweep with failed jobs does.
+Optuna's other ValueErrors are its checks of the options (``direction``, an interval's bounds): a ConfigError,
+one line.
 """
 
 from __future__ import annotations
@@ -28,7 +30,10 @@ class OptunaSweeper(_OptunaSweeper):
             return super().sweep(arguments)
         except ValueError as err:
             if "No trials are completed" not in str(err):
-                raise
+                # Optuna's checks of the sweeper's options (direction, a distribution's bounds): one line
+                from ganlab.errors import ConfigError
+
+                raise ConfigError(f"hydra.sweeper: {str(err).strip().splitlines()[0]}") from err
             from ganlab.launch.sweep import sweep_summary
 
             print(sweep_summary(self.sweep_dir), flush=True)
