@@ -15,7 +15,7 @@ import yaml
 from ganlab.build import build
 from ganlab.errors import ConfigError
 from ganlab.launch.job import objective_value
-from ganlab.launch.sweep import overrides_hash
+from ganlab.launch.sweep import overrides_hash, sweep_summary
 
 from conftest import FAST, REPO, compose_cfg, run_ganlab
 from wandb_reader import find_runs, read_run
@@ -223,3 +223,9 @@ def test_job_dirs_are_readable_and_old_job_dirs_resume(tmp_path):
     assert sorted(p.name for p in sweep.glob("job-*")) == sorted(old)  # no new directories
     assert index(sweep)["jobs"][cut]["status"] == "finished" and index(sweep)["jobs"][cut]["attempts"] == 2
     assert (sweep / cut / "checkpoints" / "step_00000002.pt").is_file()
+
+
+def test_a_sweep_of_no_jobs_says_so(tmp_path):
+    # e.g. `-m 'seed=range(0)'`: Hydra launches nothing; the summary says why there is nothing to compare
+    first = sweep_summary(tmp_path / "empty").splitlines()[0]
+    assert first == f"ganlab: sweep empty: no jobs: its values gave none, e.g. an empty range ({tmp_path / 'empty'})"

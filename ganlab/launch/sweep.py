@@ -152,8 +152,9 @@ def sweep_summary(sweep_dir: Path) -> str:
     counts: dict[str, int] = {}
     for record in jobs.values():
         counts[record.get("status", "unknown")] = counts.get(record.get("status", "unknown"), 0) + 1
-    lines = [f"ganlab: sweep {sweep_dir.name}: {len(jobs)} jobs, "
-             + ", ".join(f"{n} {status}" for status, n in sorted(counts.items())) + f" ({sweep_dir})"]
+    tally = ", ".join(f"{n} {status}" for status, n in sorted(counts.items()))
+    lines = [f"ganlab: sweep {sweep_dir.name}: {len(jobs)} jobs, {tally} ({sweep_dir})" if jobs else
+             f"ganlab: sweep {sweep_dir.name}: no jobs: its values gave none, e.g. an empty range ({sweep_dir})"]
     scored = [(r["objective"], job_id, r) for job_id, r in jobs.items()
               if r.get("status") == "finished" and isinstance(r.get("objective"), (int, float))]
     if scored:

@@ -23,6 +23,12 @@ class OptunaSweeper(_OptunaSweeper):
 
     def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig) -> None:
         self.sweep_dir = Path(str(config.hydra.sweep.dir))  # pinned by ganlab.launch.sweep.SweepCallback
+        for key in ("n_trials", "n_jobs"):  # Optuna's sweeper would run nothing (<= 0), or loop forever (n_jobs 0)
+            value = getattr(self.sweeper, key)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                from ganlab.errors import ConfigError
+
+                raise ConfigError(f"hydra.sweeper.{key}={value!r}: must be an integer >= 1")
         super().setup(hydra_context=hydra_context, task_function=task_function, config=config)
 
     def sweep(self, arguments: list[str]) -> Any:
