@@ -55,18 +55,24 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Read a sweep, print the markdown table, write tables and plots."""
-    args = parser().parse_args(argv)
+    p = parser()
+    args = p.parse_args(argv)
+    if args.top < 0:
+        p.error(f"--top must be >= 0 (configs whose curves are plotted), got {args.top}")
+    out = args.out or args.sweep_dir / "compare"
     try:
         runs = find_runs(args.sweep_dir)
         metric = pick_metric(runs, args.metric)
+        out.mkdir(parents=True, exist_ok=True)
     except GanlabError as err:
         print(f"ganlab.compare: error: {err}", file=sys.stderr)
+        return 2
+    except OSError as err:  # --out on a read-only or missing mount: before any table is computed
+        print(f"ganlab.compare: error: cannot write to {out}: {err.strerror}", file=sys.stderr)
         return 2
     descending = args.order == "desc" or (args.order == "auto" and lower_is_better(metric) is False)
     columns = metric_columns(runs, metric)
     rows = aggregate(runs, columns, metric, descending)
-    out = args.out or args.sweep_dir / "compare"
-    out.mkdir(parents=True, exist_ok=True)
     table = markdown_table(rows, columns)
     order = "descending" if descending else "ascending"
     header = f"# {len(runs)} runs, {len(rows)} configs, sorted by {metric} ({order})\n\n"

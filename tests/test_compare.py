@@ -60,6 +60,20 @@ def test_compare_sorts_by_a_chosen_metric_and_rejects_unknown_ones(sweep, tmp_pa
     assert proc.returncode == 2 and "holds no runs" in proc.stderr
 
 
+def test_compare_rejects_a_negative_top_and_an_unwritable_out_in_one_line(sweep, tmp_path, capsys):
+    from ganlab.compare import main
+
+    with pytest.raises(SystemExit) as exit_info:
+        main([str(sweep), "--top", "-1", "--out", str(tmp_path / "t")])
+    assert exit_info.value.code == 2 and capsys.readouterr().err.strip().splitlines()[-1] == \
+        "python -m ganlab.compare: error: --top must be >= 0 (configs whose curves are plotted), got -1"
+    blocker = tmp_path / "a_file"
+    blocker.write_text("")
+    assert main([str(sweep), "--out", str(blocker / "compare")]) == 2
+    assert capsys.readouterr().err == f"ganlab.compare: error: cannot write to {blocker / 'compare'}: Not a directory\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a_file"]  # nothing written anywhere
+
+
 def test_eval_of_a_checkpoint_matches_the_runs_own_final_evaluation(sweep, tmp_path):
     job = job_dirs(sweep)[0]
     out = tmp_path / "m.json"
