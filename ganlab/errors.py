@@ -1,5 +1,12 @@
 """Errors that reach the user as one clear line and a non-zero exit."""
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
 
 class GanlabError(Exception):
     """Base for errors with a message meant for the user, not a traceback."""
@@ -34,3 +41,11 @@ class Preempted(Exception):
     def __init__(self, step: int) -> None:
         super().__init__(f"preempted: stopped after checkpointing step {step}")
         self.step = step
+
+
+def make_folder(path: Path) -> None:
+    """``mkdir -p path``, or a one-line ConfigError (a file in the way, a read-only or missing mount)."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise ConfigError(f"cannot make the folder {path}: {err.strerror}") from err

@@ -87,19 +87,19 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     if args.n_samples is not None and args.n_samples < 2:
         p.error("--n-samples must be >= 2")
-    import torch
+    from ganlab.errors import GanlabError, make_folder
+    from ganlab.hardware.device import command_device
 
-    from ganlab.errors import GanlabError
-
-    device = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device)
+    out = args.out or args.checkpoint.with_suffix(".eval.json")  # by default beside the checkpoint
     try:
+        device = command_device(args.device)
+        if args.out is not None:
+            make_folder(out.parent)  # before the evaluation: fail at once, not after it
         result = evaluate_checkpoint(args.checkpoint, args.n_samples, args.features, args.classifier_dir,
                                      args.data_root, device, args.generator)
     except GanlabError as err:
         print(f"ganlab.eval: error: {err}", file=sys.stderr)
         return 2
-    out = args.out or args.checkpoint.with_suffix(".eval.json")
-    out.parent.mkdir(parents=True, exist_ok=True)
     text = json.dumps(result, indent=2)
     out.write_text(text + "\n")
     print(text)

@@ -108,17 +108,20 @@ def main(argv: list[str] | None = None) -> int:
     """Parse arguments, write the .npy (and the classes of a conditional G's samples), print where it went."""
     p = parser()
     args = p.parse_args(argv)
-    if args.n < 0:
-        p.error("--n must be >= 0")
+    if args.n < 1:
+        p.error("--n must be >= 1")
+    if args.out.suffix != ".npy":  # np.save would append .npy and leave the file somewhere else than asked
+        p.error(f"--out must name a .npy file (the samples are a NumPy array), got {args.out}")
     import numpy as np
-    import torch
 
     from ganlab.checkpoint import load_checkpoint
-    from ganlab.errors import GanlabError
+    from ganlab.errors import GanlabError, make_folder
+    from ganlab.hardware.device import command_device
 
-    device = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device)
     try:
+        device = command_device(args.device)
         state = load_checkpoint(args.checkpoint)
+        make_folder(args.out.parent)  # before the sampling: fail at once, not after it
         points = len(state["img_shape"]) == 1  # 2D benchmarks: raw coordinates, not pixels
         export = generate_points if points else generate_uint8
         images = export(state, args.n, args.seed, args.batch_size, device, args.generator, args.label)
@@ -126,7 +129,6 @@ def main(argv: list[str] | None = None) -> int:
     except GanlabError as err:
         print(f"ganlab.sample: error: {err}", file=sys.stderr)
         return 2
-    args.out.parent.mkdir(parents=True, exist_ok=True)
     np.save(args.out, images)
     if labels is not None:
         np.save(args.out.with_suffix(".labels.npy"), labels)

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import FAST, REPO, run_ganlab
+from conftest import FAST, REPO, compose_cfg, run_ganlab
 from wandb_reader import find_runs, read_run
 
 
@@ -117,6 +117,41 @@ def test_sample_export(tmp_path):
     missing = run_ganlab([str(tmp_path / "nope.pt"), "--out", str(out)], cwd=tmp_path, module="ganlab.sample",
                          check=False)
     assert missing.returncode == 2 and "does not exist" in missing.stderr
+
+
+def test_sample_and_eval_refuse_bad_arguments_in_one_line_and_write_nothing(tmp_path, capsys):
+    from ganlab.eval import main as evaluate
+    from ganlab.sample import main as sample
+    from ganlab.train import train
+
+    train(compose_cfg(["trainer.max_steps=1", *FAST], run_dir=tmp_path / "run"))
+    ckpt = str(tmp_path / "run" / "checkpoints" / "step_00000001.pt")
+    blocker = tmp_path / "a_file"
+    blocker.write_text("")
+    for argv, error in [
+        ([ckpt, "--out", str(tmp_path / "s.png")], "--out must name a .npy file (the samples are a NumPy array), got"),
+        ([ckpt, "--out", str(tmp_path / "s.npy"), "--n", "0"], "--n must be >= 1"),
+    ]:
+        with pytest.raises(SystemExit) as exit_info:
+            sample(argv)
+        assert exit_info.value.code == 2 and error in capsys.readouterr().err
+    cuda = "ganlab.{}: error: --device cuda: no CUDA device is visible; use --device cpu or auto"
+    cases = [(sample, "sample", [ckpt, "--out", str(tmp_path / "s.npy"), "--device", "nope"],
+              "ganlab.sample: error: --device nope: not a torch device (auto, cpu, cuda, cuda:1, ...)"),
+             (sample, "sample", [ckpt, "--out", str(blocker / "s.npy")],
+              f"ganlab.sample: error: cannot make the folder {blocker}: File exists"),
+             (evaluate, "eval", [ckpt, "--out", str(blocker / "e.json")],
+              f"ganlab.eval: error: cannot make the folder {blocker}: File exists"),
+             (evaluate, "eval", [ckpt, "--device", "nope:0"],
+              "ganlab.eval: error: --device nope:0: not a torch device (auto, cpu, cuda, cuda:1, ...)")]
+    if not torch.cuda.is_available():
+        cases += [(command, name, [ckpt, "--out", str(tmp_path / "x.npy" if name == "sample" else tmp_path / "x.json"),
+                                   "--device", "cuda"], cuda.format(name))
+                  for command, name in ((sample, "sample"), (evaluate, "eval"))]
+    for command, _, argv, error in cases:
+        assert command(argv) == 2
+        assert capsys.readouterr().err == error + "\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a_file", "run"]  # nothing written
 
 
 @pytest.mark.slow

@@ -21,6 +21,21 @@ def resolve_device(device: Literal["auto", "cpu", "cuda"] = "auto") -> torch.dev
     return torch.device(device)
 
 
+def command_device(name: str) -> torch.device:
+    """``--device`` of ``ganlab.sample`` and ``ganlab.eval``: auto, cpu, cuda, cuda:N (any torch device), checked."""
+    if name == "auto":
+        return resolve_device("auto")
+    try:
+        device = torch.device(name)
+    except (RuntimeError, ValueError) as err:
+        raise ConfigError(f"--device {name}: not a torch device (auto, cpu, cuda, cuda:1, ...)") from err
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"--device {name}: no CUDA device is visible; use --device cpu or auto")
+    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+        raise ConfigError(f"--device {name}: only {torch.cuda.device_count()} CUDA device(s) are visible")
+    return device
+
+
 @dataclass
 class Hardware:
     """Where and how a run computes: device, CUDA graph capture, precision, and its DDP rank."""
