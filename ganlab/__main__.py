@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import sys
 
@@ -11,6 +12,10 @@ from omegaconf import DictConfig
 
 from ganlab.config import CONFIG_PATH, hydra_error_line
 from ganlab.errors import GanlabError
+
+# OSErrors about a path the user chose (not a bug): one line, like every other bad input
+FILE_ERRNOS = {errno.ENOENT, errno.ENOTDIR, errno.EISDIR, errno.EEXIST, errno.EACCES, errno.EPERM, errno.EROFS,
+               errno.ENOSPC, errno.EDQUOT}
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="config")
@@ -74,6 +79,12 @@ def main() -> None:
         raise SystemExit(2) from None
     except GanlabError as err:  # raised outside a job: by a sweeper or a launcher checking its options
         print(f"ganlab: error: {err}", file=sys.stderr)
+        raise SystemExit(2) from None
+    except OSError as err:
+        if err.filename is None or err.errno not in FILE_ERRNOS:
+            raise
+        # a run or sweep dir that cannot be made (hydra.run.dir under a file, a read-only mount), a full disk
+        print(f"ganlab: error: {err.filename}: {err.strerror} (HYDRA_FULL_ERROR=1 shows where)", file=sys.stderr)
         raise SystemExit(2) from None
     except Exception as err:
         if not (type(err).__name__ == "FailedJobError" and type(err).__module__.startswith("submitit")):

@@ -22,6 +22,9 @@ from conftest import FAST, run_ganlab
          "ganlab: error: hydra.launcher.threads must be auto or an integer >= 1, got 'x'"),
         (["-m", "launcher=population", "hydra.launcher.max_members=-1", "seed=0,1"],
          "ganlab: error: hydra.launcher.max_members must be an integer >= 0, got -1"),
+        (["hydra.run.dir=/proc/ganlab_run"], "ganlab: error: /proc/ganlab_run: No such file or directory"),
+        (["-m", "seed=0", "hydra.sweep.dir=/proc/ganlab_sweep"],
+         "ganlab: error: /proc/ganlab_sweep: No such file or directory"),
         (["-m", "sweep=optuna", "hydra.sweeper.direction=up"],
          "ganlab: error: hydra.sweeper: Please set either 'minimize' or 'maximize' to direction."),
         (["-m", "sweep=optuna", "hydra.sweeper.n_trials=0"],
@@ -42,8 +45,9 @@ from conftest import FAST, run_ganlab
     ],
 )
 def test_bad_input_is_a_clear_error(tmp_path, args, message):
-    proc = run_ganlab([*args, *FAST, f"hydra.run.dir={tmp_path / 'run'}", f"hydra.sweep.dir={tmp_path / 'sweep'}"],
-                      cwd=tmp_path, check=False)
+    dirs = [f"hydra.run.dir={tmp_path / 'run'}", f"hydra.sweep.dir={tmp_path / 'sweep'}"]  # args may override
+    flags = [a for a in args if a == "-m"]  # Hydra's flags go before the overrides
+    proc = run_ganlab([*flags, *FAST, *dirs, *[a for a in args if a not in flags]], cwd=tmp_path, check=False)
     assert proc.returncode == 2
     assert message in proc.stderr, proc.stderr
     lines = proc.stderr.strip().splitlines()  # one clear line, not a stack trace or Hydra's several-line report

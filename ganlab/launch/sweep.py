@@ -135,8 +135,11 @@ class SweepCallback(Callback):
             config.hydra.sweep.dir = sweep_dir
             pinned = [o for o in config.hydra.overrides.hydra if not o.startswith("hydra.sweep.dir=")]
             config.hydra.overrides.hydra = [*pinned, f"hydra.sweep.dir={sweep_dir}"]
-        SweepIndex(sweep_dir).update_sweep(name=Path(sweep_dir).name,
-                                           overrides=list(config.hydra.overrides.task))
+        try:
+            SweepIndex(sweep_dir).update_sweep(name=Path(sweep_dir).name,
+                                               overrides=list(config.hydra.overrides.task))
+        except OSError:  # Hydra would only warn; the launcher makes the same folder next and stops in one line
+            return
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         """Print the sweep's summary from its index; exit 2 when a job of the sweep failed."""
