@@ -19,7 +19,7 @@ import sys
 import textwrap
 from pathlib import Path
 
-from ganlab.errors import GanlabError
+from ganlab.errors import GanlabError, make_folder
 from ganlab.metrics.names import lower_is_better
 from ganlab.report.runs import DEFAULT_METRICS, aggregate, find_runs, metric_columns, pick_metric, shared_overrides
 from ganlab.report.study import is_random_search, studies, write_study
@@ -63,12 +63,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         runs = find_runs(args.sweep_dir)
         metric = pick_metric(runs, args.metric)
-        out.mkdir(parents=True, exist_ok=True)
+        make_folder(out)  # before any table is computed: --out under a file, on a read-only mount
     except GanlabError as err:
         print(f"ganlab.compare: error: {err}", file=sys.stderr)
-        return 2
-    except OSError as err:  # --out on a read-only or missing mount: before any table is computed
-        print(f"ganlab.compare: error: cannot write to {out}: {err.strerror}", file=sys.stderr)
         return 2
     descending = args.order == "desc" or (args.order == "auto" and lower_is_better(metric) is False)
     columns = metric_columns(runs, metric)

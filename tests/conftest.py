@@ -105,6 +105,17 @@ def write_idx_images(path: Path, images: np.ndarray, gz: bool) -> None:
         f.write(payload)
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Longest first, for two xdist workers: the Slurm group (one worker, in turn, mostly waiting on Slurm),
+    then the tests marked slow, then the rest, each in collection order. The serial group then overlaps
+    everything else instead of running alone at the end, as it could in collection order (test_slurm.py
+    sorts late), and no long test starts last."""
+    def rank(item: pytest.Item) -> int:
+        return 0 if item.get_closest_marker("xdist_group") else 1 if item.get_closest_marker("slow") else 2
+
+    items.sort(key=rank)  # stable: the order within each rank is pytest's
+
+
 @pytest.fixture
 def tiny_mnist(tmp_path: Path) -> Path:
     """A root holding tiny MNIST-format IDX files (64 train, 16 test images of bright squares)."""

@@ -70,7 +70,8 @@ def test_compare_rejects_a_negative_top_and_an_unwritable_out_in_one_line(sweep,
     blocker = tmp_path / "a_file"
     blocker.write_text("")
     assert main([str(sweep), "--out", str(blocker / "compare")]) == 2
-    assert capsys.readouterr().err == f"ganlab.compare: error: cannot write to {blocker / 'compare'}: Not a directory\n"
+    error = f"ganlab.compare: error: cannot make the folder {blocker / 'compare'}: Not a directory"
+    assert capsys.readouterr().err == error + "\n"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a_file"]  # nothing written anywhere
 
 
