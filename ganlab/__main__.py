@@ -56,6 +56,23 @@ def fast_help() -> str:
     return Template(template).substitute(FLAGS_HELP="", HYDRA_CONFIG_GROUPS="", APP_CONFIG_GROUPS="", CONFIG="")
 
 
+def error_line(err: Exception) -> str | None:
+    """The one line for an error that reached ``main`` about what the user asked for; None for a bug."""
+    if isinstance(err, CompactHydraException):  # an unknown option or key, a bad override
+        return hydra_error_line(err)
+    if isinstance(err, GanlabError):  # raised outside a job: by a sweeper or a launcher checking its options
+        return str(err)
+    if isinstance(err, OSError) and err.filename is not None and err.errno in FILE_ERRNOS:
+        # a run or sweep dir that cannot be made (hydra.run.dir under a file, a read-only mount), a full disk
+        return f"{err.filename}: {err.strerror} (HYDRA_FULL_ERROR=1 shows where)"
+    if type(err).__name__ == "FailedJobError" and type(err).__module__.startswith("submitit"):
+        # sbatch refused the array (an unknown partition, too much memory): its first words (sbatch has printed
+        # them above, submitit does not capture its stderr)
+        reason = next((line.strip() for line in str(err).splitlines() if line.strip()), "sbatch failed")
+        return f"Slurm refused the jobs: {reason}"
+    return None
+
+
 def main() -> None:
     """Console-script entry."""
     if sys.argv[1:] in (["--help"], ["-h"]):  # Hydra would compose every group first (~1 s) to print it
@@ -74,29 +91,14 @@ def main() -> None:
     os.environ["HYDRA_FULL_ERROR"] = "1"
     try:
         _hydra_main()
-    except CompactHydraException as err:
-        print(f"ganlab: error: {hydra_error_line(err)}", file=sys.stderr)
-        raise SystemExit(2) from None
-    except GanlabError as err:  # raised outside a job: by a sweeper or a launcher checking its options
-        print(f"ganlab: error: {err}", file=sys.stderr)
-        raise SystemExit(2) from None
-    except OSError as err:
-        if err.filename is None or err.errno not in FILE_ERRNOS:
-            raise
-        # a run or sweep dir that cannot be made (hydra.run.dir under a file, a read-only mount), a full disk
-        print(f"ganlab: error: {err.filename}: {err.strerror} (HYDRA_FULL_ERROR=1 shows where)", file=sys.stderr)
-        raise SystemExit(2) from None
     except Exception as err:
-        if not (type(err).__name__ == "FailedJobError" and type(err).__module__.startswith("submitit")):
+        line = error_line(err)
+        if line is None:
             raise
-        # sbatch refused the array (an unknown partition, too much memory): its first words (sbatch has printed
-        # them above, submitit does not capture its stderr)
-        reason = next((line.strip() for line in str(err).splitlines() if line.strip()), "sbatch failed")
-        print(f"ganlab: error: Slurm refused the jobs: {reason}", file=sys.stderr)
+        print(f"ganlab: error: {line}", file=sys.stderr)
         raise SystemExit(2) from None
     finally:
         os.environ.pop("HYDRA_FULL_ERROR", None)
-
 
 if __name__ == "__main__":
     main()

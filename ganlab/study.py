@@ -65,11 +65,10 @@ def loss_spaces(losses: list[str], overrides: list[str]) -> dict[str, dict[str, 
 
 def check_losses(losses: list[str]) -> None:
     """Every asked-for loss is an option of the loss group (a typo would otherwise cost a whole search)."""
-    from ganlab.config import config_dirs
+    from ganlab.config import config_groups
     from ganlab.errors import ConfigError
 
-    conf, _ = config_dirs()
-    known = sorted(path.stem for path in (conf / "loss").glob("*.yaml"))
+    known = config_groups()["loss"]
     unknown = [loss for loss in losses if loss not in known]
     if unknown or not losses:
         raise ConfigError(f"--losses: {'unknown loss ' + ', '.join(unknown) if unknown else 'no loss given'} "

@@ -11,22 +11,17 @@ from pathlib import Path
 import pytest
 from omegaconf import OmegaConf
 
-from ganlab.config import GROUPS, plain_config
+from ganlab.config import config_groups, plain_config
 from ganlab.ranges import RULES, check_ranges, is_numeric, leaves, rule_for
 
-from conftest import CONF_DIR, FAST, compose_cfg
+from conftest import FAST, compose_cfg
 
 HYDRA_OWN = {".hydra", "ganlab.log"}  # what Hydra itself writes into a run directory
 
 
-def options(group: str) -> list[str]:
-    folder = CONF_DIR.parent / "sweeps" if group == "sweep" else CONF_DIR / group
-    return sorted(p.stem for p in folder.glob("*.yaml"))
-
-
 def shipped_configs() -> list[list[str]]:
     """One override list per shipped option (and the defaults): every numeric key appears in one of them."""
-    return [[]] + [[f"{g}={o}"] for g in GROUPS for o in options(g)]
+    return [[]] + [[f"{g}={o}"] for g, names in config_groups().items() for o in names]
 
 
 @cache
