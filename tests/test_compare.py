@@ -98,3 +98,24 @@ def test_compare_sorts_by_recall_descending_and_shows_the_prdc_columns(sweep, tm
     table = (tmp_path / "table.md").read_text()
     assert "sorted by eval/recall (descending)" in table
     assert all(f"eval/{k}" in table for k in ("precision", "recall", "density", "coverage"))
+
+
+def test_short_loss_curves_tell_g_loss_from_d_loss_by_marker():
+    # one logged point per key: line styles draw nothing, so the markers must differ
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from ganlab.report.plots import _curves
+    from ganlab.report.runs import ConfigRow, RunRecord
+
+    run = RunRecord(path=Path("."), overrides=[], config={}, choices={}, final={},
+                    curves=[{"step": 3, "g_loss": 0.7, "d_loss": 1.4}])
+    fig, ax = plt.subplots()
+    _curves(ax, [ConfigRow("a", [run], {})], "metrics", ("g_loss", "d_loss"), "losses")
+    lines = {line.get_label(): line for line in ax.get_lines()}
+    assert set(lines) == {"#1 g_loss", "#1 d_loss"}
+    assert lines["#1 g_loss"].get_marker() != lines["#1 d_loss"].get_marker()
+    assert lines["#1 g_loss"].get_color() == lines["#1 d_loss"].get_color()  # one config, one colour
+    plt.close(fig)

@@ -53,12 +53,14 @@ def _curves(ax: plt.Axes, rows: list[ConfigRow], source: str, keys: tuple[str, .
     for rank, row in enumerate(rows, 1):
         run = _first_run(row)
         points = run.curves if source == "metrics" else run.evals
-        for key, style in zip(keys, ("-", "--")):
+        # the rank is the colour, the key the line style; a short series is a few dots, so each key also
+        # gets its own marker (a single logged point would otherwise draw g_loss and d_loss alike)
+        for key, style, marker in zip(keys, ("-", "--"), ("o", "x")):
             xy = [(p["step"], p[key]) for p in points if key in p and p[key] is not None and math.isfinite(p[key])]
             if xy:
                 steps, values = zip(*xy)
                 ax.plot(steps, values, style, color=f"C{rank - 1}", label=f"#{rank} {key}",
-                        marker="." if len(xy) < 20 else None)
+                        marker=marker if len(xy) < 20 else None)
                 drawn = True
     ax.set_xlabel("step")
     ax.set_title(title)
