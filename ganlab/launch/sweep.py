@@ -127,9 +127,6 @@ class SweepCallback(Callback):
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         """Resolve and pin ``hydra.sweep.dir``; note the sweep's overrides in its index."""
-        from hydra_plugins.ganlab_plugins import register_plugins
-
-        register_plugins()  # before Hydra builds the sweeper (sweep=optuna names ganlab's)
         sweep_dir = str(config.hydra.sweep.dir)
         with read_write(config.hydra), open_dict(config.hydra):
             config.hydra.sweep.dir = sweep_dir
