@@ -73,8 +73,23 @@ def error_line(err: Exception) -> str | None:
     return None
 
 
+MULTIRUN_FLAGS = ("-m", "--multirun")
+
+
+def multirun_flag_first(argv: list[str]) -> list[str]:
+    """``argv`` with ``-m``/``--multirun`` moved before the overrides.
+
+    Hydra's argparse takes one run of overrides: ``ganlab loss=bce -m seed=0,1`` stops at "unrecognized
+    arguments: seed=0,1" under a screen of usage. The flag takes no value and no override is ``-m``, so
+    its place carries no meaning and it can move.
+    """
+    flags = [a for a in argv if a in MULTIRUN_FLAGS]
+    return [*flags, *(a for a in argv if a not in MULTIRUN_FLAGS)]
+
+
 def main() -> None:
     """Console-script entry."""
+    sys.argv[1:] = multirun_flag_first(sys.argv[1:])
     if sys.argv[1:] in (["--help"], ["-h"]):  # Hydra would compose every group first (~1 s) to print it
         print(fast_help())
         return

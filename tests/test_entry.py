@@ -86,6 +86,22 @@ def test_an_example_through_the_console_script(tmp_path):
     assert state["config"]["model"]["middle_size"] == 256
 
 
+def test_multirun_flag_after_an_override_still_makes_a_sweep(tmp_path, monkeypatch):
+    from ganlab.__main__ import main, multirun_flag_first
+
+    assert multirun_flag_first(["loss=bce", "-m", "seed=0,1"]) == ["-m", "loss=bce", "seed=0,1"]
+    assert multirun_flag_first(["a=1", "--multirun"]) == ["--multirun", "a=1"]
+    assert multirun_flag_first(["--cfg", "job", "a=1"]) == ["--cfg", "job", "a=1"]  # other flags stay put
+    # Hydra alone: "unrecognized arguments: seed=0,1" under its usage screen
+    sweep = tmp_path / "sweep"
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "argv", ["ganlab", "trainer.max_steps=2", "eval.every=0", *FAST, "-m", "seed=0,1",
+                                      f"hydra.sweep.dir={sweep}"])
+    main()
+    jobs = job_dirs(sweep)
+    assert len(jobs) == 2 and all((job / "checkpoints" / "step_00000002.pt").is_file() for job in jobs)
+
+
 def test_experiments_run_on_idx_mnist(tmp_path, tiny_mnist):
     sweep = tmp_path / "sweep"
     run_ganlab(["-m", "experiment=seed,vanilla", "data=mnist", f"data.root={tiny_mnist}", "data.batch_size=16",
