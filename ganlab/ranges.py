@@ -40,6 +40,14 @@ def at_least(low: int, pattern: str, nullable: bool = False) -> Rule:
     return Rule(pattern, f"an integer >= {low}", lambda v: _int(v) and v >= low, nullable, low - 1)
 
 
+SEED_LIMIT = 2**32  # numpy's and most tools' seed range; ganlab derives streams as seed * 1_000_003 + n (int64)
+
+
+def seed(pattern: str) -> Rule:
+    """A seed: an integer in [0, 2**32)."""
+    return Rule(pattern, "an integer in [0, 2**32)", lambda v: _int(v) and 0 <= v < SEED_LIMIT, bad=SEED_LIMIT)
+
+
 def positive(pattern: str) -> Rule:
     """A finite number > 0."""
     return Rule(pattern, "a number > 0", lambda v: _num(v) and v > 0, bad=0)
@@ -80,7 +88,7 @@ def increasing_pair(pattern: str) -> Rule:
 
 
 RULES: tuple[Rule, ...] = (
-    at_least(0, "seed"),
+    seed("seed"),
     # trainer
     at_least(1, "trainer.epochs"),
     at_least(1, "trainer.max_steps", nullable=True),
@@ -97,13 +105,13 @@ RULES: tuple[Rule, ...] = (
     at_least(2, "eval.n_samples"),
     at_least(1, "eval.batch_size"),
     at_least(1, "eval.kid_subsets"),
-    at_least(0, "eval.seed"),
+    seed("eval.seed"),
     at_least(1, "eval.prdc_k"),
     at_least(1, "eval.classifier.steps"),
     at_least(1, "eval.classifier.batch_size"),
     positive("eval.classifier.lr"),
     at_least(1, "eval.classifier.max_train", nullable=True),
-    at_least(0, "eval.classifier.seed"),
+    seed("eval.classifier.seed"),
     # model
     at_least(1, "model.z_size"),
     at_least(1, "model.middle_size"),

@@ -15,6 +15,8 @@ import textwrap
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from ganlab.ranges import SEED_LIMIT
+
 if TYPE_CHECKING:
     import numpy as np
     import torch
@@ -110,6 +112,10 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     if args.n < 1:
         p.error("--n must be >= 1")
+    if args.batch_size < 1:
+        p.error("--batch-size must be >= 1")
+    if not 0 <= args.seed < SEED_LIMIT:  # a run's seed range (ganlab/ranges.py); torch overflows past 2**63
+        p.error(f"--seed must be in [0, 2**32), got {args.seed}")
     if args.out.suffix != ".npy":  # np.save would append .npy and leave the file somewhere else than asked
         p.error(f"--out must name a .npy file (the samples are a NumPy array), got {args.out}")
     import numpy as np

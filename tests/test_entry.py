@@ -147,6 +147,9 @@ def test_sample_and_eval_refuse_bad_arguments_in_one_line_and_write_nothing(tmp_
     for argv, error in [
         ([ckpt, "--out", str(tmp_path / "s.png")], "--out must name a .npy file (the samples are a NumPy array), got"),
         ([ckpt, "--out", str(tmp_path / "s.npy"), "--n", "0"], "--n must be >= 1"),
+        ([ckpt, "--out", str(tmp_path / "s.npy"), "--batch-size", "0"], "--batch-size must be >= 1"),
+        ([ckpt, "--out", str(tmp_path / "s.npy"), "--seed", "-1"], "--seed must be in [0, 2**32), got -1"),
+        ([ckpt, "--out", str(tmp_path / "s.npy"), "--seed", str(2**64)], "--seed must be in [0, 2**32), got"),
     ]:
         with pytest.raises(SystemExit) as exit_info:
             sample(argv)
