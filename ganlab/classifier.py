@@ -12,6 +12,7 @@ import argparse
 import sys
 import textwrap
 import time
+from pathlib import Path
 
 DESCRIPTION = ("Train the evaluation classifier of a data set (whose features give fid_clf, kid_clf and "
                "classes_hit) and cache it, so runs on that data set evaluate without training it themselves. "
@@ -41,7 +42,7 @@ def main(argv: list[str] | None = None) -> int:
     overrides = parser().parse_args(sys.argv[1:] if argv is None else argv).overrides
     from ganlab.build import build, build_data, build_hardware
     from ganlab.config import compose_config, validate
-    from ganlab.errors import GanlabError
+    from ganlab.errors import GanlabError, make_folder
     from ganlab.metrics.classifier import save_classifier, train_classifier
 
     try:
@@ -50,6 +51,7 @@ def main(argv: list[str] | None = None) -> int:
         settings = build(cfg.eval.classifier, "eval.classifier")
         device = build_hardware(cfg).device
         data = build_data(cfg)
+        make_folder(Path(settings.dir))  # before the training: fail at once, not after it
         print(f"training the {getattr(data, 'name', 'data set')} classifier: {settings.steps} steps of "
               f"{settings.batch_size} images on {device}", flush=True)
         start = time.perf_counter()

@@ -39,6 +39,7 @@ def evaluate_checkpoint(path: Path, n_samples: int | None = None, features: str 
 
     from ganlab.build import build_data, build_evaluator
     from ganlab.checkpoint import load_checkpoint
+    from ganlab.errors import ConfigError
     from ganlab.from_checkpoint import checkpoint_config, chosen_generator, latent_of, load_models
 
     device = device or torch.device("cpu")
@@ -53,6 +54,9 @@ def evaluate_checkpoint(path: Path, n_samples: int | None = None, features: str 
         if value is not None:
             OmegaConf.update(config.eval, key, value)
     if data_root is not None:
+        if "root" not in config.data.dataset:  # digits, the 2D sets: made in memory, read from no folder
+            made_by = str(config.data.dataset.get("_target_", "")).rsplit(".", 1)[-1]
+            raise ConfigError(f"--data-root: the run's data set ({made_by}) is not read from a folder")
         config.data.dataset.root = data_root
     which = chosen_generator(state, generator)
     G, discriminator = load_models(state, device, which)

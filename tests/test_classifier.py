@@ -77,6 +77,17 @@ def test_missing_labels_and_bad_overrides_are_clear_errors(tiny_mnist, tmp_path)
     assert proc.returncode == 2 and "ganlab.classifier: error:" in proc.stderr
 
 
+def test_an_unwritable_cache_fails_before_any_training(tmp_path, capsys):
+    from ganlab.classifier import main
+
+    blocker = tmp_path / "a_file"
+    blocker.write_text("")
+    assert main([f"eval.classifier.dir={blocker / 'clf'}"]) == 2
+    captured = capsys.readouterr()
+    assert captured.err == f"ganlab.classifier: error: cannot make the folder {blocker / 'clf'}: Not a directory\n"
+    assert "training" not in captured.out
+
+
 def test_classifiers_are_cached_under_the_data_sets_name(tiny_mnist):
     assert DIGITS.name == "digits" and idx("mnist", str(tiny_mnist)).name == "mnist"
 

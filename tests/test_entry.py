@@ -162,7 +162,11 @@ def test_sample_and_eval_refuse_bad_arguments_in_one_line_and_write_nothing(tmp_
              (evaluate, "eval", [ckpt, "--out", str(blocker / "e.json")],
               f"ganlab.eval: error: cannot make the folder {blocker}: File exists"),
              (evaluate, "eval", [ckpt, "--device", "nope:0"],
-              "ganlab.eval: error: --device nope:0: not a torch device (auto, cpu, cuda, cuda:1, ...)")]
+              "ganlab.eval: error: --device nope:0: not a torch device (auto, cpu, cuda, cuda:1, ...)"),
+             (evaluate, "eval", [ckpt, "--data-root", str(tmp_path / "moved")],
+              "ganlab.eval: error: --data-root: the run's data set (digits) is not read from a folder"),
+             (evaluate, "eval", [ckpt, "--classifier-dir", str(blocker / "clf"), "--out", str(tmp_path / "x.json")],
+              f"ganlab.eval: error: cannot make the folder {blocker / 'clf'}: Not a directory")]
     if not torch.cuda.is_available():
         cases += [(command, name, [ckpt, "--out", str(tmp_path / "x.npy" if name == "sample" else tmp_path / "x.json"),
                                    "--device", "cuda"], cuda.format(name))
@@ -171,6 +175,21 @@ def test_sample_and_eval_refuse_bad_arguments_in_one_line_and_write_nothing(tmp_
         assert command(argv) == 2
         assert capsys.readouterr().err == error + "\n"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a_file", "run"]  # nothing written
+
+
+def test_eval_finds_moved_idx_data_with_data_root(tmp_path, tiny_mnist, capsys):
+    from ganlab.eval import main as evaluate
+    from ganlab.train import train
+
+    train(compose_cfg(["data=mnist", f"data.root={tiny_mnist}", "trainer.max_steps=1", "eval.every=0", *FAST],
+                      run_dir=tmp_path / "run"))
+    ckpt = str(tmp_path / "run" / "checkpoints" / "step_00000001.pt")
+    moved = tiny_mnist.rename(tmp_path / "moved")
+    out = tmp_path / "e.json"
+    assert evaluate([ckpt, "--features", "none", "--out", str(out)]) == 2  # the run's root is gone
+    assert str(tiny_mnist) in capsys.readouterr().err
+    assert evaluate([ckpt, "--features", "none", "--data-root", str(moved), "--out", str(out)]) == 0
+    assert json.loads(out.read_text())["step"] == 1
 
 
 @pytest.mark.slow

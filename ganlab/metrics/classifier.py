@@ -20,7 +20,7 @@ from torch import nn
 
 from ganlab.checkpoint import save_checkpoint
 from ganlab.data.batches import LABELLED_RANGE, DataSet
-from ganlab.errors import DataNotFoundError, FeaturesUnavailableError, ResumeError
+from ganlab.errors import DataNotFoundError, FeaturesUnavailableError, ResumeError, make_folder
 
 log = logging.getLogger(__name__)
 
@@ -184,6 +184,7 @@ def classifier_for(data: DataSet, settings: ClassifierSettings, policy: Literal[
         return None
     args = {"steps": settings.steps, "batch_size": settings.batch_size, "lr": settings.lr,
             "max_train": settings.max_train, "seed": settings.seed}
+    make_folder(Path(settings.dir))  # before the training: an unwritable cache fails at once, in one line
     try:
         log.info("eval: no classifier for %s in %s; training one (%s)", data.name, settings.dir, args)
         trained = train_classifier(data, device=device, **args)
