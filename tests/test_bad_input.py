@@ -36,6 +36,8 @@ SUBPROCESS = [["loss=nonsense"], ["-m", "launcher=population", "hydra.launcher.p
          "ganlab: error: hydra.sweeper.n_trials=0: must be an integer >= 1"),
         (["-m", "sweep=optuna", "hydra.sweeper.n_jobs=-1"],
          "ganlab: error: hydra.sweeper.n_jobs=-1: must be an integer >= 1"),
+        (["-m", "launcher=local_parallel", "hydra.launcher.n_jobs=0", "seed=0,1"],
+         "ganlab: error: hydra.launcher.n_jobs=0: must be an integer other than 0"),
         (["-m", "launcher=slurm_population", "hydra.launcher.members_per_task=0", "seed=0,1"],
          "ganlab: error: hydra.launcher.members_per_task must be >= 1, got 0"),
         (["trainer.epochs=ten"], "ganlab: error: trainer"),

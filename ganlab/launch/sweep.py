@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,7 @@ from filelock import FileLock
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
+from ganlab.errors import ConfigError
 from ganlab.naming import dir_label, short_override
 
 INDEX_NAME = "sweep_index.json"
@@ -115,6 +117,19 @@ def register_resolvers() -> None:
             OmegaConf.register_new_resolver(name, fn)
 
 
+def check_launcher(launcher: DictConfig) -> None:
+    """A ConfigError for launcher options its library would reject only once the jobs are composed, in a traceback.
+
+    joblib's (``launcher=local_parallel``) ``n_jobs``: an integer, not 0 (-1: every core, -2: all but one, ...).
+    The population launchers check their own options; sbatch refuses bad Slurm ones (one line, ganlab.__main__).
+    """
+    if str(launcher.get("_target_", "")).endswith("JoblibLauncher"):
+        n_jobs = launcher.get("n_jobs")
+        if not isinstance(n_jobs, int) or isinstance(n_jobs, bool) or n_jobs == 0:
+            raise ConfigError(f"hydra.launcher.n_jobs={n_jobs!r}: must be an integer other than 0 "
+                              "(at most that many jobs at once; -1: one per core)")
+
+
 class SweepCallback(Callback):
     """Hydra callback of every multirun: pins the sweep's directory at its start, sums it up at its end.
 
@@ -126,7 +141,12 @@ class SweepCallback(Callback):
     """
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
-        """Resolve and pin ``hydra.sweep.dir``; note the sweep's overrides in its index."""
+        """Check the launcher's options; resolve and pin ``hydra.sweep.dir``; note the overrides in the index."""
+        try:
+            check_launcher(config.hydra.launcher)
+        except ConfigError as err:  # Hydra turns a callback's exceptions into warnings and goes on
+            print(f"ganlab: error: {err}", file=sys.stderr)
+            raise SystemExit(2) from None
         sweep_dir = str(config.hydra.sweep.dir)
         with read_write(config.hydra), open_dict(config.hydra):
             config.hydra.sweep.dir = sweep_dir
