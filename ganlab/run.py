@@ -107,15 +107,38 @@ def snapshot(run: Run, step: int, config: dict, eval_state: dict | None = None,
     }
 
 
+def load_error_line(err: Exception) -> str:
+    """torch's load_state_dict report (a header, then a tab-indented line per tensor) as one line: the
+    module, its first mismatch and how many more (a bad resume is one line, like any bad input)."""
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+    if len(lines) < 2:
+        return " ".join(lines)
+    head = lines[0].removeprefix("Error(s) in loading state_dict for ").rstrip(":")
+    more = f" (and {len(lines) - 2} more)" if len(lines) > 2 else ""
+    return f"{head}: {lines[1]}{more}"
+
+
+def check_optimizers(run: Run, state: dict[str, Any], path: Path) -> None:
+    """A ResumeError when the checkpoint's optimizers are of another kind than the run's: torch would load
+    Adam's state into RMSprop without a word and fail at the first step (a KeyError on its missing buffer)."""
+    saved = (state.get("config") or {}).get("optimizer") or {}
+    for net, opt in (("generator", run.g_opt), ("discriminator", run.d_opt)):
+        target = str((saved.get(net) or {}).get("_target_") or "")
+        if target and target.rsplit(".", 1)[-1] != type(opt).__name__:
+            raise ResumeError(f"{path} trained its {net} with {target}, this run with {type(opt).__name__}: "
+                              "resume with the checkpoint's optimizer=...")
+
+
 def restore(run: Run, state: dict[str, Any], path: Path) -> int:
     """Load a checkpoint into ``run`` and return its step."""
+    check_optimizers(run, state, path)
     try:
         run.generator.load_state_dict(state["generator"])
         run.discriminator.load_state_dict(state["discriminator"])
         run.g_opt.load_state_dict(state["g_opt"])
         run.d_opt.load_state_dict(state["d_opt"])
     except (RuntimeError, ValueError, KeyError) as err:
-        raise ResumeError(f"{path} does not match this run's model/optimizer config: {err}") from err
+        raise ResumeError(f"{path} does not match this run's model/optimizer config: {load_error_line(err)}") from err
     torch.set_rng_state(state["rng"]["torch"])
     run.latent.generator.set_state(state["rng"]["latent"])
     if "cuda" in state["rng"] and run.device.type == "cuda":
@@ -132,7 +155,8 @@ def restore_extras(run: Run, state: dict[str, Any], path: Path) -> None:
         try:
             run.g_ema.load_state_dict(ema_state if ema_state is not None else run.generator.state_dict())
         except (RuntimeError, ValueError) as err:
-            raise ResumeError(f"{path}: its generator_ema does not match this run's model config: {err}") from err
+            raise ResumeError(f"{path}: its generator_ema does not match this run's model config: "
+                              f"{load_error_line(err)}") from err
     rng = state["rng"]
     if run.augment_gen is not None and "augment" in rng:
         run.augment_gen.set_state(rng["augment"])

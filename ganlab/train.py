@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import logging
+from pathlib import Path
 from typing import Any, Callable
 
 import torch
@@ -25,7 +27,7 @@ from ganlab.checkpoint import list_checkpoints, load_checkpoint, resolve_resume
 from ganlab.config import TrainerConfig, plain_config, run_context, tracked_config, trainer_config, validate
 from ganlab.data.batches import DataSet, LabelSampler
 from ganlab.ema import GeneratorEMA
-from ganlab.errors import ConfigError
+from ganlab.errors import ConfigError, ResumeError
 from ganlab.grids import GRID_SEED
 from ganlab.hardware import ddp
 from ganlab.progress import run_summary
@@ -104,6 +106,20 @@ def check_pack(pack: int, batch_size: int, world_size: int) -> None:
                           f"{' per rank' if world_size > 1 else ''} must divide by {pack} (set data.batch_size)")
 
 
+def already_trained(step: int, total: int, run_dir: Path, path: Path) -> dict[str, Any]:
+    """A resume with no step left: the run's own final metrics when it finished in ``run_dir`` (the same
+    command again, ``resume=auto``), else a ResumeError (no metrics to report: a checkpoint from elsewhere,
+    or one past this run's end)."""
+    summary = run_dir / "summary.json"
+    if step == total and summary.is_file():
+        final = json.loads(summary.read_text())
+        if final.get("step") == step:
+            print(f"ganlab: run already finished at step {step}: {run_dir}", flush=True)
+            return {**final, "run_dir": str(run_dir)}
+    raise ResumeError(f"{path} is at step {step} and this run ends at step {total} (trainer.max_steps, "
+                      "trainer.epochs): nothing left to train")
+
+
 def train(cfg: DictConfig, stop_requested: Callable[[], bool] | None = None, progress_label: str = "train",
           progress_position: int = 0) -> dict[str, Any]:
     """Train a GAN as ``cfg`` says; write samples, checkpoints and metrics under ``cfg.run.dir``.
@@ -124,6 +140,8 @@ def train(cfg: DictConfig, stop_requested: Callable[[], bool] | None = None, pro
         resumed = load_checkpoint(resume_path)
         start_step = restore(run, resumed, resume_path)
         log.info("resumed from %s at step %d", resume_path, start_step)
+        if start_step >= run.total_steps:
+            return already_trained(start_step, run.total_steps, run_dir, resume_path)
     tracker: Tracker = build_tracker(cfg, run_dir, ctx.name, ctx.group, tracked_config(cfg, ctx), start_step) \
         if run.hardware.is_main else SilentTracker()  # only rank 0 logs
     try:

@@ -97,9 +97,29 @@ def test_resume_errors(tmp_path):
     assert message.startswith(f"{junk} is not a loadable ganlab checkpoint (weights_only load: ")
     assert "\n" not in message
     train(compose_cfg([*BASE, "trainer.max_steps=2"], run_dir=tmp_path / "small"))
-    with pytest.raises(ResumeError, match="does not match"):
-        small = tmp_path / "small/checkpoints/step_00000002.pt"
+    small = tmp_path / "small/checkpoints/step_00000002.pt"
+    with pytest.raises(ResumeError, match="does not match") as raised:
         train(compose_cfg([*BASE, "model.middle_size=64", f"resume={small}"], run_dir=tmp_path / "r"))
+    # one line: torch's first mismatch and a count, not a tab-indented line per tensor
+    assert str(raised.value) == (f"{small} does not match this run's model/optimizer config: MLPGenerator: size "
+                                 "mismatch for net.0.weight: copying a param with shape torch.Size([32, 50]) from "
+                                 "checkpoint, the shape in current model is torch.Size([64, 50]). (and 6 more)")
+    # Adam's state would load into RMSprop silently and fail at its first step (KeyError 'square_avg')
+    with pytest.raises(ResumeError, match="trained its generator with torch.optim.Adam, this run with RMSprop"):
+        train(compose_cfg([*BASE, "optimizer=rmsprop", f"resume={small}"], run_dir=tmp_path / "r"))
+    for steps in (1, 2):  # a checkpoint at or past this run's end, from another run: nothing to train or report
+        with pytest.raises(ResumeError, match=f"is at step 2 and this run ends at step {steps} .*nothing left"):
+            train(compose_cfg([*BASE, f"trainer.max_steps={steps}", f"resume={small}"], run_dir=tmp_path / "r"))
+    assert not (tmp_path / "r" / "checkpoints").exists()
+
+
+def test_the_same_finished_command_again_reports_its_run(tmp_path, capsys):
+    run_dir = tmp_path / "run"
+    first = train(compose_cfg([*BASE, "trainer.max_steps=4", "resume=auto"], run_dir=run_dir))
+    rows = losses(run_dir)
+    again = train(compose_cfg([*BASE, "trainer.max_steps=4", "resume=auto"], run_dir=run_dir))
+    assert again == first and losses(run_dir) == rows  # nothing trained, nothing logged twice
+    assert f"ganlab: run already finished at step 4: {run_dir}" in capsys.readouterr().out
 
 
 class Code:  # a pickled class: weights_only refuses to load it
