@@ -36,11 +36,12 @@ def ganlab(args: list[str]) -> int:
     return subprocess.run([sys.executable, "-m", "ganlab", *args]).returncode
 
 
-def loss_spaces(losses: list[str], overrides: list[str]) -> dict[str, dict[str, str]]:
+def loss_spaces(losses: list[str], overrides: list[str], launcher: str = "population") -> dict[str, dict[str, str]]:
     """Each loss's own search keys, from sweeps/loss_study.yaml (``study.spaces``).
 
     The study's config is composed with each loss (~0.3 s each), so that an override one of them does
-    not take (``loss.gp_weight`` is wgan_gp's) is a one-line error before any search, not after hours.
+    not take (``loss.gp_weight`` is wgan_gp's) or an unknown ``--launcher`` is a one-line error before any
+    search, not after hours.
     """
     from omegaconf import OmegaConf
 
@@ -51,7 +52,7 @@ def loss_spaces(losses: list[str], overrides: list[str]) -> dict[str, dict[str, 
     errors: dict[str, str] = {}
     for loss in losses:
         try:
-            cfg = compose_config(["sweep=loss_study", f"loss={loss}", *overrides])
+            cfg = compose_config(["sweep=loss_study", f"loss={loss}", f"launcher={launcher}", *overrides])
             spaces = OmegaConf.to_container(cfg.study.spaces)
         except ConfigError as err:
             errors[loss] = str(err)
@@ -142,7 +143,7 @@ def main(argv: list[str] | None = None) -> int:
     args.out = args.out or Path("multirun") / f"loss_study-{tag}"
     try:
         check_losses(losses)
-        spaces = loss_spaces(losses, overrides)
+        spaces = loss_spaces(losses, overrides, args.launcher)
     except GanlabError as err:
         print(f"ganlab.study: error: {err}", file=sys.stderr)
         return 2
@@ -150,7 +151,8 @@ def main(argv: list[str] | None = None) -> int:
     failed = [loss for loss in losses if search(loss, args, spaces, overrides) not in (0, 2)]
     from ganlab.compare import main as compare
 
-    compare([str(args.out / "search"), "--budget-curve"])
+    if (args.out / "search").is_dir():  # no search started at all (each failed at once): nothing to draw
+        compare([str(args.out / "search"), "--budget-curve"])
     rows = []
     for loss in losses:
         trial = best_trial(args.out / "search" / loss)

@@ -120,6 +120,7 @@ def test_a_tiny_study_runs_end_to_end_and_draws_both_figures(tmp_path):
 @pytest.mark.parametrize("args,message", [
     (["--losses", "bce,nonsense"], "ganlab.study: error: --losses: unknown loss nonsense (available: acgan, bce,"),
     (["trainer.nonsense=1"], "ganlab.study: error: Could not override 'trainer.nonsense': Key 'nonsense' is not in"),
+    (["--launcher", "nope"], "ganlab.study: error: Could not find 'launcher/nope' (available options in 'launcher': "),
 ])
 def test_a_bad_loss_or_override_is_one_line_before_any_search(tmp_path, args, message):
     proc = run_ganlab([*args, "--out", str(tmp_path / "study")], cwd=tmp_path, module="ganlab.study", check=False)
