@@ -133,7 +133,7 @@ def test_optimizer_split_lr(tiny_mnist):
         ("data.latent_dist=cauchy", r"data.latent.dist: expected one of 'normal', 'uniform'"),
         ("trainer.epochs=ten", r"trainer"),
         ("trainer.n_critic=0", r"trainer.n_critic=0: must be an integer >= 1"),
-        ("seed=1.5", r"seed=1.5: must be an integer >= 0"),
+        ("seed=1.5", r"seed=1.5: must be an integer in \[0, 2\*\*32\)"),
         ("model.generator.output=sigmoid", r"model.generator.output: expected one of 'tanh', 'linear'"),
         ("+model.generator.dropout=0.1", r"model.generator.dropout: unknown option"),
         ("loss=bce", None),
