@@ -20,6 +20,8 @@ import torch
 import yaml
 from test_entry import job_dirs
 
+from ganlab.metrics.names import objective_problem
+
 from conftest import CONF_DIR, FAST, run_ganlab
 from tiny_cifar import write_cifar_batches
 
@@ -114,6 +116,7 @@ def test_conditional_models_with_every_loss_ema_and_diffaugment_train_on(data, t
         assert ("d_class" in rows[-1]) == (choices["loss"] == "acgan"), job
         evals = [json.loads(line) for line in (job / "eval.jsonl").read_text().splitlines()]
         assert "eval_g/d_real" in evals[-1] and 0 <= evals[-1]["eval/cond_accuracy"] <= 1
+        assert all(objective_problem(key, evaluating=True) is None for key in evals[-1] if key != "step")
         trained.add(tuple(choices.values()))
     assert trained == {(m, c, loss) for m in MODELS for c in ("concat", "projection")
                        for loss in CONDITIONAL_GRID[data]}
@@ -138,3 +141,6 @@ def test_packing_and_the_ema_on_2d_points_with_every_loss(data, tmp_path):
     for _, _, job in results:
         evals = [json.loads(line) for line in (job / "eval.jsonl").read_text().splitlines()]
         assert "eval/modes_covered" in evals[-1] and "eval_g/modes_covered" in evals[-1]
+        # every metric an evaluation logs is one an objective may name (checked before a run trains)
+        summary = json.loads((job / "summary.json").read_text())
+        assert all(objective_problem(key, evaluating=True) is None for key in summary)

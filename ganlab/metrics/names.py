@@ -17,3 +17,26 @@ def lower_is_better(metric: str) -> bool | None:
     for prefix in OTHER_G_PREFIXES:
         name = name.removeprefix(prefix)
     return True if name in LOWER_IS_BETTER else False if name in HIGHER_IS_BETTER else None
+NEITHER_SIDE = ("d_real", "d_fake", "density")
+EVAL_NAMES = (*LOWER_IS_BETTER, *HIGHER_IS_BETTER, *NEITHER_SIDE)  # every metric an evaluation can log
+
+
+def objective_problem(objective: str, evaluating: bool) -> str | None:
+    """Why ``objective`` cannot be a final metric of a run, known before it trains (None: it may be).
+
+    A sweep's every trial would otherwise train to its end and fail there. Evaluation metrics are all known
+    here (which of them a run logs depends on its data: the end of the run checks that); step metrics
+    depend on the loss, so the end of the run checks them too.
+    """
+    prefix = next((p for p in (PREFIX, *OTHER_G_PREFIXES) if objective.startswith(p)), None)
+    if prefix is None:
+        if objective in EVAL_NAMES and objective not in ("d_real", "d_fake"):  # also step metrics
+            return f"an evaluation metric; did you mean objective={PREFIX}{objective}?"
+        return None
+    if not evaluating:
+        return "an evaluation metric, and evaluation is off (eval.every=0)"
+    name = objective.removeprefix(prefix)
+    name = name.removesuffix("_best_step") if name.endswith("_best_step") else name.removesuffix("_best")
+    if name not in EVAL_NAMES:
+        return f"no evaluation logs {name} (known: {', '.join(sorted(EVAL_NAMES))})"
+    return None
