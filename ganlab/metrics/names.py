@@ -1,13 +1,16 @@
-"""Which evaluation metrics are better low and which high (no torch import: compare.py stays light)."""
+"""The evaluation metrics' names: which are better low, which high, which an objective may name (no torch
+import: compare.py and the config check stay light)."""
 
 from __future__ import annotations
 
 PREFIX = "eval/"
 LOWER_IS_BETTER = ("fid_clf", "kid_clf", "fid_inception", "kid_inception", "class_kl", "mode_reverse_kl", "jsd_hist")
-# neither side: d_real/d_fake; density (about 1 when fakes are spread as reals are, above 1 when they
-# crowd the dense real regions, so a larger value is not simply better)
 HIGHER_IS_BETTER = ("classes_hit", "max_softmax", "modes_covered", "hq_percent",
                     "precision", "recall", "coverage", "cond_accuracy")
+# density is about 1 when fakes are spread as reals are, above 1 when they crowd the dense real regions,
+# so a larger value is not simply better
+NEITHER_SIDE = ("d_real", "d_fake", "density")
+EVAL_NAMES = (*LOWER_IS_BETTER, *HIGHER_IS_BETTER, *NEITHER_SIDE)  # every metric an evaluation can log
 OTHER_G_PREFIXES = ("eval_g/", "eval_g_ema/")  # a run with an EMA also logs the G it does not sample from
 
 
@@ -17,8 +20,6 @@ def lower_is_better(metric: str) -> bool | None:
     for prefix in OTHER_G_PREFIXES:
         name = name.removeprefix(prefix)
     return True if name in LOWER_IS_BETTER else False if name in HIGHER_IS_BETTER else None
-NEITHER_SIDE = ("d_real", "d_fake", "density")
-EVAL_NAMES = (*LOWER_IS_BETTER, *HIGHER_IS_BETTER, *NEITHER_SIDE)  # every metric an evaluation can log
 
 
 def objective_problem(objective: str, evaluating: bool) -> str | None:
