@@ -15,7 +15,6 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from ganlab.errors import ConfigError, GanlabError
-from ganlab.metrics.names import objective_problem
 from ganlab.naming import short_overrides
 from ganlab.ranges import check_ranges
 
@@ -154,10 +153,6 @@ def validate(cfg: DictConfig) -> dict[str, Any]:
     """Check every value's range (one line naming the first bad key) and return the plain config."""
     plain = plain_config(cfg)
     check_ranges(plain, interpolated_keys(cfg))
-    objective = str(plain.get("objective"))
-    problem = objective_problem(objective, evaluating=bool((plain.get("eval") or {}).get("every")))
-    if problem is not None:
-        raise ConfigError(f"objective={objective}: {problem}")
     return plain
 
 

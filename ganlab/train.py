@@ -30,6 +30,7 @@ from ganlab.ema import GeneratorEMA
 from ganlab.errors import ConfigError, ResumeError
 from ganlab.grids import GRID_SEED
 from ganlab.hardware import ddp
+from ganlab.metrics.names import objective_problem
 from ganlab.progress import run_summary
 from ganlab.run import Run, restore
 from ganlab.tracking import SilentTracker, Tracker
@@ -43,6 +44,9 @@ def build_run(cfg: DictConfig, data: DataSet | None = None) -> Run:
     ``data``: an already built data set to share (the population launcher builds it once for all members).
     """
     validate(cfg)  # every value in its range, before anything is built
+    problem = objective_problem(str(cfg.objective), evaluating=bool(cfg.eval.every))
+    if problem is not None:  # else every trial of a sweep would train to its end and fail there
+        raise ConfigError(f"objective={cfg.objective}: {problem}")
     tc = trainer_config(cfg)
     torch.manual_seed(cfg.seed)
     hardware = build_hardware(cfg)
