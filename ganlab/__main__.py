@@ -26,21 +26,32 @@ def _hydra_main(cfg: DictConfig) -> float | None:
     from ganlab.train import train
 
     hc = HydraConfig.get()
-    if str(hc.mode).endswith("MULTIRUN"):
-        try:
-            return run_sweep_job(cfg, hc, train)
-        except GanlabError as err:
-            # one line, no traceback; the sweep index holds the failure and the others run on. None is
-            # what the sweeper sees (Optuna records the trial as failed); the sweep's end-of-run summary
-            # (ganlab.launch.sweep.SweepCallback) lists it and makes the command exit 2
-            print(f"ganlab: error: {err}", file=sys.stderr)
-            return None
+    multirun = str(hc.mode).endswith("MULTIRUN")
     try:
+        if multirun:
+            return run_sweep_job(cfg, hc, train)
         return objective_value(train(cfg), cfg.objective)
-    except GanlabError as err:
-        # one clear line instead of a traceback; Hydra turns the exit into a non-zero status
-        print(f"ganlab: error: {err}", file=sys.stderr)
+    except Exception as err:
+        line = job_error_line(err)
+        if line is None:  # a bug: its traceback
+            raise
+        # one line, no traceback (and not Hydra's "Error executing job" above it)
+        print(f"ganlab: error: {line}", file=sys.stderr)
+        if multirun:
+            # the sweep index holds the failure and the others run on. None is what the sweeper sees (Optuna
+            # records the trial as failed); the sweep's end-of-run summary (ganlab.launch.sweep.SweepCallback)
+            # lists it and makes the command exit 2
+            return None
         raise SystemExit(2) from None
+
+
+def job_error_line(err: Exception) -> str | None:
+    """The one line for an error inside a job about what the user asked for; None for a bug."""
+    if isinstance(err, GanlabError):
+        return str(err)
+    if isinstance(err, OSError) and err.filename is not None and err.errno in FILE_ERRNOS:
+        return f"{err.filename}: {err.strerror}"  # a folder in the way, a read-only mount, a full disk
+    return None
 
 
 def fast_help() -> str:
@@ -60,11 +71,9 @@ def error_line(err: Exception) -> str | None:
     """The one line for an error that reached ``main`` about what the user asked for; None for a bug."""
     if isinstance(err, CompactHydraException):  # an unknown option or key, a bad override
         return hydra_error_line(err)
-    if isinstance(err, GanlabError):  # raised outside a job: by a sweeper or a launcher checking its options
-        return str(err)
-    if isinstance(err, OSError) and err.filename is not None and err.errno in FILE_ERRNOS:
-        # a run or sweep dir that cannot be made (hydra.run.dir under a file, a read-only mount), a full disk
-        return f"{err.filename}: {err.strerror} (HYDRA_FULL_ERROR=1 shows where)"
+    line = job_error_line(err)  # here raised outside a job: by a sweeper or a launcher checking its options,
+    if line is not None:        # or a run or sweep dir that cannot be made (hydra.run.dir under a file)
+        return f"{line} (HYDRA_FULL_ERROR=1 shows where)" if isinstance(err, OSError) else line
     if type(err).__name__ == "FailedJobError" and type(err).__module__.startswith("submitit"):
         # sbatch refused the array (an unknown partition, too much memory): its first words (sbatch has printed
         # them above, submitit does not capture its stderr)

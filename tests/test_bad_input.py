@@ -75,6 +75,23 @@ def test_bad_input_is_a_clear_error(tmp_path, args, message, monkeypatch, capfd)
     assert len(lines) == 1 and lines[0].startswith("ganlab: error: "), stderr
 
 
+def test_a_path_error_inside_the_run_is_one_line(tmp_path, monkeypatch, capfd):
+    # a file where the run makes its checkpoints folder: the OSError is raised inside Hydra's job, which
+    # logged "Error executing job with overrides: [...]" above ganlab's line
+    from ganlab.__main__ import main
+
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "checkpoints").write_text("")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "argv", ["ganlab", *FAST, "trainer.max_steps=1", "eval.every=0",
+                                      f"hydra.run.dir={tmp_path / 'run'}"])
+    with pytest.raises(SystemExit) as exit_info:
+        main()
+    stderr = capfd.readouterr().err
+    assert exit_info.value.code == 2
+    assert stderr.strip().splitlines() == [f"ganlab: error: {tmp_path / 'run' / 'checkpoints'}: File exists"], stderr
+
+
 def test_missing_data_names_where_it_looked(tmp_path):
     proc = run_ganlab(["data=mnist", f"data.root={tmp_path / 'nowhere'}", *FAST,
                        f"hydra.run.dir={tmp_path / 'run'}"], cwd=tmp_path, check=False)
