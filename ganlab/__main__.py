@@ -124,5 +124,6 @@ def main() -> None:
     finally:
         os.environ.pop("HYDRA_FULL_ERROR", None)
 
+
 if __name__ == "__main__":
     main()

@@ -36,7 +36,7 @@ def ganlab(args: list[str]) -> int:
     return subprocess.run([sys.executable, "-m", "ganlab", *args]).returncode
 
 
-def loss_spaces(losses: list[str], overrides: list[str], launcher: str = "population") -> dict[str, dict[str, str]]:
+def loss_spaces(losses: list[str], overrides: list[str], launcher: str) -> dict[str, dict[str, str]]:
     """Each loss's own search keys, from sweeps/loss_study.yaml (``study.spaces``).
 
     The study's config is composed with each loss (~0.3 s each), so that an override one of them does
