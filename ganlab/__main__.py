@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import errno
 import os
 import sys
 
@@ -11,11 +10,7 @@ from hydra.errors import CompactHydraException
 from omegaconf import DictConfig
 
 from ganlab.config import CONFIG_PATH, hydra_error_line
-from ganlab.errors import GanlabError
-
-# OSErrors about a path the user chose (not a bug): one line, like every other bad input
-FILE_ERRNOS = {errno.ENOENT, errno.ENOTDIR, errno.EISDIR, errno.EEXIST, errno.EACCES, errno.EPERM, errno.EROFS,
-               errno.ENOSPC, errno.EDQUOT}
+from ganlab.errors import user_error_line
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="config")
@@ -32,7 +27,7 @@ def _hydra_main(cfg: DictConfig) -> float | None:
             return run_sweep_job(cfg, hc, train)
         return objective_value(train(cfg), cfg.objective)
     except Exception as err:
-        line = job_error_line(err)
+        line = user_error_line(err)
         if line is None:  # a bug: its traceback
             raise
         # one line, no traceback (and not Hydra's "Error executing job" above it)
@@ -43,15 +38,6 @@ def _hydra_main(cfg: DictConfig) -> float | None:
             # lists it and makes the command exit 2
             return None
         raise SystemExit(2) from None
-
-
-def job_error_line(err: Exception) -> str | None:
-    """The one line for an error inside a job about what the user asked for; None for a bug."""
-    if isinstance(err, GanlabError):
-        return str(err)
-    if isinstance(err, OSError) and err.filename is not None and err.errno in FILE_ERRNOS:
-        return f"{err.filename}: {err.strerror}"  # a folder in the way, a read-only mount, a full disk
-    return None
 
 
 def fast_help() -> str:
@@ -71,7 +57,7 @@ def error_line(err: Exception) -> str | None:
     """The one line for an error that reached ``main`` about what the user asked for; None for a bug."""
     if isinstance(err, CompactHydraException):  # an unknown option or key, a bad override
         return hydra_error_line(err)
-    line = job_error_line(err)  # here raised outside a job: by a sweeper or a launcher checking its options,
+    line = user_error_line(err)  # here raised outside a job: by a sweeper or a launcher checking its options,
     if line is not None:        # or a run or sweep dir that cannot be made (hydra.run.dir under a file)
         return f"{line} (HYDRA_FULL_ERROR=1 shows where)" if isinstance(err, OSError) else line
     if type(err).__name__ == "FailedJobError" and type(err).__module__.startswith("submitit"):

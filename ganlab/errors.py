@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -41,6 +42,23 @@ class Preempted(Exception):
     def __init__(self, step: int) -> None:
         super().__init__(f"preempted: stopped after checkpointing step {step}")
         self.step = step
+
+
+# OSErrors about a path the user chose (not a bug): a folder in the way, a read-only mount, a full disk
+FILE_ERRNOS = {errno.ENOENT, errno.ENOTDIR, errno.EISDIR, errno.EEXIST, errno.EACCES, errno.EPERM, errno.EROFS,
+               errno.ENOSPC, errno.EDQUOT}
+
+
+def user_error_line(err: BaseException) -> str | None:
+    """The one line for an error about what the user asked for (a GanlabError, a path OSError); None for a bug.
+
+    Every place that turns errors into lines asks here: a run's entry point and each member of a population,
+    so that a full disk is the same line in both."""
+    if isinstance(err, GanlabError):
+        return str(err)
+    if isinstance(err, OSError) and err.filename is not None and err.errno in FILE_ERRNOS:
+        return f"{err.filename}: {err.strerror}"
+    return None
 
 
 def make_folder(path: Path) -> None:

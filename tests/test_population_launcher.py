@@ -230,6 +230,40 @@ def test_a_nan_member_fails_at_its_step_keeps_its_last_good_checkpoint_and_the_o
         assert (sweep / job_id / "checkpoints" / "step_00000020.pt").is_file()
 
 
+@pytest.mark.parametrize("losses", ["bce,hinge,mse", "hinge"], ids=["in-a-population", "alone"])
+def test_a_member_whose_checkpoint_cannot_be_written_fails_in_one_line_and_the_others_finish(
+        tmp_path, monkeypatch, capfd, losses):
+    # a file where the hinge member makes its checkpoints folder (as a full disk would fail its writes): the
+    # error was a traceback that stopped every member of the population; a single run prints one line
+    from ganlab.launch.population import run_group
+
+    original = run_group.build_member
+
+    def blocked(cfg, ctx, *args, **kwargs):
+        member = original(cfg, ctx, *args, **kwargs)
+        if ctx.choices["loss"] == "hinge":
+            (ctx.dir / "checkpoints").write_text("")
+        return member
+
+    monkeypatch.setattr(run_group, "build_member", blocked)
+    sweep = tmp_path / "sweep"
+    code = run_main(["-m", f"loss={losses}", *TINY, *FAST, "launcher=population", ONE, f"hydra.sweep.dir={sweep}"],
+                    monkeypatch)
+    stderr = capfd.readouterr().err
+    assert code == 2, stderr  # a failed job: the sweep's summary, exit 2
+    assert "Traceback" not in stderr
+    records = index(sweep)
+    failed = [job_id for job_id, r in records.items() if r["status"] == "failed"]
+    assert len(failed) == 1 and "loss=hinge" in records[failed[0]]["overrides"]
+    assert records[failed[0]]["error"].startswith("FileExistsError")
+    assert f"ganlab: error: {failed[0]}: {sweep / failed[0] / 'checkpoints'}: File exists" in stderr.splitlines()
+    others = [job_id for job_id in records if job_id not in failed]
+    assert len(others) == len(losses.split(",")) - 1
+    for job_id in others:
+        assert records[job_id]["status"] == "finished"
+        assert (sweep / job_id / "checkpoints" / "step_00000020.pt").is_file()
+
+
 def test_a_preempted_population_resumes_every_member_where_it_stopped(tmp_path, monkeypatch):
     from ganlab.launch.preemption import StopOnSignal
 

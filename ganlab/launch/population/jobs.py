@@ -128,6 +128,6 @@ def groups_of(jobs: list[Job], max_members: int) -> list[list[Job]]:
     return [chunk for group in by_key.values() for chunk in plan.split(group, max_members)]
 
 
-def print_error(job: Job, err: BaseException) -> None:
-    """A member's error as the one line a single run prints."""
-    print(f"ganlab: error: {job.name}: {err}", file=sys.stderr, flush=True)
+def print_error(job: Job, line: str) -> None:
+    """A member's error as the one line a single run prints (``ganlab.errors.user_error_line``)."""
+    print(f"ganlab: error: {job.name}: {line}", file=sys.stderr, flush=True)

@@ -3,7 +3,8 @@
 Used in the launching process (``launcher=population``) and inside a Slurm task
 (``launcher=slurm_population``, ``PackTask``). Each job's sweep-index record goes through the
 same states as a basic-launcher job's (running, then finished, failed or preempted), and a job's
-error is the one line a single run prints.
+error is the one line a single run prints: a GanlabError or a path OSError (a folder in the way, a full
+disk) fails that job and the others go on; any other exception is a bug and its traceback.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from omegaconf import OmegaConf
 
 from ganlab.build import build_data, build_evaluator
 from ganlab.config import RunContext
-from ganlab.errors import GanlabError, Preempted
+from ganlab.errors import Preempted, user_error_line
 from ganlab.launch.job import SweepJob, leave_preempted, resume_automatically
 from ganlab.launch.population import plan
 from ganlab.launch.population.jobs import Job, print_error
@@ -46,7 +47,9 @@ def _train_group(jobs: list[Job], stop: StopOnSignal, worker: int | None) -> boo
         resume_automatically(job.cfg)
     try:
         data = build_data(jobs[0].cfg)
-    except GanlabError as err:
+    except Exception as err:
+        if user_error_line(err) is None:
+            raise
         for job in jobs:
             _fail(job, err)
         return False
@@ -56,7 +59,9 @@ def _train_group(jobs: list[Job], stop: StopOnSignal, worker: int | None) -> boo
     for job in jobs:
         try:
             member = build_member(job.cfg, job.ctx, data, job.record)
-        except GanlabError as err:
+        except Exception as err:
+            if user_error_line(err) is None:
+                raise
             _fail(job, err)
             continue
         reason = plan.alone_reason(member.config, member.run)
@@ -96,7 +101,7 @@ def _train_members(members: list[Member], by_name: dict[str, Job], stop: StopOnS
             if member.tracker is not None:
                 member.tracker.finish(exit_code=1)
             _fail(by_name[member.name], err)
-        if isinstance(err, GanlabError):
+        if user_error_line(err) is not None:
             return False
         raise
     preempted = False
@@ -118,7 +123,9 @@ def _train_members(members: list[Member], by_name: dict[str, Job], stop: StopOnS
                 line = f"finished at step {outcome.final['step']}, {member.cfg.objective} {job.result:.4g}"
                 member_log(job, line)
                 print(f"ganlab: {job.name}: {line}", flush=True)
-            except GanlabError as err:
+            except Exception as err:
+                if user_error_line(err) is None:
+                    raise
                 _fail(job, err)
     return preempted
 
@@ -148,11 +155,11 @@ def _train_alone(job: Job, stop: StopOnSignal, worker: int | None = None) -> boo
     except Preempted as err:
         job.record.preempt(err)
         return True
-    except GanlabError as err:
-        _fail(job, err)
     except Exception as err:
-        job.record.fail(err)
-        raise
+        if user_error_line(err) is None:
+            job.record.fail(err)
+            raise
+        _fail(job, err)
     return False
 
 
@@ -166,8 +173,9 @@ def member_log(job: Job, message: str) -> None:
 def _fail(job: Job, err: BaseException) -> None:
     member_log(job, f"failed: {type(err).__name__}: {err}")
     job.record.fail(err)
-    if isinstance(err, GanlabError):
-        print_error(job, err)
+    line = user_error_line(err)
+    if line is not None:
+        print_error(job, line)
         job.result = None  # as a basic-launcher job's config error: the sweeper sees None, the index the error
 
 

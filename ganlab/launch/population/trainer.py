@@ -6,7 +6,8 @@ the device. The side effects are gated at the bottom of the loop as in a single 
 its metrics rows, its sample grid, its evaluation (all members scored together), its checkpoint.
 A member whose loss turns NaN/inf is stopped at the next log or checkpoint step and recorded as
 failed at its first bad step (its last good checkpoint is kept); the others go on in a population
-rebuilt without it. A preemption signal checkpoints every member at the current step.
+rebuilt without it. So does a member whose checkpoint cannot be written (its folder blocked, its disk
+full). A preemption signal checkpoints every member at the current step.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from typing import Any, Callable
 import torch
 
 from ganlab.checkpoint import prune_checkpoints, save_checkpoint, step_path
-from ganlab.errors import NonFiniteLossError, Preempted
+from ganlab.errors import NonFiniteLossError, Preempted, user_error_line
 from ganlab.launch.population.members import Member, Population
 from ganlab.loop import as_probability, draw_samples
 from ganlab.metrics.evaluator import Evaluator
@@ -52,16 +53,18 @@ def train_population(members: list[Member], evaluator: Evaluator | None,
     progress = Progress(total, start, enabled=tc.progress, label=label, position=row)
 
     def drop_failed() -> None:
-        """Stop the members whose loss went NaN/inf (one host read); rebuild the population without them."""
+        """Stop the members whose loss went NaN/inf (one host read)."""
+        drop({k: NonFiniteLossError(f"step {s}: d_loss or g_loss is NaN/inf; training stopped, the last good "
+                                    "checkpoint is kept (try a lower optimizer.lr)")
+              for k, s in enumerate(first_bad.tolist()) if s >= 0})
+
+    def drop(failed: dict[int, Exception]) -> None:
+        """Record ``failed`` (member index: its error) and rebuild the population without them."""
         nonlocal pop, first_bad, metrics
-        bad = first_bad.tolist()
-        failed = [k for k, s in enumerate(bad) if s >= 0]
         if not failed:
             return
-        for k in failed:
+        for k, err in failed.items():
             member = pop.members[k]
-            err = NonFiniteLossError(f"step {bad[k]}: d_loss or g_loss is NaN/inf; training stopped, "
-                                     "the last good checkpoint is kept (try a lower optimizer.lr)")
             log.warning("member %s: %s", member.name, err)
             outcomes[member.name] = Outcome(error=err)
         kept = [k for k in range(len(pop.members)) if k not in failed]
@@ -76,10 +79,17 @@ def train_population(members: list[Member], evaluator: Evaluator | None,
     def checkpoint(step: int) -> None:
         drop_failed()  # never overwrite a good checkpoint with a diverged model
         pop.write_back()
-        for member in pop.members:
+        unwritable: dict[int, Exception] = {}
+        for k, member in enumerate(pop.members):
             state = snapshot(member.run, step, member.config, member.record.state_dict(), noise_rng=member.noise)
-            save_checkpoint(step_path(member.ckpt_dir, step), state)
-            prune_checkpoints(member.ckpt_dir, tc.ckpt_keep)
+            try:
+                save_checkpoint(step_path(member.ckpt_dir, step), state)
+                prune_checkpoints(member.ckpt_dir, tc.ckpt_keep)
+            except OSError as err:  # its folder blocked, its disk full: that member fails, as its run alone would
+                if user_error_line(err) is None:
+                    raise
+                unwritable[k] = err
+        drop(unwritable)
 
     for step in range(start + 1, total + 1):
         if not pop.members:
