@@ -30,7 +30,7 @@ from ganlab.ema import GeneratorEMA
 from ganlab.errors import ConfigError, ResumeError
 from ganlab.grids import GRID_SEED
 from ganlab.hardware import ddp
-from ganlab.metrics.names import objective_problem
+from ganlab.metrics.names import objective_problem, step_names
 from ganlab.progress import run_summary
 from ganlab.run import Run, restore
 from ganlab.tracking import SilentTracker, Tracker
@@ -44,9 +44,6 @@ def build_run(cfg: DictConfig, data: DataSet | None = None) -> Run:
     ``data``: an already built data set to share (the population launcher builds it once for all members).
     """
     validate(cfg)  # every value in its range, before anything is built
-    problem = objective_problem(str(cfg.objective), evaluating=bool(cfg.eval.every))
-    if problem is not None:  # else every trial of a sweep would train to its end and fail there
-        raise ConfigError(f"objective={cfg.objective}: {problem}")
     tc = trainer_config(cfg)
     torch.manual_seed(cfg.seed)
     hardware = build_hardware(cfg)
@@ -58,6 +55,10 @@ def build_run(cfg: DictConfig, data: DataSet | None = None) -> Run:
     generator, discriminator = build_models(cfg, data.shape, data.n_classes)
     generator, discriminator = generator.to(device), discriminator.to(device)
     loss = build_loss(cfg, discriminator)
+    problem = objective_problem(str(cfg.objective), bool(cfg.eval.every), step_names(loss.has_penalty,
+                                                                                    loss.aux_classifier))
+    if problem is not None:  # else every trial of a sweep would train to its end and fail there
+        raise ConfigError(f"objective={cfg.objective}: {problem}")
     check_pack(getattr(discriminator, "pack", 1), batches.batch_size, hardware.world_size)
     g_train, d_train = generator, discriminator
     if hardware.ddp:

@@ -179,7 +179,8 @@ def test_optuna_search_goes_on_after_a_failed_trial(tmp_path):
                        f"hydra.sweep.dir={sweep}"], cwd=tmp_path, check=False)
     jobs = list(index(sweep)["jobs"].values())
     assert len(jobs) == 2 and {j["status"] for j in jobs} == {"failed"}  # the 2nd trial ran after the 1st failed
-    assert all("objective='nope' is not a final metric" in j["error"] for j in jobs)
+    assert all("objective=nope: not a metric this run logs" in j["error"] for j in jobs)
+    assert not any((Path(j["dir"]) / "metrics.jsonl").exists() for j in jobs)  # found before training
     # no trial finished: no best trial, and the sweep ends as any sweep with failures (summary, exit 2), no traceback
     assert proc.returncode == 2 and "Traceback" not in proc.stderr and "No trials are completed" not in proc.stderr
     assert f"ganlab: sweep {sweep.name}: 2 jobs, 2 failed" in proc.stdout
@@ -195,7 +196,7 @@ def test_objective_value():
 
 def test_single_run_with_an_unknown_objective_is_a_clear_error(tmp_path):
     proc = run_ganlab(["objective=nope", *TINY, *FAST, f"hydra.run.dir={tmp_path / 'run'}"], cwd=tmp_path, check=False)
-    assert proc.returncode == 2 and "ganlab: error: objective='nope' is not a final metric" in proc.stderr
+    assert proc.returncode == 2 and "ganlab: error: objective=nope: not a metric this run logs" in proc.stderr
 
 
 def test_job_dirs_are_readable_and_old_job_dirs_resume(tmp_path):

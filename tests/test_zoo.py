@@ -20,12 +20,13 @@ import torch
 import yaml
 from test_entry import job_dirs
 
-from ganlab.metrics.names import objective_problem
+from ganlab.metrics.names import objective_problem, step_names
 
 from conftest import CONF_DIR, FAST, run_ganlab
 from tiny_cifar import write_cifar_batches
 
 LOSSES = ["bce", "bce_r1", "hinge", "minimax", "mse", "wgan", "wgan_gp"]
+PENALISED = ("bce_r1", "wgan_gp")  # their penalty term is logged on its own (d_penalty)
 CONDITIONAL_LOSSES = ["acgan"]  # needs a conditional G: in the conditional grid only
 AUGMENTS = ["diffaugment", "none"]
 LABELLED = ["digits", "mnist", "fashion_mnist", "cifar10"]
@@ -78,8 +79,9 @@ def test_every_loss_and_model_trains_on(data, tmp_path, tiny_mnist):
         rows = [json.loads(line) for line in (job / "metrics.jsonl").read_text().splitlines()]
         assert [r["step"] for r in rows] == [1, 2], job
         assert all(torch.isfinite(torch.tensor([r["d_loss"], r["g_loss"], r["d_grad_norm"]])).all() for r in rows)
-        penalised = choices["loss"] in ("bce_r1", "wgan_gp")  # the penalty term is logged on its own
-        assert all(("d_penalty" in r) == penalised for r in rows), job
+        penalised = choices["loss"] in PENALISED
+        # exactly the step metrics an objective is checked against before a run trains (d_gap: at its end)
+        assert all({*r, "d_gap"} == set(step_names(penalised, classes=False)) for r in rows), job
         assert all(r["d_penalty"] >= 0 and torch.isfinite(torch.tensor(r["d_penalty"])) for r in rows if penalised)
         assert (job / "samples" / "samples_00000002.png").is_file()
         state = torch.load(job / "checkpoints" / "step_00000002.pt", weights_only=True)
@@ -113,10 +115,11 @@ def test_conditional_models_with_every_loss_ema_and_diffaugment_train_on(data, t
     for choices, rows, job in job_results(sweep, ("model", "model.conditional", "loss")):
         state = torch.load(job / "checkpoints" / "step_00000002.pt", weights_only=True)
         assert state["n_classes"] == 10 and "generator_ema" in state and "augment" in state["rng"]
-        assert ("d_class" in rows[-1]) == (choices["loss"] == "acgan"), job
+        assert {*rows[-1], "d_gap"} == set(step_names(choices["loss"] in PENALISED, choices["loss"] == "acgan")), job
         evals = [json.loads(line) for line in (job / "eval.jsonl").read_text().splitlines()]
         assert "eval_g/d_real" in evals[-1] and 0 <= evals[-1]["eval/cond_accuracy"] <= 1
-        assert all(objective_problem(key, evaluating=True) is None for key in evals[-1] if key != "step")
+        steps = step_names(choices["loss"] in PENALISED, choices["loss"] == "acgan")
+        assert all(objective_problem(key, True, steps) is None for key in evals[-1] if key != "step")
         trained.add(tuple(choices.values()))
     assert trained == {(m, c, loss) for m in MODELS for c in ("concat", "projection")
                        for loss in CONDITIONAL_GRID[data]}
@@ -138,9 +141,10 @@ def test_packing_and_the_ema_on_2d_points_with_every_loss(data, tmp_path):
                env={"OMP_NUM_THREADS": "1"})
     results = job_results(sweep, ("loss", "model.pack"))
     assert {tuple(c.values()) for c, _, _ in results} == {(loss, p) for loss in LOSSES for p in ("1", "4")}
-    for _, _, job in results:
+    for choices, _, job in results:
         evals = [json.loads(line) for line in (job / "eval.jsonl").read_text().splitlines()]
         assert "eval/modes_covered" in evals[-1] and "eval_g/modes_covered" in evals[-1]
         # every metric an evaluation logs is one an objective may name (checked before a run trains)
         summary = json.loads((job / "summary.json").read_text())
-        assert all(objective_problem(key, evaluating=True) is None for key in summary)
+        steps = step_names(choices["loss"] in PENALISED, classes=False)
+        assert all(objective_problem(key, True, steps) is None for key in summary)

@@ -1,5 +1,5 @@
-"""The evaluation metrics' names: which are better low, which high, which an objective may name (no torch
-import: compare.py and the config check stay light)."""
+"""The metrics' names: which are better low, which high, which an objective may name (no torch import:
+compare.py and the config check stay light)."""
 
 from __future__ import annotations
 
@@ -13,6 +13,18 @@ NEITHER_SIDE = ("d_real", "d_fake", "density")
 EVAL_NAMES = (*LOWER_IS_BETTER, *HIGHER_IS_BETTER, *NEITHER_SIDE)  # every metric an evaluation can log
 OTHER_G_PREFIXES = ("eval_g/", "eval_g_ema/")  # a run with an EMA also logs the G it does not sample from
 
+# every metric a run's step logs (ganlab/loop.py, the population's trainer), with what a run's end adds
+# (objective_value's d_gap, the step): the zoo tests check that a run logs exactly these
+STEP_NAMES = ("d_loss", "g_loss", "d_real", "d_fake", "d_real_out", "d_fake_out", "g_grad_norm", "d_grad_norm",
+              "images_per_s", "epoch", "d_gap", "step")
+PENALTY_NAMES = ("d_penalty",)  # a loss with a penalty on D's input gradient (R1, WGAN-GP)
+CLASS_NAMES = ("d_class", "g_class")  # a loss with an auxiliary classifier (ACGAN)
+
+
+def step_names(penalty: bool, classes: bool) -> tuple[str, ...]:
+    """The step metrics of a run whose loss has a penalty / a class loss."""
+    return (*STEP_NAMES, *(PENALTY_NAMES if penalty else ()), *(CLASS_NAMES if classes else ()))
+
 
 def lower_is_better(metric: str) -> bool | None:
     """True/False for metrics with a better side (``eval/`` or ``eval_g*/`` prefix optional), None otherwise."""
@@ -22,18 +34,20 @@ def lower_is_better(metric: str) -> bool | None:
     return True if name in LOWER_IS_BETTER else False if name in HIGHER_IS_BETTER else None
 
 
-def objective_problem(objective: str, evaluating: bool) -> str | None:
+def objective_problem(objective: str, evaluating: bool, steps: tuple[str, ...]) -> str | None:
     """Why ``objective`` cannot be a final metric of a run, known before it trains (None: it may be).
 
-    A sweep's every trial would otherwise train to its end and fail there. Evaluation metrics are all known
-    here (which of them a run logs depends on its data: the end of the run checks that); step metrics
-    depend on the loss, so the end of the run checks them too.
+    ``steps``: the run's step metrics (``step_names``). A sweep's every trial would otherwise train to its
+    end and fail there. Which evaluation metrics a run logs depends on its data: the end of the run checks
+    that; every other name is checked here.
     """
     prefix = next((p for p in (PREFIX, *OTHER_G_PREFIXES) if objective.startswith(p)), None)
     if prefix is None:
-        if objective in EVAL_NAMES and objective not in ("d_real", "d_fake"):  # also step metrics
+        if objective in steps:
+            return None
+        if objective in EVAL_NAMES:
             return f"an evaluation metric; did you mean objective={PREFIX}{objective}?"
-        return None
+        return f"not a metric this run logs (its step metrics: {', '.join(steps)}; evaluation: {PREFIX}...)"
     if not evaluating:
         return "an evaluation metric, and evaluation is off (eval.every=0)"
     name = objective.removeprefix(prefix)
