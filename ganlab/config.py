@@ -17,6 +17,7 @@ from omegaconf.errors import OmegaConfBaseException
 from ganlab.errors import ConfigError, GanlabError
 from ganlab.naming import short_overrides
 from ganlab.ranges import check_ranges
+from ganlab.unread_keys import check_unread_keys
 
 # From a checkout, use the repo's conf/ (edits take effect at once); installed, the copy shipped
 # inside the package as ganlab.conf.
@@ -150,9 +151,13 @@ def plain_config(cfg: DictConfig) -> dict[str, Any]:
 
 
 def validate(cfg: DictConfig) -> dict[str, Any]:
-    """Check every value's range (one line naming the first bad key) and return the plain config."""
+    """Check every value's range and that every key added with ``+`` is read (one line naming the first bad
+    key); return the plain config."""
     plain = plain_config(cfg)
     check_ranges(plain, interpolated_keys(cfg))
+    # the command line's overrides (a Hydra job, a population member); none when built from Python
+    overrides = OmegaConf.select(cfg, "run.overrides", default=None, throw_on_resolution_failure=False)
+    check_unread_keys(cfg, [str(o) for o in overrides or []])
     return plain
 
 

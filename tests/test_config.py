@@ -126,6 +126,53 @@ def test_optimizer_split_lr(tiny_mnist):
     assert tuple(run.g_opt.param_groups[0]["betas"]) == (0.5, 0.999)
 
 
+@pytest.mark.parametrize("overrides,message", [
+    # a shared value nothing interpolates: training went on without it (no weight decay at all)
+    (["+optimizer.weight_decay=1e-4"], "optimizer.weight_decay: nothing reads this key (the optimizer keys a run "
+                                       "reads: lr, betas; optimizer.generator and optimizer.discriminator take"),
+    (["++model.foo=1"], "model.foo: nothing reads this key (the model keys a run reads: z_size, middle_size, "),
+    (["+data.foo=1"], "data.foo: nothing reads this key (the data keys a run reads: epochs, batch_size, pixel_range, "
+                      "latent_dist, latent_std, max_train; data.dataset takes its own"),
+    (["model=dcgan", "+data.mlp.g_output=linear"], "data.mlp.g_output: nothing reads this key"),  # only MLPs read it
+])
+def test_a_key_added_that_nothing_reads_is_an_error(overrides, message):
+    from ganlab.unread_keys import check_unread_keys
+
+    with pytest.raises(ConfigError) as err:
+        check_unread_keys(compose_cfg(overrides), overrides)
+    assert str(err.value).startswith(message)
+
+
+def test_keys_read_through_interpolations_are_accepted():
+    from ganlab.unread_keys import check_unread_keys
+
+    # the optimizer's own option, a suggestion the MLP reads with oc.select, a forced existing key; and a key
+    # of the group's own file that goes unread when both optimizers' lr are set (not added: no error)
+    added = ["+optimizer.generator.weight_decay=1e-4", "+data.mlp.hidden_layers=2", "++model.z_size=20",
+             "+note=baseline"]
+    cfg = compose_cfg([*added, "optimizer.generator.lr=1e-3", "optimizer.discriminator.lr=1e-3"])
+    check_unread_keys(cfg, added)
+    run = build_run(cfg)
+    assert run.g_opt.param_groups[0]["weight_decay"] == 1e-4 and run.d_opt.param_groups[0]["weight_decay"] == 0
+    assert run.generator.z_size == 20
+    assert sum(isinstance(m, torch.nn.BatchNorm1d) for m in run.generator.modules()) == 2  # two middle blocks
+
+
+def test_what_an_interpolation_reads():
+    from omegaconf import OmegaConf
+
+    from ganlab.unread_keys import absolute, referenced_keys
+
+    assert absolute("lr", ("optimizer", "generator")) == "lr"
+    assert absolute(".lr", ("optimizer", "generator")) == "optimizer.generator.lr"
+    assert absolute("..lr", ("optimizer", "generator")) == "optimizer.lr"
+    assert absolute("...seed", ("a", "b")) == "seed"
+    cfg = OmegaConf.create({"seed": 1, "a": {"x": 1, "b": {"y": "${..x}", "z": "${oc.select:c.w,3}",
+                                                          "s": "${seed}-${ganlab_run_group:}", "l": ["${.y}"]}},
+                            "run": {"d": "${a.never}"}})
+    assert referenced_keys(cfg) == {"a.x", "c.w", "seed", "a.b.l.y"}
+
+
 @pytest.mark.parametrize(
     "override,match",
     [

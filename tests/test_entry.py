@@ -24,7 +24,7 @@ def job_dirs(sweep_dir: Path) -> list[Path]:
 
 def test_each_loss_trains_through_the_entry_point_with_one_wandb_run_per_job(tmp_path):
     sweep = tmp_path / "sweep"
-    run_ganlab(["-m", "loss=bce,minimax,mse", "trainer.max_steps=3", "trainer.log_every=1",
+    run_ganlab(["-m", "loss=bce,minimax,mse", "trainer.max_steps=3", "trainer.log_every=1", "+note=baseline",
                 "trainer.progress=false", "logger.wandb.mode=offline", f"hydra.sweep.dir={sweep}"], cwd=tmp_path)
     jobs = job_dirs(sweep)
     assert len(jobs) == 3
@@ -40,6 +40,7 @@ def test_each_loss_trains_through_the_entry_point_with_one_wandb_run_per_job(tmp
         [wandb_file] = find_runs(job)  # exactly one W&B run per job
         run = read_run(wandb_file)
         assert run.config["loss_choice"] == loss and run.config["data_choice"] == "digits"
+        assert run.config["note"] == "baseline"  # a top-level key added with +: metadata on the dashboard
         assert [h["_step"] for h in run.history if "d_loss" in h] == [1, 2, 3]
         assert run.exit_code == 0
         groups.add(run.group)
