@@ -74,6 +74,9 @@ def check_losses(losses: list[str]) -> None:
     if unknown or not losses:
         raise ConfigError(f"--losses: {'unknown loss ' + ', '.join(unknown) if unknown else 'no loss given'} "
                           f"(available: {', '.join(known)})")
+    twice = sorted({loss for loss in losses if losses.count(loss) > 1})
+    if twice:  # its search would run twice into one folder, its row appear twice in the study
+        raise ConfigError(f"--losses: {', '.join(twice)} given more than once")
 
 
 def search(loss: str, args: argparse.Namespace, spaces: dict, overrides: list[str]) -> int:
@@ -136,7 +139,7 @@ def main(argv: list[str] | None = None) -> int:
     args, overrides = p.parse_known_args(argv)
     if args.trials < 1 or args.seeds < 0 or args.batch < 0:
         p.error("--trials must be >= 1, --seeds and --batch >= 0")
-    from ganlab.errors import GanlabError
+    from ganlab.errors import GanlabError, make_folder
 
     losses = [loss for loss in args.losses.split(",") if loss]
     tag = hashlib.sha1("\n".join(sorted(overrides) + [args.losses, str(args.trials)]).encode()).hexdigest()[:10]
@@ -144,10 +147,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         check_losses(losses)
         spaces = loss_spaces(losses, overrides, args.launcher)
+        make_folder(args.out)  # study.md is written even if every search failed
     except GanlabError as err:
         print(f"ganlab.study: error: {err}", file=sys.stderr)
         return 2
-    args.out.mkdir(parents=True, exist_ok=True)  # study.md is written even if every search failed
     failed = [loss for loss in losses if search(loss, args, spaces, overrides) not in (0, 2)]
     from ganlab.compare import main as compare
 

@@ -121,12 +121,22 @@ def test_a_tiny_study_runs_end_to_end_and_draws_both_figures(tmp_path):
     (["--losses", "bce,nonsense"], "ganlab.study: error: --losses: unknown loss nonsense (available: acgan, bce,"),
     (["trainer.nonsense=1"], "ganlab.study: error: Could not override 'trainer.nonsense': Key 'nonsense' is not in"),
     (["--launcher", "nope"], "ganlab.study: error: Could not find 'launcher/nope' (available options in 'launcher': "),
+    (["--losses", "bce,hinge,bce"], "ganlab.study: error: --losses: bce given more than once"),
 ])
 def test_a_bad_loss_or_override_is_one_line_before_any_search(tmp_path, args, message):
     proc = run_ganlab([*args, "--out", str(tmp_path / "study")], cwd=tmp_path, module="ganlab.study", check=False)
     assert proc.returncode == 2 and proc.stderr.strip().splitlines() == [proc.stderr.strip()], proc.stderr
     assert proc.stderr.startswith(message), proc.stderr
     assert not (tmp_path / "study").exists()
+
+
+def test_a_study_folder_that_cannot_be_made_is_one_line(tmp_path, capsys):
+    from ganlab.study import main
+
+    (tmp_path / "file").write_text("")
+    assert main(["--losses", "bce", "--trials", "1", "--out", str(tmp_path / "file" / "study")]) == 2
+    assert capsys.readouterr().err == f"ganlab.study: error: cannot make the folder {tmp_path / 'file' / 'study'}: " \
+                                      "Not a directory\n"
 
 
 def test_an_override_a_loss_does_not_take_is_one_line_before_any_search(tmp_path):
