@@ -39,7 +39,11 @@ SUBPROCESS = [["loss=nonsense"], ["-m", "launcher=population", "hydra.launcher.p
         (["-m", "launcher=local_parallel", "hydra.launcher.n_jobs=0", "seed=0,1"],
          "ganlab: error: hydra.launcher.n_jobs=0: must be an integer other than 0"),
         (["-m", "launcher=slurm_population", "hydra.launcher.members_per_task=0", "seed=0,1"],
-         "ganlab: error: hydra.launcher.members_per_task must be >= 1, got 0"),
+         "ganlab: error: hydra.launcher.members_per_task=0: must be an integer >= 1"),
+        (["-m", "launcher=slurm_population", "hydra.launcher.members_per_task=two", "seed=0,1"],
+         "ganlab: error: hydra.launcher.members_per_task='two': must be an integer >= 1"),  # it named max_members
+        (["-m", "launcher=slurm", "hydra.launcher.timeout_min=-5", "seed=0,1"],  # sbatch ran the jobs
+         "ganlab: error: hydra.launcher.timeout_min=-5: must be an integer >= 1"),
         (["objective=fid_clf"], "ganlab: error: objective=fid_clf: an evaluation metric; did you mean objective=eval/"),
         (["objective=eval/fid_clf", "eval.every=0"], "evaluation is off (eval.every=0)"),
         (["objective=eval/fid"], "ganlab: error: objective=eval/fid: no evaluation logs fid (known: class_kl, "),

@@ -117,17 +117,32 @@ def register_resolvers() -> None:
             OmegaConf.register_new_resolver(name, fn)
 
 
+# the least value of each numeric Slurm option (launcher=slurm's and slurm_population's; None: the cluster's
+# default). sbatch itself took timeout_min=-5 and ran the job; mem_gb=0 is Slurm's "all the node's memory"
+SLURM_LEAST = {"timeout_min": 1, "cpus_per_task": 1, "gpus_per_node": 0, "tasks_per_node": 1, "mem_gb": 0, "nodes": 1,
+               "cpus_per_gpu": 1, "gpus_per_task": 0, "signal_delay_s": 0, "max_num_timeout": 0,
+               "array_parallelism": 1, "members_per_task": 1}
+
+
 def check_launcher(launcher: DictConfig) -> None:
-    """A ConfigError for launcher options its library would reject only once the jobs are composed, in a traceback.
+    """A ConfigError for launcher options its library would reject only once the jobs are composed (in a
+    traceback), or pass on to Slurm unchecked.
 
     joblib's (``launcher=local_parallel``) ``n_jobs``: an integer, not 0 (-1: every core, -2: all but one, ...).
-    The population launchers check their own options; sbatch refuses bad Slurm ones (one line, ganlab.__main__).
+    The Slurm launchers' counts and minutes: integers in range. sbatch refuses what only the cluster knows (a
+    partition, too much memory: one line, ganlab.__main__); the population launchers check the rest.
     """
-    if str(launcher.get("_target_", "")).endswith("JoblibLauncher"):
+    target = str(launcher.get("_target_", ""))
+    if target.endswith("JoblibLauncher"):
         n_jobs = launcher.get("n_jobs")
         if not isinstance(n_jobs, int) or isinstance(n_jobs, bool) or n_jobs == 0:
             raise ConfigError(f"hydra.launcher.n_jobs={n_jobs!r}: must be an integer other than 0 "
                               "(at most that many jobs at once; -1: one per core)")
+    if target.rsplit(".", 1)[-1] in ("SlurmLauncher", "SlurmPopulationLauncher"):
+        for key, least in SLURM_LEAST.items():
+            value = launcher.get(key)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < least):
+                raise ConfigError(f"hydra.launcher.{key}={value!r}: must be an integer >= {least}")
 
 
 class SweepCallback(Callback):
