@@ -230,3 +230,14 @@ def test_a_sweep_of_no_jobs_says_so(tmp_path):
     # e.g. `-m 'seed=range(0)'`: Hydra launches nothing; the summary says why there is nothing to compare
     first = sweep_summary(tmp_path / "empty").splitlines()[0]
     assert first == f"ganlab: sweep empty: no jobs: its values gave none, e.g. an empty range ({tmp_path / 'empty'})"
+
+
+def test_a_sweep_subdir_gives_each_job_its_own_folder_in_the_sweeps():
+    from ganlab.launch.sweep import check_subdir
+
+    for good in ("${ganlab_job_id:}", "${hydra.job.num}", "run_${hydra.job.num}", "${hydra.job.override_dirname}"):
+        check_subdir(good)
+    for bad, reason in (("x", "every job would write to the same folder"), ("/abs", "the same folder"),
+                        ("${hydra.job.num}/x", "must be one folder name"), ("a/${hydra.job.num}", "one folder name")):
+        with pytest.raises(ConfigError, match=reason):
+            check_subdir(bad)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import sys
 import time
 from pathlib import Path
@@ -145,6 +146,18 @@ def check_launcher(launcher: DictConfig) -> None:
                 raise ConfigError(f"hydra.launcher.{key}={value!r}: must be an integer >= {least}")
 
 
+def check_subdir(raw: str) -> None:
+    """A ConfigError for a ``hydra.sweep.subdir`` (unresolved) that would not give each job a folder of its own
+    directly in the sweep's: a constant (every job in one folder; an absolute one outside the sweep) or a
+    path of several parts (the job's sweep index is its folder's parent)."""
+    fix = "leave it out (job-<num>-<overrides>-<hash>) or use one folder name per job, e.g. ${hydra.job.num}"
+    if "${" not in raw:
+        raise ConfigError(f"hydra.sweep.subdir={raw}: every job would write to the same folder; {fix}")
+    if "/" in re.sub(r"\$\{[^}]*\}", "", raw):
+        raise ConfigError(f"hydra.sweep.subdir={raw}: must be one folder name (the sweep's index lives in "
+                          f"hydra.sweep.dir, beside its jobs); {fix}")
+
+
 class SweepCallback(Callback):
     """Hydra callback of every multirun: pins the sweep's directory at its start, sums it up at its end.
 
@@ -159,6 +172,7 @@ class SweepCallback(Callback):
         """Check the launcher's options; resolve and pin ``hydra.sweep.dir``; note the overrides in the index."""
         try:
             check_launcher(config.hydra.launcher)
+            check_subdir(str(config.hydra.sweep._get_node("subdir")._value()))
         except ConfigError as err:  # Hydra turns a callback's exceptions into warnings and goes on
             print(f"ganlab: error: {err}", file=sys.stderr)
             raise SystemExit(2) from None
