@@ -74,15 +74,29 @@ def prune_checkpoints(ckpt_dir: Path, keep: int | None) -> None:
         path.unlink(missing_ok=True)
 
 
+def checkpoint_file(path: Path) -> Path:
+    """``path``; for a run's folder (the one a run prints) or its checkpoints/, the newest checkpoint there (a
+    ResumeError when there is none). Every command that takes a checkpoint takes a run's folder this way."""
+    if not path.is_dir():
+        return path
+    found = list_checkpoints(path / "checkpoints") or list_checkpoints(path)
+    if not found:
+        raise ResumeError(f"{path}: no checkpoint (step_XXXXXXXX.pt) in this folder or its checkpoints/")
+    return found[-1][1]
+
+
 def resolve_resume(resume: str | None, ckpt_dir: Path) -> Path | None:
-    """The checkpoint to resume from: None, the newest in ``ckpt_dir`` for "auto", or an existing path."""
+    """The checkpoint to resume from: None; for "auto" the newest in ``ckpt_dir`` (None when there is none);
+    a checkpoint file; or a run's folder or its checkpoints folder (the newest checkpoint there)."""
     if resume is None:
         return None
+    if not isinstance(resume, str):  # resume=true, resume=3: parsed as a bool, a number
+        raise ResumeError(f"resume={resume}: must be auto, a checkpoint file or a run's folder")
     if resume == "auto":
         found = list_checkpoints(ckpt_dir)
         return found[-1][1] if found else None
-    path = Path(resume).expanduser()
+    path = checkpoint_file(Path(resume).expanduser())
     if not path.is_file():
-        raise ResumeError(f"resume={resume}: no such checkpoint file "
+        raise ResumeError(f"resume={resume}: no such checkpoint file or run folder "
                           "(use resume=auto to pick the newest in the run dir)")
     return path

@@ -72,7 +72,8 @@ def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m ganlab.eval", description=textwrap.fill(DESCRIPTION, 100), epilog=EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("checkpoint", type=Path, help="a run's checkpoint: <run dir>/checkpoints/step_XXXXXXXX.pt")
+    p.add_argument("checkpoint", type=Path, help="a run's checkpoint (<run dir>/checkpoints/step_XXXXXXXX.pt) or "
+                                                 "its run dir (the newest)")
     p.add_argument("--n-samples", type=int, default=None, help="samples (default: the run's eval.n_samples)")
     p.add_argument("--features", choices=["classifier", "inception", "none"], default=None,
                    help="FID/KID features (default: the run's eval.features)")
@@ -91,15 +92,17 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     if args.n_samples is not None and args.n_samples < 2:
         p.error("--n-samples must be >= 2")
+    from ganlab.checkpoint import checkpoint_file
     from ganlab.errors import GanlabError, make_folder
     from ganlab.hardware.device import command_device
 
-    out = args.out or args.checkpoint.with_suffix(".eval.json")  # by default beside the checkpoint
     try:
+        path = checkpoint_file(args.checkpoint)  # a run dir: its newest checkpoint
+        out = args.out or path.with_suffix(".eval.json")  # by default beside the checkpoint
         device = command_device(args.device)
         if args.out is not None:
             make_folder(out.parent)  # before the evaluation: fail at once, not after it
-        result = evaluate_checkpoint(args.checkpoint, args.n_samples, args.features, args.classifier_dir,
+        result = evaluate_checkpoint(path, args.n_samples, args.features, args.classifier_dir,
                                      args.data_root, device, args.generator)
     except GanlabError as err:
         print(f"ganlab.eval: error: {err}", file=sys.stderr)

@@ -94,7 +94,8 @@ def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m ganlab.sample", description=textwrap.fill(DESCRIPTION, 100), epilog=EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("checkpoint", type=Path, help="a run's checkpoint: <run dir>/checkpoints/step_XXXXXXXX.pt")
+    p.add_argument("checkpoint", type=Path, help="a run's checkpoint (<run dir>/checkpoints/step_XXXXXXXX.pt) or "
+                                                 "its run dir (the newest)")
     p.add_argument("--out", type=Path, required=True, help="output .npy file")
     p.add_argument("--n", type=int, default=10_000, help="number of samples (default 10000)")
     p.add_argument("--seed", type=int, default=0, help="latent seed (default 0)")
@@ -120,13 +121,13 @@ def main(argv: list[str] | None = None) -> int:
         p.error(f"--out must name a .npy file (the samples are a NumPy array), got {args.out}")
     import numpy as np
 
-    from ganlab.checkpoint import load_checkpoint
+    from ganlab.checkpoint import checkpoint_file, load_checkpoint
     from ganlab.errors import GanlabError, make_folder
     from ganlab.hardware.device import command_device
 
     try:
         device = command_device(args.device)
-        state = load_checkpoint(args.checkpoint)
+        state = load_checkpoint(checkpoint_file(args.checkpoint))
         make_folder(args.out.parent)  # before the sampling: fail at once, not after it
         points = len(state["img_shape"]) == 1  # 2D benchmarks: raw coordinates, not pixels
         export = generate_points if points else generate_uint8

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -51,6 +52,33 @@ def test_resume_auto_picks_newest_and_is_fresh_when_empty(tmp_path):
     assert [r[0] for r in losses(run_dir)] == [1, 2, 3, 4, 5, 6, 7, 8]  # continued at 5, not restarted
 
 
+def test_resume_from_a_run_folder_takes_its_newest_checkpoint(tmp_path):
+    from ganlab.checkpoint import resolve_resume
+
+    first = tmp_path / "first"
+    train(compose_cfg([*BASE, "trainer.max_steps=8"], run_dir=first))  # checkpoints at 4 and 8
+    newest = first / "checkpoints" / "step_00000008.pt"
+    for given in (first, first / "checkpoints", newest):  # the folder a run printed, its checkpoints/, a file
+        assert resolve_resume(str(given), tmp_path / "elsewhere") == newest
+    result = train(compose_cfg([*BASE, "trainer.max_steps=12", f"resume={first}"], run_dir=tmp_path / "second"))
+    assert result["step"] == 12 and [r[0] for r in losses(tmp_path / "second")] == [9, 10, 11, 12]
+    # the commands that take a checkpoint take the run's folder the same way
+    from ganlab.eval import main as evaluate
+    from ganlab.sample import main as sample
+
+    for given, out in ((first, "from_dir.npy"), (newest, "from_file.npy")):
+        assert sample([str(given), "--out", str(tmp_path / out), "--n", "16"]) == 0
+    assert (tmp_path / "from_dir.npy").read_bytes() == (tmp_path / "from_file.npy").read_bytes()
+    assert evaluate([str(first), "--features", "none", "--n-samples", "64"]) == 0
+    assert json.loads(newest.with_suffix(".eval.json").read_text())["checkpoint"] == str(newest)  # beside the newest
+    (tmp_path / "empty").mkdir()
+    for bad, message in ((str(tmp_path / "empty"), "no checkpoint (step_XXXXXXXX.pt) in this folder or its "),
+                         (True, "resume=True: must be auto, a checkpoint file or a run's folder"),  # resume=true
+                         (3, "resume=3: must be auto")):
+        with pytest.raises(ResumeError, match=re.escape(message)):
+            resolve_resume(bad, tmp_path / "elsewhere")
+
+
 def test_same_seed_same_losses_other_seed_differs(tmp_path):
     for name, seed in (("a", 3), ("b", 3), ("c", 4)):
         train(compose_cfg([*BASE, "trainer.max_steps=5", f"seed={seed}"], run_dir=tmp_path / name))
@@ -86,7 +114,7 @@ def test_atomic_save_leaves_old_file_on_failure(tmp_path):
 
 
 def test_resume_errors(tmp_path):
-    with pytest.raises(ResumeError, match="no such checkpoint"):
+    with pytest.raises(ResumeError, match="no such checkpoint file or run folder"):
         train(compose_cfg([*BASE, f"resume={tmp_path / 'missing.pt'}"], run_dir=tmp_path / "r"))
     junk = tmp_path / "junk.pt"
     junk.write_bytes(b"not a checkpoint")
