@@ -14,6 +14,7 @@ when both optimizers' ``lr`` are set, ``data.mlp`` under ``model=dcgan``).
 
 from __future__ import annotations
 
+import difflib
 import re
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
@@ -38,10 +39,14 @@ def check_unread_keys(cfg: DictConfig, overrides: list[str]) -> None:
     for key in added:
         if not is_read(key, read):
             group = key.split(".", 1)[0]
-            known = ", ".join(k.removeprefix(f"{group}.") for k in group_leaves(cfg[group], group)
-                              if k != key and is_read(k, read))
+            known = [k for k in group_leaves(cfg[group], group) if k != key and is_read(k, read)]
+            # a typo of a key the group has (compared without the group's name, which every key shares)
+            by_name = {k.removeprefix(f"{group}."): k for k in known}
+            close = difflib.get_close_matches(key.removeprefix(f"{group}."), list(by_name), n=1, cutoff=0.75)
+            guess = f"did you mean {by_name[close[0]]}? " if close else ""
             built = [f"{group}.{k}" for k in cfg[group] if built_by_target(cfg, f"{group}.{k}.x")]
-            raise ConfigError(f"{key}: nothing reads this key (the {group} keys a run reads: {known}; "
+            names = ", ".join(k.removeprefix(f"{group}.") for k in known)
+            raise ConfigError(f"{key}: nothing reads this key ({guess}the {group} keys a run reads: {names}; "
                               f"{' and '.join(built)} {'take their' if len(built) > 1 else 'takes its'} own options)")
 
 

@@ -52,7 +52,8 @@ SUBPROCESS = [["loss=nonsense"], ["-m", "launcher=population", "hydra.launcher.p
         (["objective=eval/fid_clf", "eval.every=0"], "evaluation is off (eval.every=0)"),
         (["objective=eval/fid"], "ganlab: error: objective=eval/fid: no evaluation logs fid (known: class_kl, "),
         (["+optimizer.weight_decay=1e-4"], "ganlab: error: optimizer.weight_decay: nothing reads this key"),
-        (["objective=g_los"], "ganlab: error: objective=g_los: not a metric this run logs (its step metrics: d_loss, "),
+        (["objective=g_los"], "ganlab: error: objective=g_los: not a metric this run logs (did you mean "
+                              "objective=g_loss? its step metrics: d_loss, "),
         (["objective=d_penalty"], "objective=d_penalty: not a metric this run logs"),  # bce has no penalty
         (["objective=d_class", "loss=bce_r1"], "objective=d_class: not a metric this run logs"),  # nor a class head
         (["trainer.epochs=ten"], "ganlab: error: trainer"),

@@ -134,6 +134,7 @@ def test_optimizer_split_lr(tiny_mnist):
     (["+data.foo=1"], "data.foo: nothing reads this key (the data keys a run reads: epochs, batch_size, pixel_range, "
                       "latent_dist, latent_std, max_train; data.dataset takes its own"),
     (["model=dcgan", "+data.mlp.g_output=linear"], "data.mlp.g_output: nothing reads this key"),  # only MLPs read it
+    (["+model.z_sise=20"], "model.z_sise: nothing reads this key (did you mean model.z_size? the model keys "),
 ])
 def test_a_key_added_that_nothing_reads_is_an_error(overrides, message):
     from ganlab.unread_keys import check_unread_keys

@@ -3,6 +3,8 @@ compare.py and the config check stay light)."""
 
 from __future__ import annotations
 
+import difflib
+
 PREFIX = "eval/"
 LOWER_IS_BETTER = ("fid_clf", "kid_clf", "fid_inception", "kid_inception", "class_kl", "mode_reverse_kl", "jsd_hist")
 HIGHER_IS_BETTER = ("classes_hit", "max_softmax", "modes_covered", "hq_percent",
@@ -47,7 +49,9 @@ def objective_problem(objective: str, evaluating: bool, steps: tuple[str, ...]) 
             return None
         if objective in EVAL_NAMES:
             return f"an evaluation metric; did you mean objective={PREFIX}{objective}?"
-        return f"not a metric this run logs (its step metrics: {', '.join(steps)}; evaluation: {PREFIX}...)"
+        close = difflib.get_close_matches(objective, steps, n=1)
+        guess = f"did you mean objective={close[0]}? " if close else ""
+        return f"not a metric this run logs ({guess}its step metrics: {', '.join(steps)}; evaluation: {PREFIX}...)"
     if not evaluating:
         return "an evaluation metric, and evaluation is off (eval.every=0)"
     name = objective.removeprefix(prefix)
