@@ -109,3 +109,34 @@ def test_the_classifiers_pooling_is_max_pool2d_with_and_without_gradients(shape)
     (ours,) = torch.autograd.grad(MaxPool2x2()(x), x, grad)
     (torchs,) = torch.autograd.grad(torch.nn.functional.max_pool2d(x, 2), x, grad)
     assert torch.equal(ours, torchs)
+
+
+def test_a_cache_measured_on_other_files_under_the_same_name_is_not_used(tiny_labelled_mnist, tmp_path, caplog):
+    # KMNIST or Fashion-MNIST read as data=mnist from another folder were scored with MNIST's cached classifier
+    import shutil
+
+    from ganlab.data.idx import read_idx_images
+    from ganlab.errors import FeaturesUnavailableError
+    from ganlab.metrics.classifier import ClassifierSettings, classifier_for
+
+    from conftest import write_idx_images
+
+    other = tmp_path / "other"
+    shutil.copytree(tiny_labelled_mnist, other)
+    test_images = read_idx_images(other / "t10k-images-idx3-ubyte").numpy()
+    write_idx_images(other / "t10k-images-idx3-ubyte", 255 - test_images, gz=False)  # the same labels, other images
+    settings = ClassifierSettings(dir=str(tmp_path / "clf"), steps=2, batch_size=16, lr=1e-3, max_train=None, seed=0)
+    cpu = torch.device("cpu")
+    first = classifier_for(idx("mnist", str(tiny_labelled_mnist)), settings, "train", cpu)
+    assert first.fingerprint is not None and load_classifier(settings.dir, "mnist").fingerprint == first.fingerprint
+    again = classifier_for(idx("mnist", str(tiny_labelled_mnist)), settings, "error", cpu)  # the same files: cached
+    assert again.fingerprint == first.fingerprint
+    with pytest.raises(FeaturesUnavailableError, match="the classifier cached for mnist in .* was measured on "
+                                                       "another test split"):
+        classifier_for(idx("mnist", str(other)), settings, "error", cpu)
+    assert classifier_for(idx("mnist", str(other)), settings, "skip", cpu) is None
+    with caplog.at_level("WARNING"):
+        second = classifier_for(idx("mnist", str(other)), settings, "train", cpu)
+    assert "measured on another test split (other files read under the same name); training one" in caplog.text
+    assert second.fingerprint not in (None, first.fingerprint)
+    assert load_classifier(settings.dir, "mnist").fingerprint == second.fingerprint  # the cache now fits these files

@@ -4,10 +4,15 @@ It trains on the data set's own labelled training split and is cached as ``<dir>
 (plain data, loadable with weights_only) with ``<data name>.json`` beside it holding its test
 accuracy. Its penultimate features drive ``fid_clf``/``kid_clf`` and its predictions the
 mode-coverage metrics. ``python -m ganlab.classifier`` is the command that trains one.
+
+The cache also holds a fingerprint of the test split it was measured on: other files read under the
+same name (KMNIST or Fashion-MNIST through ``data=mnist data.root=...``) are not scored with MNIST's
+classifier; theirs is trained in its place, with a warning.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 from dataclasses import dataclass
@@ -86,6 +91,15 @@ class TrainedClassifier:
     test_accuracy: float
     class_hist: torch.Tensor  # share of each class in the training split (the data's histogram)
     data: str
+    fingerprint: str | None = None  # of the test split it was measured on (None: cached before fingerprints)
+
+
+def fingerprint(test_images: torch.Tensor, test_labels: torch.Tensor) -> str:
+    """A short hash of a labelled test split: its shape, 512 images spread over it and every label."""
+    h = hashlib.sha1(str(tuple(test_images.shape)).encode())
+    h.update(test_images[:: max(1, len(test_images) // 512)].float().contiguous().cpu().numpy().tobytes())
+    h.update(test_labels.long().contiguous().cpu().numpy().tobytes())
+    return h.hexdigest()[:16]
 
 
 def cache_path(cache_dir: str | Path, data: str) -> Path:
@@ -136,7 +150,7 @@ def train_classifier(data: DataSet, steps: int = 500, batch_size: int = 128, lr:
     model.eval()
     test_acc = accuracy(model, test_x.to(device), test_y.to(device))
     hist = torch.bincount(train_y.cpu(), minlength=n_classes).double()
-    return TrainedClassifier(model.cpu(), test_acc, hist / hist.sum(), data.name)
+    return TrainedClassifier(model.cpu(), test_acc, hist / hist.sum(), data.name, fingerprint(test_x, test_y))
 
 
 def save_classifier(trained: TrainedClassifier, cache_dir: str | Path, extra: dict[str, Any] | None = None) -> Path:
@@ -145,7 +159,8 @@ def save_classifier(trained: TrainedClassifier, cache_dir: str | Path, extra: di
     model = trained.model
     state = {"state_dict": model.state_dict(), "in_shape": list(model.in_shape), "n_classes": model.n_classes,
              "feature_size": model.num_features, "test_accuracy": trained.test_accuracy,
-             "class_hist": trained.class_hist, "data": trained.data, "pixel_range": list(LABELLED_RANGE)}
+             "class_hist": trained.class_hist, "data": trained.data, "pixel_range": list(LABELLED_RANGE),
+             "test_fingerprint": trained.fingerprint}
     save_checkpoint(path, state)
     info = {"data": trained.data, "test_accuracy": trained.test_accuracy, "n_classes": model.n_classes,
             "feature_size": model.num_features, **(extra or {})}
@@ -165,22 +180,27 @@ def load_classifier(cache_dir: str | Path, data: str) -> TrainedClassifier | Non
     except Exception as err:  # a half-written or foreign file: say which and how to rebuild it
         raise ResumeError(f"{path} is not a loadable ganlab classifier ({err}); delete it and run "
                           f"python -m ganlab.classifier data={data}") from err
-    return TrainedClassifier(model.eval(), float(state["test_accuracy"]), state["class_hist"], state["data"])
+    return TrainedClassifier(model.eval(), float(state["test_accuracy"]), state["class_hist"], state["data"],
+                             state.get("test_fingerprint"))
 
 
 def classifier_for(data: DataSet, settings: ClassifierSettings, policy: Literal["train", "skip", "error"],
                    device: torch.device) -> TrainedClassifier | None:
     """The cached classifier of ``data``; when missing, train (and cache) it, skip, or fail, as ``policy`` says."""
     cached = load_classifier(settings.dir, data.name)
+    missing = f"no classifier for {data.name} in {settings.dir}"
+    if cached is not None and not measured_on(cached, data):
+        missing = (f"the classifier cached for {data.name} in {settings.dir} was measured on another test split "
+                   "(other files read under the same name)")
+        log.warning("eval: %s%s", missing, "; training one for this data" if policy == "train" else "")
+        cached = None
     if cached is not None:
         return cached
     how = f"python -m ganlab.classifier data={data.name} (data.root=... for IDX data sets)"
     if policy == "error":
-        raise FeaturesUnavailableError(f"no classifier for {data.name} in {settings.dir}: train it with {how}, "
-                                       "or set eval.if_no_classifier=train|skip")
+        raise FeaturesUnavailableError(f"{missing}: train it with {how}, or set eval.if_no_classifier=train|skip")
     if policy == "skip":
-        log.warning("eval: no classifier for %s in %s; fid_clf/kid_clf/coverage skipped (train it: %s)",
-                    data.name, settings.dir, how)
+        log.warning("eval: %s; fid_clf/kid_clf/coverage skipped (train it: %s)", missing, how)
         return None
     args = {"steps": settings.steps, "batch_size": settings.batch_size, "lr": settings.lr,
             "max_train": settings.max_train, "seed": settings.seed}
@@ -194,3 +214,14 @@ def classifier_for(data: DataSet, settings: ClassifierSettings, policy: Literal[
     path = save_classifier(trained, settings.dir, {"steps": settings.steps, "max_train": settings.max_train})
     log.info("eval: classifier for %s: test accuracy %.4f, cached at %s", data.name, trained.test_accuracy, path)
     return trained
+
+
+def measured_on(cached: TrainedClassifier, data: DataSet) -> bool:
+    """Whether ``cached`` was measured on ``data``'s test split (True when that cannot be told: a cache from
+    before fingerprints, a data set whose labels are missing)."""
+    if cached.fingerprint is None:
+        return True
+    try:
+        return fingerprint(*data.labelled("test")) == cached.fingerprint
+    except DataNotFoundError:
+        return True
