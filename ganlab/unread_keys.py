@@ -36,28 +36,33 @@ def check_unread_keys(cfg: DictConfig, overrides: list[str]) -> None:
     if not added:
         return
     read = referenced_keys(cfg)
-    for key in added:
-        if not is_read(key, read):
-            group = key.split(".", 1)[0]
-            known = [k for k in group_leaves(cfg[group], group) if k != key and is_read(k, read)]
-            # a typo of a key the group has (compared without the group's name, which every key shares)
-            by_name = {k.removeprefix(f"{group}."): k for k in known}
-            close = difflib.get_close_matches(key.removeprefix(f"{group}."), list(by_name), n=1, cutoff=0.75)
-            guess = f"did you mean {by_name[close[0]]}? " if close else ""
-            built = [f"{group}.{k}" for k in cfg[group] if built_by_target(cfg, f"{group}.{k}.x")]
-            names = ", ".join(k.removeprefix(f"{group}.") for k in known)
-            raise ConfigError(f"{key}: nothing reads this key ({guess}the {group} keys a run reads: {names}; "
-                              f"{' and '.join(built)} {'take their' if len(built) > 1 else 'takes its'} own options)")
+    unread = next((key for key in added if not is_read(key, read)), None)
+    if unread is not None:
+        raise ConfigError(unread_line(cfg, unread, read))
+
+
+def unread_line(cfg: DictConfig, key: str, read: set[str]) -> str:
+    """The error's line: the key, a near miss among its group's read keys, those keys, the built nodes."""
+    group = key.split(".", 1)[0]
+    known = {k.removeprefix(f"{group}."): k for k in group_leaves(cfg[group], group) if k != key and is_read(k, read)}
+    # compared without the group's name, which every key shares
+    close = difflib.get_close_matches(key.removeprefix(f"{group}."), list(known), n=1, cutoff=0.75)
+    guess = f"did you mean {known[close[0]]}? " if close else ""
+    built = [f"{group}.{k}" for k in cfg[group] if is_built(cfg[group]._get_node(k))]
+    return (f"{key}: nothing reads this key ({guess}the {group} keys a run reads: {', '.join(known)}; "
+            f"{' and '.join(built)} {'take their' if len(built) > 1 else 'takes its'} own options)")
+
+
+def is_built(node: object) -> bool:
+    """Whether ``node`` builds an object (a node with a ``_target_``: ganlab.build checks its keys)."""
+    return isinstance(node, DictConfig) and "_target_" in node
 
 
 def built_by_target(cfg: DictConfig, key: str) -> bool:
-    """Whether ``key`` lies inside a node with a ``_target_`` (the builder checks its keys)."""
+    """Whether ``key`` lies inside a node with a ``_target_``."""
     parts = key.split(".")
-    for n in range(1, len(parts)):
-        node = OmegaConf.select(cfg, ".".join(parts[:n]), default=None, throw_on_resolution_failure=False)
-        if isinstance(node, DictConfig) and "_target_" in node:
-            return True
-    return False
+    return any(is_built(OmegaConf.select(cfg, ".".join(parts[:n]), default=None, throw_on_resolution_failure=False))
+               for n in range(1, len(parts)))
 
 
 def is_read(key: str, read: set[str]) -> bool:
@@ -73,7 +78,7 @@ def group_leaves(node: DictConfig, path: str) -> list[str]:
     for key in node:
         child = node._get_node(key)
         if isinstance(child, DictConfig) and not OmegaConf.is_interpolation(node, key):
-            if "_target_" not in child:
+            if not is_built(child):
                 keys += group_leaves(child, f"{path}.{key}")
         else:
             keys.append(f"{path}.{key}")
