@@ -51,6 +51,7 @@ def main(argv: list[str] | None = None) -> int:
         settings = build(cfg.eval.classifier, "eval.classifier")
         device = build_hardware(cfg).device
         data = build_data(cfg)
+        data.labelled("test")  # points or images without labels fail here, before the banner (0.1 s for FMNIST)
         make_folder(Path(settings.dir))  # before the training: fail at once, not after it
         print(f"training the {getattr(data, 'name', 'data set')} classifier: {settings.steps} steps of "
               f"{settings.batch_size} images on {device}", flush=True)

@@ -77,6 +77,16 @@ def test_missing_labels_and_bad_overrides_are_clear_errors(tiny_mnist, tmp_path)
     assert proc.returncode == 2 and "ganlab.classifier: error:" in proc.stderr
 
 
+def test_data_without_labels_fails_before_the_banner(tmp_path, capsys):
+    from ganlab.classifier import main
+
+    assert main(["data=ring8", f"eval.classifier.dir={tmp_path}"]) == 2
+    captured = capsys.readouterr()
+    assert captured.err == "ganlab.classifier: error: ring8 is 2D point data: no labelled images (2D runs use the " \
+                           "mode metrics)\n"
+    assert captured.out == ""  # no "training the ring8 classifier" line above the error
+
+
 def test_an_unwritable_cache_fails_before_any_training(tmp_path, capsys):
     from ganlab.classifier import main
 
