@@ -107,7 +107,8 @@ def test_shuffled_batches_depend_only_on_seed_and_index():
     assert ShuffledBatches(images, 50, seed=0).batch_size == 10  # capped at the data set size
 
 
-def test_max_train_is_a_fixed_subset_with_its_labels_and_evaluation_sees_the_whole_split(tiny_labelled_mnist):
+def test_max_train_is_a_fixed_subset_with_its_labels_and_evaluation_sees_the_whole_split(tiny_labelled_mnist,
+                                                                                           caplog):
     from ganlab.train import build_run
 
     from conftest import FAST, compose_cfg
@@ -122,7 +123,11 @@ def test_max_train_is_a_fixed_subset_with_its_labels_and_evaluation_sees_the_who
     assert torch.equal(again.images, small.images)  # the same subset every time, whatever the run's seed
     assert torch.equal(small.reference(64, 0), full.reference(64, 0))  # evaluation: the whole training split
     assert torch.equal(small.reference_labels(64, 0), full.reference_labels(64, 0))
-    assert idx_set("mnist", str(tiny_labelled_mnist), max_train=1000).full_images is None  # >= N: all of it
+    with caplog.at_level("WARNING"):
+        assert idx_set("mnist", str(tiny_labelled_mnist), max_train=64).full_images is None  # N: all, quietly
+        assert not caplog.text
+        assert idx_set("mnist", str(tiny_labelled_mnist), max_train=1000).full_images is None  # > N: all, said
+    assert "data.max_train=1000, but mnist has 64 training images: training on all of them" in caplog.text
     run = build_run(compose_cfg([*FAST, "data=mnist", f"data.root={tiny_labelled_mnist}", "data.max_train=20",
                                  "data.batch_size=8"]))
     assert run.batches.per_epoch == 20 // 8

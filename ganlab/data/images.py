@@ -6,6 +6,7 @@ sliced by a shuffled index per step: no per-item Python work in the training loo
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Literal
@@ -15,6 +16,8 @@ import torch
 
 from ganlab.data.batches import LABELLED_RANGE, ShuffledBatches
 from ganlab.errors import DataNotFoundError
+
+log = logging.getLogger(__name__)
 
 Split = Literal["train", "test"]
 DIGITS_TEST_SHARE = 0.2  # digits has no official split: a fixed, seeded 80/20 split
@@ -86,6 +89,9 @@ class ImageSet:
 
     def limit(self, max_train: int | None) -> ImageSet:
         """Train on a fixed random ``max_train`` of the images (``data.max_train``; None or >= N: all); self."""
+        if max_train is not None and max_train > len(self.images):  # a typo or the wrong set: say so
+            log.warning("data.max_train=%d, but %s has %d training images: training on all of them", max_train,
+                        self.name, len(self.images))
         if max_train is None or max_train >= len(self.images):
             return self
         keep = torch.randperm(len(self.images), generator=torch.Generator().manual_seed(SUBSET_SEED))[:max_train]
