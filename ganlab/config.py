@@ -17,7 +17,7 @@ from omegaconf.errors import OmegaConfBaseException
 from ganlab.errors import ConfigError, GanlabError
 from ganlab.naming import short_overrides
 from ganlab.ranges import check_ranges
-from ganlab.unread_keys import check_unread_keys
+from ganlab.unread_keys import check_unread_keys, interpolations
 
 # From a checkout, use the repo's conf/ (edits take effect at once); installed, the copy shipped
 # inside the package as ganlab.conf.
@@ -154,24 +154,11 @@ def validate(cfg: DictConfig) -> dict[str, Any]:
     """Check every value's range and that every key added with ``+`` is read (one line naming the first bad
     key); return the plain config."""
     plain = plain_config(cfg)
-    check_ranges(plain, interpolated_keys(cfg))
+    check_ranges(plain, frozenset(interpolations(cfg)))  # copies checked last: an error names the key set
     # the command line's overrides (a Hydra job, a population member); none when built from Python
     overrides = OmegaConf.select(cfg, "run.overrides", default=None, throw_on_resolution_failure=False)
     check_unread_keys(cfg, [str(o) for o in overrides or []])
     return plain
-
-
-def interpolated_keys(node: DictConfig, prefix: str = "") -> frozenset[str]:
-    """The dotted keys whose value is an interpolation (``${..lr}``, ``${oc.select:...}``), hydra/run aside."""
-    found: set[str] = set()
-    for key in node:
-        if not prefix and key in ("hydra", "run"):
-            continue
-        if OmegaConf.is_interpolation(node, key):
-            found.add(f"{prefix}{key}")
-        elif isinstance(node._get_node(key), DictConfig):
-            found |= interpolated_keys(node[key], f"{prefix}{key}.")
-    return frozenset(found)
 
 
 def trainer_config(cfg: DictConfig) -> TrainerConfig:

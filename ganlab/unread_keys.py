@@ -9,7 +9,8 @@ same rule for the three groups whose top keys are read by reference. Keys inside
 ``_target_`` are left to ``ganlab.build``, which checks them against what the node builds.
 
 Only added keys are checked: a key of the group's own file may go unread on purpose (``optimizer.lr``
-when both optimizers' ``lr`` are set, ``data.mlp`` under ``model=dcgan``).
+when both optimizers' ``lr`` are set, ``data.mlp`` under ``model=dcgan``). ``interpolations`` (every
+interpolation of a config) also tells ``ganlab.config``'s range check which keys are copies.
 """
 
 from __future__ import annotations
@@ -85,20 +86,25 @@ def group_leaves(node: DictConfig, path: str) -> list[str]:
     return keys
 
 
-def referenced_keys(node: DictConfig | ListConfig, path: tuple[str, ...] = ()) -> set[str]:
-    """The absolute dotted keys every interpolation in ``node`` reads (Hydra's node and the run context aside)."""
-    found: set[str] = set()
+def interpolations(node: DictConfig | ListConfig, path: tuple[str, ...] = ()) -> dict[str, str]:
+    """Every interpolation in ``node`` as its dotted key and its text (Hydra's node and the run context aside)."""
+    found: dict[str, str] = {}
     keys = list(node.keys()) if isinstance(node, DictConfig) else range(len(node))
     for key in keys:
         if not path and key in ("hydra", "run"):
             continue
         child = node._get_node(key)
         if OmegaConf.is_interpolation(node, key):
-            for ref in _REFERENCE.findall(str(child._value())):
-                found.add(absolute(ref, path))
+            found[".".join((*path, str(key)))] = str(child._value())
         elif isinstance(child, (DictConfig, ListConfig)):
-            found |= referenced_keys(child, (*path, str(key)))
+            found.update(interpolations(child, (*path, str(key))))
     return found
+
+
+def referenced_keys(cfg: DictConfig) -> set[str]:
+    """The absolute dotted keys every interpolation in ``cfg`` reads."""
+    return {absolute(ref, tuple(key.split(".")[:-1])) for key, text in interpolations(cfg).items()
+            for ref in _REFERENCE.findall(text)}
 
 
 def absolute(ref: str, container: tuple[str, ...]) -> str:
