@@ -44,8 +44,8 @@ SUBPROCESS = [["loss=nonsense"], ["-m", "launcher=population", "hydra.launcher.p
          "ganlab: error: hydra.launcher.members_per_task='two': must be an integer >= 1"),  # it named max_members
         (["-m", "seed=0,1", "hydra.sweep.subdir=/tmp/ganlab_one_folder"],  # both jobs wrote to /tmp/ganlab_one_folder
          "ganlab: error: hydra.sweep.subdir=/tmp/ganlab_one_folder: every job would write to the same folder; "),
-        (["-m", "seed=0,1", "hydra.sweep.subdir=${hydra.job.num}/x"],
-         "ganlab: error: hydra.sweep.subdir=${hydra.job.num}/x: must be one folder name"),
+        (["-m", "seed=0,1", "hydra.sweep.subdir=../${hydra.job.num}"],
+         "ganlab: error: hydra.sweep.subdir=../${hydra.job.num}: must be a folder inside hydra.sweep.dir"),
         (["-m", "launcher=slurm", "hydra.launcher.timeout_min=-5", "seed=0,1"],  # sbatch ran the jobs
          "ganlab: error: hydra.launcher.timeout_min=-5: must be an integer >= 1"),
         (["objective=fid_clf"], "ganlab: error: objective=fid_clf: an evaluation metric; did you mean objective=eval/"),

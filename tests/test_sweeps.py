@@ -235,9 +235,32 @@ def test_a_sweep_of_no_jobs_says_so(tmp_path):
 def test_a_sweep_subdir_gives_each_job_its_own_folder_in_the_sweeps():
     from ganlab.launch.sweep import check_subdir
 
-    for good in ("${ganlab_job_id:}", "${hydra.job.num}", "run_${hydra.job.num}", "${hydra.job.override_dirname}"):
+    for good in ("${ganlab_job_id:}", "${hydra.job.num}", "run_${hydra.job.num}", "${hydra.job.override_dirname}",
+                 "${hydra.job.num}/x", "a/${hydra.job.num}", "a..b/${hydra.job.num}"):
         check_subdir(good)
     for bad, reason in (("x", "every job would write to the same folder"), ("/abs", "the same folder"),
-                        ("${hydra.job.num}/x", "must be one folder name"), ("a/${hydra.job.num}", "one folder name")):
+                        ("/abs/${hydra.job.num}", "must be a folder inside hydra.sweep.dir"),
+                        ("../${hydra.job.num}", "inside hydra.sweep.dir"), ("a/../../${hydra.job.num}", "inside")):
         with pytest.raises(ConfigError, match=reason):
             check_subdir(bad)
+
+
+@pytest.mark.parametrize("launcher", ["basic", "population"])
+def test_hydras_override_dirname_subdir_with_a_path_value_keeps_one_index(tmp_path, launcher):
+    # Hydra's documented `hydra.sweep.subdir=${hydra.job.override_dirname}`: the pinned launcher overrides were
+    # resolved (the jobs' own overrides, then "mismatched input '='"); a value with a '/' nests the job's folder,
+    # and its index record went into a sweep_index.json of its own there ("no jobs" in the sweep's)
+    sweep = tmp_path / "sweep"
+    args = ["-m", "+note=a/b,c/d", *TINY, *FAST, f"launcher={launcher}", f"hydra.sweep.dir={sweep}",
+            "hydra.sweep.subdir=${hydra.job.override_dirname}"]
+    proc = run_ganlab(args, cwd=tmp_path)
+    assert "2 jobs, 2 finished" in proc.stdout
+    jobs = index(sweep)["jobs"]
+    assert sorted(jobs) == [f"+note={v},logger=none,model.middle_size=16,trainer.max_steps=2,trainer.progress=False"
+                            for v in ("a/b", "c/d")]
+    assert sorted(sweep.rglob("sweep_index.json")) == [sweep / "sweep_index.json"]
+    for job_id, record in jobs.items():
+        assert record["status"] == "finished" and record["dir"] == str(sweep / job_id)
+        assert (sweep / job_id / "checkpoints" / "step_00000002.pt").is_file()
+    again = run_ganlab(args, cwd=tmp_path)
+    assert (again.stdout + again.stderr).count("already finished (sweep index): skipped") == 2

@@ -38,20 +38,31 @@ def objective_value(final: dict[str, Any], metric: str) -> float:
     return float(values[metric])
 
 
+def job_id(job_dir: Path, sweep_dir: Path) -> str:
+    """A job's key in its sweep's index: its directory relative to the sweep's (absolute when outside it)."""
+    try:
+        return job_dir.relative_to(sweep_dir).as_posix()
+    except ValueError:
+        return str(job_dir)
+
+
 class SweepJob:
     """One job's record in its sweep's index: skip it when finished, mark it running, finished, failed
-    or preempted. The job's directory is ``<sweep dir>/<job id>`` (hydra.sweep.subdir is one component)."""
+    or preempted. The index lives in the sweep's directory; a job's id is its directory's path from there
+    (``hydra.sweep.subdir`` resolved: one folder name by default, several with Hydra's
+    ``${hydra.job.override_dirname}`` and a value holding a ``/``)."""
 
-    def __init__(self, job_dir: Path, overrides: list[str], num: int | None) -> None:
-        self.dir, self.job_id = Path(job_dir), Path(job_dir).name
-        self.index = SweepIndex(self.dir.parent)
+    def __init__(self, job_dir: Path, sweep_dir: Path, overrides: list[str], num: int | None) -> None:
+        self.dir = Path(os.path.abspath(job_dir))
+        self.job_id = job_id(self.dir, Path(os.path.abspath(sweep_dir)))
+        self.index = SweepIndex(sweep_dir)
         self.record = {"dir": str(self.dir), "overrides": list(overrides), "num": num, "pid": os.getpid(),
                        "slurm_job_id": os.environ.get("SLURM_JOB_ID")}
 
     @classmethod
     def of_hydra(cls, hc: DictConfig) -> SweepJob:
         """The job Hydra is running now (``hc``: its HydraConfig)."""
-        return cls(Path(str(hc.runtime.output_dir)), list(hc.overrides.task),
+        return cls(Path(str(hc.runtime.output_dir)), Path(str(hc.sweep.dir)), list(hc.overrides.task),
                    OmegaConf.select(hc, "job.num", default=None))
 
     def finished_record(self) -> dict[str, Any] | None:

@@ -148,14 +148,16 @@ def check_launcher(launcher: DictConfig) -> None:
 
 def check_subdir(raw: str) -> None:
     """A ConfigError for a ``hydra.sweep.subdir`` (unresolved) that would not give each job a folder of its own
-    directly in the sweep's: a constant (every job in one folder; an absolute one outside the sweep) or a
-    path of several parts (the job's sweep index is its folder's parent)."""
-    fix = "leave it out (job-<num>-<overrides>-<hash>) or use one folder name per job, e.g. ${hydra.job.num}"
+    inside the sweep's: a constant (every job in one folder) or a path leaving the sweep's folder (absolute, or
+    with ``..``: ``ganlab.compare <sweep dir>`` would not find its runs). Several parts are fine: the index
+    keys each job by its path from the sweep's folder."""
+    fix = "leave it out (job-<num>-<overrides>-<hash>) or use one folder per job, e.g. ${hydra.job.num}"
     if "${" not in raw:
         raise ConfigError(f"hydra.sweep.subdir={raw}: every job would write to the same folder; {fix}")
-    if "/" in re.sub(r"\$\{[^}]*\}", "", raw):
-        raise ConfigError(f"hydra.sweep.subdir={raw}: must be one folder name (the sweep's index lives in "
-                          f"hydra.sweep.dir, beside its jobs); {fix}")
+    literal = re.sub(r"\$\{[^}]*\}", "x", raw)
+    if literal.startswith("/") or ".." in literal.split("/"):
+        raise ConfigError(f"hydra.sweep.subdir={raw}: must be a folder inside hydra.sweep.dir (where the sweep's "
+                          f"index is and ganlab.compare looks); {fix}")
 
 
 class SweepCallback(Callback):
@@ -179,11 +181,15 @@ class SweepCallback(Callback):
         sweep_dir = str(config.hydra.sweep.dir)
         with read_write(config.hydra), open_dict(config.hydra):
             config.hydra.sweep.dir = sweep_dir
-            pinned = [o for o in config.hydra.overrides.hydra if not o.startswith("hydra.sweep.dir=")]
+            # as typed: iterating the ListConfig would resolve an override's own ${...} (a subdir of
+            # ${hydra.job.override_dirname} would be pinned as the launcher's overrides, then fail to parse)
+            typed = OmegaConf.to_container(config.hydra.overrides.hydra, resolve=False)
+            pinned = [o for o in typed if not str(o).startswith("hydra.sweep.dir=")]
             config.hydra.overrides.hydra = [*pinned, f"hydra.sweep.dir={sweep_dir}"]
         try:
             SweepIndex(sweep_dir).update_sweep(name=Path(sweep_dir).name,
-                                               overrides=list(config.hydra.overrides.task))
+                                               overrides=OmegaConf.to_container(config.hydra.overrides.task,
+                                                                                resolve=False))
         except OSError:  # Hydra would only warn; the launcher makes the same folder next and stops in one line
             return
 

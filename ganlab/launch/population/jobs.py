@@ -43,12 +43,13 @@ class Job:
 
     @property
     def name(self) -> str:
-        return self.ctx.dir.name
+        """Its id in the sweep index (its directory's path from the sweep's)."""
+        return self.record.job_id
 
     def spec(self) -> dict[str, Any]:
         """Plain data to rebuild the job in another process (a Slurm task)."""
         return {"num": self.num, "overrides": self.overrides, "cfg": OmegaConf.to_container(self.cfg),
-                "dir": str(self.ctx.dir)}
+                "dir": str(self.ctx.dir), "sweep_dir": str(self.record.index.path.parent)}
 
 
 def prepare(hydra_context: Any, config: DictConfig, overrides: Sequence[str], num: int,
@@ -80,7 +81,8 @@ def prepare(hydra_context: Any, config: DictConfig, overrides: Sequence[str], nu
     with open_dict(task_cfg):
         task_cfg.run = {"dir": str(ctx.dir), "name": ctx.name, "group": ctx.group, "choices": ctx.choices,
                         "overrides": ctx.overrides}
-    record = SweepJob(ctx.dir, list(OmegaConf.to_container(sweep_config.hydra.overrides.task)), num)
+    record = SweepJob(ctx.dir, Path(str(sweep_config.hydra.sweep.dir)),
+                      list(OmegaConf.to_container(sweep_config.hydra.overrides.task)), num)
     return Job(num, list(overrides), sweep_config, task_cfg, ctx, record)
 
 

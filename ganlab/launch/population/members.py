@@ -50,8 +50,8 @@ class Member:
 
     @property
     def name(self) -> str:
-        """The member's job directory name (its id in the sweep index)."""
-        return self.ctx.dir.name
+        """Its id in the sweep index (its job directory's name outside a sweep)."""
+        return self.job.job_id if self.job is not None else self.ctx.dir.name
 
     @property
     def ckpt_dir(self) -> Path:

@@ -209,5 +209,6 @@ def job_of(spec: dict[str, Any]) -> Job:
     cfg = OmegaConf.create(spec["cfg"])
     run = cfg.run
     ctx = RunContext(Path(run.dir), run.name, run.group, dict(run.choices), list(run.overrides))
-    record = SweepJob(Path(spec["dir"]), list(run.overrides), spec["num"])
+    sweep_dir = Path(spec.get("sweep_dir") or Path(spec["dir"]).parent)  # a spec pickled before it had one
+    record = SweepJob(Path(spec["dir"]), sweep_dir, list(run.overrides), spec["num"])
     return Job(spec["num"], spec["overrides"], None, cfg, ctx, record)
