@@ -46,6 +46,9 @@ SUBPROCESS = [["loss=nonsense"], ["-m", "launcher=population", "hydra.launcher.p
          "ganlab: error: hydra.sweep.subdir=/tmp/ganlab_one_folder: every job would write to the same folder; "),
         (["-m", "seed=0,1", "hydra.sweep.subdir=../${hydra.job.num}"],
          "ganlab: error: hydra.sweep.subdir=../${hydra.job.num}: must be a folder inside hydra.sweep.dir"),
+        (["hydra.job.chdir=true", "data=fashion_mnist", "data.root=fm"],  # data.root was looked for in the run's folder
+         "ganlab: error: hydra.job.chdir=true: ganlab writes every file into the run's folder already"),
+        (["-m", "hydra.job.chdir=true", "seed=0,1"], "ganlab: error: hydra.job.chdir=true: "),
         (["-m", "launcher=slurm", "hydra.launcher.timeout_min=-5", "seed=0,1"],  # sbatch ran the jobs
          "ganlab: error: hydra.launcher.timeout_min=-5: must be an integer >= 1"),
         (["objective=fid_clf"], "ganlab: error: objective=fid_clf: an evaluation metric; did you mean objective=eval/"),

@@ -160,6 +160,22 @@ def check_subdir(raw: str) -> None:
                           f"index is and ganlab.compare looks); {fix}")
 
 
+def check_chdir(hydra: DictConfig) -> None:
+    """A ConfigError for ``hydra.job.chdir=true``: ganlab writes every file into the run's folder by its own
+    paths, and reads the paths it is given (data.root, resume) from where it was started; moving into the
+    run's folder would only make those paths point elsewhere (and the population launcher never moves)."""
+    if OmegaConf.select(hydra, "job.chdir", default=False):
+        raise ConfigError("hydra.job.chdir=true: ganlab writes every file into the run's folder already, and "
+                          "relative paths (data.root, resume) mean where you run it; leave hydra.job.chdir=false")
+
+
+def stop_on(err: ConfigError) -> None:
+    """Stop the command with the error's one line (Hydra turns a callback's exceptions into warnings and goes
+    on; SystemExit it lets through)."""
+    print(f"ganlab: error: {err}", file=sys.stderr)
+    raise SystemExit(2) from None
+
+
 class SweepCallback(Callback):
     """Hydra callback of every multirun: pins the sweep's directory at its start, sums it up at its end.
 
@@ -170,14 +186,21 @@ class SweepCallback(Callback):
     many jobs finished or failed, the best objective, where the index is, how to compare the runs).
     """
 
+    def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
+        """Check Hydra's options that a single run depends on."""
+        try:
+            check_chdir(config.hydra)
+        except ConfigError as err:
+            stop_on(err)
+
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         """Check the launcher's options; resolve and pin ``hydra.sweep.dir``; note the overrides in the index."""
         try:
+            check_chdir(config.hydra)
             check_launcher(config.hydra.launcher)
             check_subdir(str(config.hydra.sweep._get_node("subdir")._value()))
-        except ConfigError as err:  # Hydra turns a callback's exceptions into warnings and goes on
-            print(f"ganlab: error: {err}", file=sys.stderr)
-            raise SystemExit(2) from None
+        except ConfigError as err:
+            stop_on(err)
         sweep_dir = str(config.hydra.sweep.dir)
         with read_write(config.hydra), open_dict(config.hydra):
             config.hydra.sweep.dir = sweep_dir
