@@ -17,7 +17,7 @@ from ganlab.errors import user_error_line
 def _hydra_main(cfg: DictConfig) -> float | None:
     from hydra.core.hydra_config import HydraConfig
 
-    from ganlab.launch.job import objective_value, run_sweep_job
+    from ganlab.launch.job import objective_value, run_single_job, run_sweep_job
     from ganlab.train import train
 
     hc = HydraConfig.get()
@@ -25,7 +25,7 @@ def _hydra_main(cfg: DictConfig) -> float | None:
     try:
         if multirun:
             return run_sweep_job(cfg, hc, train)
-        return objective_value(train(cfg), cfg.objective)
+        return objective_value(run_single_job(cfg, train), cfg.objective)
     except Exception as err:
         line = user_error_line(err)
         if line is None:  # a bug: its traceback

@@ -86,6 +86,30 @@ def run_ganlab(args: list[str], cwd: Path, env: dict | None = None, check: bool 
     return proc
 
 
+def signal_once_logging(args: list[str], run_dirs: str, cwd: Path, runs: int, signum: int,
+                        to_group: bool = False) -> subprocess.CompletedProcess:
+    """Start ``python -m ganlab <args>``; once ``runs`` metrics.jsonl files (``cwd.glob(run_dirs)``) hold two rows
+    each, send ``signum`` to the launching process, or to its whole process group as a terminal's Ctrl-C does
+    (``to_group``); its exit status and output once it ended."""
+    import time
+
+    env = {**os.environ, "WANDB_SILENT": "true"}
+    env.pop("WANDB_API_KEY", None)
+    out, err = cwd / "signalled.out", cwd / "signalled.err"  # files, not pipes: nothing read while it runs
+    with out.open("w") as stdout, err.open("w") as stderr:
+        child = subprocess.Popen([sys.executable, "-m", "ganlab", *args], cwd=cwd, env=env, stdout=stdout,
+                                 stderr=stderr, start_new_session=True)
+        deadline = time.time() + 120
+        while time.time() < deadline and child.poll() is None:
+            logged = [len(p.read_text().splitlines()) for p in cwd.glob(run_dirs)]
+            if len(logged) == runs and min(logged) >= 2:
+                break
+            time.sleep(0.2)
+        (os.killpg if to_group else os.kill)(child.pid, signum)
+        code = child.wait(timeout=120)
+    return subprocess.CompletedProcess(child.args, code, out.read_text(), err.read_text())
+
+
 def block_download(monkeypatch: pytest.MonkeyPatch, dataset: str, message: str = "no network") -> None:
     """Make ``torchvision.datasets.<dataset>`` fail as a download without network does."""
     import torchvision

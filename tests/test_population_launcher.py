@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import re
+import signal
 import sys
 from pathlib import Path
 
@@ -23,7 +24,7 @@ import torch
 from ganlab.launch.population import plan
 from ganlab.launch.population.step import PopulationStep
 
-from conftest import FAST, REPO, run_ganlab
+from conftest import FAST, REPO, run_ganlab, signal_once_logging
 from wandb_reader import find_runs, read_run
 
 TINY = ["model.middle_size=16", "trainer.max_steps=20", "trainer.log_every=5", "trainer.ckpt_every=10",
@@ -357,25 +358,17 @@ def test_optuna_trials_of_a_batch_train_as_one_population(tmp_path):
         (sweep / "optimization_results.yaml").read_text()
 
 
-def sigterm_once_logging(args: list[str], sweep: Path, cwd: Path, jobs: int) -> dict:
-    """Start the sweep, SIGTERM the launching process once each of its ``jobs`` jobs logged two rows; the index."""
-    import os
-    import signal
-    import subprocess
-    import time
-
-    child = subprocess.Popen([sys.executable, "-m", "ganlab", *args], cwd=cwd, stdout=subprocess.DEVNULL,
-                             stderr=subprocess.PIPE, text=True)
-    deadline = time.time() + 120
-    while time.time() < deadline:
-        logged = [rows(p) for p in sweep.glob("job-*/metrics.jsonl")]
-        if len(logged) == jobs and min(len(r) for r in logged) >= 2:
-            break
-        time.sleep(0.2)
-    os.kill(child.pid, signal.SIGTERM)  # the launching process only, as a scheduler's kill of the job step's leader
-    assert child.wait(timeout=120) == 143, child.stderr.read()
+def signal_once_logging_sweep(args: list[str], sweep: Path, cwd: Path, jobs: int, signum: int = signal.SIGTERM,
+                              to_group: bool = False) -> dict:
+    """Start the sweep, signal it once each of its ``jobs`` jobs logged two rows (SIGTERM: the launching process
+    only, as a scheduler's kill of the job step's leader; Ctrl-C: its process group); the index."""
+    proc = signal_once_logging(args, f"{sweep.name}/job-*/metrics.jsonl", cwd, jobs, signum, to_group)
+    assert proc.returncode == 128 + signum, proc.stderr
     found = index(sweep)
     assert {r["status"] for r in found.values()} == {"preempted"} and len(found) == jobs
+    if signum == signal.SIGINT:
+        last = proc.stderr.strip().splitlines()[-1]
+        assert last == "ganlab: interrupted (Ctrl-C); the same command resumes the sweep", proc.stderr
     return found
 
 
@@ -397,20 +390,22 @@ LONG = ["model.middle_size=16", f"trainer.max_steps={LONG_STEPS}", "trainer.log_
 def test_sigterm_checkpoints_every_member_and_the_same_command_resumes_them(tmp_path):
     sweep = tmp_path / "sweep"
     args = ["-m", "seed=0,1", *LONG, ONE, f"hydra.sweep.dir={sweep}"]
-    jobs = sigterm_once_logging(args, sweep, tmp_path, 2)
+    jobs = signal_once_logging_sweep(args, sweep, tmp_path, 2)
     assert len({r["stopped_at_step"] for r in jobs.values()}) == 1  # every member checkpointed the same step
     run_ganlab(args, cwd=tmp_path)
     assert_resumed_to_the_end(sweep, {job_id: r["stopped_at_step"] for job_id, r in jobs.items()})
 
 
 @pytest.mark.slow
-def test_sigterm_reaches_every_worker_and_the_same_command_resumes_each_job(tmp_path):
+@pytest.mark.parametrize("signum,to_group", [(signal.SIGTERM, False), (signal.SIGINT, True)], ids=["sigterm", "ctrl_c"])
+def test_a_signal_reaches_every_worker_and_the_same_command_resumes_each_job(tmp_path, signum, to_group):
     """Four jobs in two workers of two: the launching process passes SIGTERM on, each worker checkpoints its
-    members at its own step, and the same command resumes all four to the step the straight sweep ends at."""
+    members at its own step, and the same command resumes all four to the step the straight sweep ends at.
+    Ctrl-C reaches every process of the group (the forkserver ignores it): a traceback in each before."""
     sweep = tmp_path / "sweep"
     args = ["-m", "seed=0,1,2,3", *LONG, "hydra.launcher.processes=2", "hydra.launcher.threads=1",
             f"hydra.sweep.dir={sweep}"]
-    jobs = sigterm_once_logging(args, sweep, tmp_path, 4)
+    jobs = signal_once_logging_sweep(args, sweep, tmp_path, 4, signum, to_group)
     assert len({r["pid"] for r in jobs.values()}) == 2  # two workers trained them
     run_ganlab(args, cwd=tmp_path)
     assert_resumed_to_the_end(sweep, {job_id: r["stopped_at_step"] for job_id, r in jobs.items()})

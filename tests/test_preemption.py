@@ -3,19 +3,23 @@ service that dies under a job (as it does when Slurm signals the whole job)."""
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import signal
+import time
+from pathlib import Path
 
 import pytest
 import torch
 
 from ganlab.errors import Preempted
-from ganlab.launch.preemption import StopOnSignal
+from ganlab.launch.preemption import INTERRUPT_SIGNALS, StopOnSignal
 from ganlab.tracking import Tracker
 from ganlab.tracking.wandb_run import WandbLogger
 from ganlab.train import train
 
-from conftest import FAST, compose_cfg
+from conftest import FAST, compose_cfg, run_ganlab, signal_once_logging
 
 ARGS = ["trainer.max_steps=8", "trainer.ckpt_every=100", "trainer.ckpt_keep=null", "model.middle_size=16", *FAST]
 
@@ -27,6 +31,63 @@ def test_signals_only_set_a_flag_and_handlers_come_back():
         os.kill(os.getpid(), signal.SIGUSR2)
         assert stop.requested() and stop.signum == signal.SIGUSR2
     assert signal.getsignal(signal.SIGTERM) is before
+
+
+def test_ctrl_c_sets_the_flag_once_and_a_second_one_interrupts():
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)  # Python's own, whatever the runner set
+    try:
+        with StopOnSignal(INTERRUPT_SIGNALS) as stop:
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(0.01)
+            assert stop.signum == signal.SIGINT
+            with pytest.raises(KeyboardInterrupt):  # the second Ctrl-C does not wait for a checkpoint
+                os.kill(os.getpid(), signal.SIGINT)
+                time.sleep(1)
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+LONG = ["model.middle_size=16", "trainer.max_steps=1500", "trainer.log_every=50", "trainer.ckpt_every=100000",
+        "eval.every=0", *FAST]
+
+
+def logged_steps(run: Path) -> list[int]:
+    return [json.loads(line)["step"] for line in (run / "metrics.jsonl").read_text().splitlines()]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["ctrl_c", "sigterm"])
+def test_a_single_run_stopped_by_a_signal_checkpoints_its_step_and_says_how_to_go_on(tmp_path, signum):
+    # before: Ctrl-C was a KeyboardInterrupt traceback and SIGTERM a silent death, the steps since the last
+    # checkpoint lost either way
+    run = tmp_path / "run"
+    args = [*LONG, f"hydra.run.dir={run}"]
+    proc = signal_once_logging(args, "run/metrics.jsonl", tmp_path, 1, signum, to_group=signum == signal.SIGINT)
+    assert proc.returncode == 128 + signum, proc.stderr
+    [line] = [line for line in proc.stderr.splitlines() if line.startswith("ganlab:")]
+    stopped = re.fullmatch(rf"ganlab: stopped by {signal.Signals(signum).name} after checkpointing step (\d+); "
+                           rf"to go on, run the same command with resume={re.escape(str(run))}", line)
+    assert stopped, line
+    step = int(stopped.group(1))
+    assert [p.name for p in (run / "checkpoints").glob("*.pt")] == [f"step_{step:08d}.pt"] and step < 1500
+    run_ganlab([*args, f"resume={run}"], cwd=tmp_path)
+    assert logged_steps(run) == list(range(50, 1501, 50))  # every row once, none lost or repeated
+
+
+@pytest.mark.slow
+def test_ctrl_c_stops_a_basic_sweep_and_the_same_command_resumes_it(tmp_path):
+    sweep = tmp_path / "sweep"
+    args = ["-m", "seed=0,1", *LONG, f"hydra.sweep.dir={sweep}"]
+    proc = signal_once_logging(args, "sweep/job-*/metrics.jsonl", tmp_path, 1, signal.SIGINT, to_group=True)
+    assert proc.returncode == 130, proc.stderr
+    assert proc.stderr.strip().splitlines()[-1] == "ganlab: interrupted (Ctrl-C); the same command resumes the sweep"
+    [(job_id, record)] = json.loads((sweep / "sweep_index.json").read_text())["jobs"].items()  # the second never began
+    assert record["status"] == "preempted" and record["stopped_at_step"] < 1500
+    run_ganlab(args, cwd=tmp_path)
+    jobs = json.loads((sweep / "sweep_index.json").read_text())["jobs"]
+    assert {r["status"] for r in jobs.values()} == {"finished"} and len(jobs) == 2 and jobs[job_id]["attempts"] == 2
+    assert logged_steps(sweep / job_id) == list(range(50, 1501, 50))
 
 
 def test_stop_checkpoints_the_exact_step_and_resume_is_bit_exact(tmp_path):

@@ -7,19 +7,22 @@ import logging
 import math
 import os
 import signal
+import sys
 import time
 from pathlib import Path
 from typing import Any, Callable
 
 from omegaconf import DictConfig, OmegaConf, open_dict
 
+from ganlab.config import run_context
 from ganlab.errors import ConfigError, Preempted
-from ganlab.launch.preemption import StopOnSignal
+from ganlab.launch.preemption import INTERRUPT_SIGNALS, PREEMPT_SIGNALS, StopOnSignal
 from ganlab.launch.sweep import SweepIndex
 
 log = logging.getLogger(__name__)
 
 PREEMPTED_EXIT = 143  # 128 + SIGTERM, what a killed job would report
+INTERRUPTED_EXIT = 130  # 128 + SIGINT, what a shell reports after Ctrl-C
 
 
 def objective_value(final: dict[str, Any], metric: str) -> float:
@@ -103,12 +106,32 @@ def resume_automatically(cfg: DictConfig) -> None:
 
 
 def leave_preempted(stop: StopOnSignal) -> None:
-    """Exit after a preemption: on SIGUSR2 let submitit checkpoint and requeue; on SIGTERM leave for Slurm's requeue."""
+    """Exit after a preemption: on SIGUSR2 let submitit checkpoint and requeue; on SIGTERM leave for Slurm's requeue;
+    on Ctrl-C stop the whole command (the same command resumes it)."""
     handler = stop.previous_handler(stop.signum)
     if stop.signum == signal.SIGUSR2 and handler is not None:
         handler(stop.signum, None)  # submitit: checkpoint the submission, requeue, exit
+    if stop.signum == signal.SIGINT:
+        print("ganlab: interrupted (Ctrl-C); the same command resumes the sweep", file=sys.stderr, flush=True)
+        raise SystemExit(INTERRUPTED_EXIT) from None
     # SIGTERM (scancel, scontrol requeue): leave without a result so Slurm's requeue reruns us
     raise SystemExit(PREEMPTED_EXIT) from None
+
+
+def run_single_job(cfg: DictConfig, train: Callable[..., dict[str, Any]]) -> dict[str, Any]:
+    """Run ``train(cfg)`` as a single run: Ctrl-C or SIGTERM checkpoints the step it is at and stops with a
+    line on how to go on, rather than a traceback and the steps since the last checkpoint lost."""
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:  # DDP: each rank would see the signal at its own step
+        return train(cfg)
+    stop = StopOnSignal(INTERRUPT_SIGNALS)
+    try:
+        with stop:
+            return train(cfg, stop_requested=stop.requested)
+    except Preempted as err:
+        name = signal.Signals(stop.signum).name if stop.signum is not None else "a signal"
+        print(f"ganlab: stopped by {name} after checkpointing step {err.step}; to go on, run the same command "
+              f"with resume={run_context(cfg).dir}", file=sys.stderr, flush=True)
+        raise SystemExit(INTERRUPTED_EXIT if stop.signum == signal.SIGINT else PREEMPTED_EXIT) from None
 
 
 def run_sweep_job(cfg: DictConfig, hc: DictConfig, train: Callable[..., dict[str, Any]]) -> float:
@@ -120,7 +143,9 @@ def run_sweep_job(cfg: DictConfig, hc: DictConfig, train: Callable[..., dict[str
         return done["objective"]
     job.start()
     resume_automatically(cfg)
-    stop = StopOnSignal()
+    # Ctrl-C too where the job runs in the command's own process (not a joblib worker or a Slurm task)
+    in_process = str(OmegaConf.select(hc, "launcher._target_", default="")).endswith("BasicLauncher")
+    stop = StopOnSignal(INTERRUPT_SIGNALS if in_process else PREEMPT_SIGNALS)
     try:
         with stop:
             final = train(cfg, stop_requested=stop.requested)

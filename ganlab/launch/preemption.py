@@ -1,5 +1,6 @@
 """Preemption: turn Slurm's SIGTERM (scancel, ``scontrol requeue``) and pre-timeout SIGUSR2 into a
-checkpoint at the exact step, instead of dying mid-step.
+checkpoint at the exact step, instead of dying mid-step; and, where a person runs ganlab at a terminal
+(a single run, the basic launcher's jobs), Ctrl-C (SIGINT) too: a second Ctrl-C stops at once.
 
 The signal handler only sets a flag; the training loop checks it at the bottom of each step, saves
 a checkpoint of that step and raises ``ganlab.errors.Preempted``. The job then exits; when Slurm runs it again
@@ -14,6 +15,7 @@ from types import FrameType
 from typing import Any, Callable
 
 PREEMPT_SIGNALS = (signal.SIGTERM, signal.SIGUSR2)
+INTERRUPT_SIGNALS = (*PREEMPT_SIGNALS, signal.SIGINT)
 
 
 class StopOnSignal:
@@ -23,7 +25,8 @@ class StopOnSignal:
     handler checkpoints the submission and requeues the job), to call once training has stopped.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, signals: tuple[int, ...] = PREEMPT_SIGNALS) -> None:
+        self.signals = signals
         self.signum: int | None = None
         self._previous: dict[int, Any] = {}
 
@@ -33,6 +36,8 @@ class StopOnSignal:
 
     def _flag(self, signum: int, frame: FrameType | None) -> None:
         self.signum = signum
+        if signum == signal.SIGINT:  # the next Ctrl-C does what it did before (KeyboardInterrupt): no waiting
+            signal.signal(signum, self._previous[signum])
 
     def previous_handler(self, signum: int) -> Callable[[int, FrameType | None], Any] | None:
         """The handler of ``signum`` from before this context (None when it was the default/ignore)."""
@@ -41,7 +46,7 @@ class StopOnSignal:
 
     def __enter__(self) -> "StopOnSignal":
         if threading.current_thread() is threading.main_thread():  # signals only reach the main thread
-            for signum in PREEMPT_SIGNALS:
+            for signum in self.signals:
                 self._previous[signum] = signal.signal(signum, self._flag)
         return self
 

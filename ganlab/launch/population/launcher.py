@@ -19,10 +19,11 @@ from typing import Any, Sequence
 from hydra.core.utils import JobReturn
 from omegaconf import OmegaConf
 
-from ganlab.launch.job import PREEMPTED_EXIT
+from ganlab.launch.job import leave_preempted
 from ganlab.launch.population.jobs import groups_of, job_return, prepare_all
 from ganlab.launch.population.warm import cuda_visible, has_forkserver, start_server
 from ganlab.launch.population.workers import cpu_cores, shards, thread_count, train_in_workers, worker_count
+from ganlab.launch.preemption import INTERRUPT_SIGNALS, StopOnSignal
 
 log = logging.getLogger(__name__)
 
@@ -53,22 +54,23 @@ def launch_here(launcher: Any, job_overrides: Sequence[Sequence[str]], initial_j
     # the dearest shards first (members x D updates per step), so the last to start are the short ones
     tasks = sorted(shards(programs, processes), key=lambda t: -len(t) * int(t[0].cfg.trainer.n_critic))
     preempted = False
-    if processes > 1 and len(tasks) > 1:
-        preempted = train_in_workers(tasks, processes, thread_count(launcher.threads, processes))
-    else:
-        from ganlab.launch.population.run_group import train_group  # torch: only where training runs here
+    with StopOnSignal(INTERRUPT_SIGNALS) as stop:  # SIGTERM, SIGUSR2 and Ctrl-C: every member checkpoints
+        if processes > 1 and len(tasks) > 1:
+            preempted = train_in_workers(tasks, processes, thread_count(launcher.threads, processes), stop=stop)
+        else:
+            from ganlab.launch.population.run_group import train_group  # torch: only where training runs here
 
-        if launcher.threads != "auto":
-            import torch
+            if launcher.threads != "auto":
+                import torch
 
-            torch.set_num_threads(int(launcher.threads))
-        for group in programs:
-            if preempted:
-                break
-            preempted = train_group(group)
+                torch.set_num_threads(int(launcher.threads))
+            for group in programs:
+                if preempted:
+                    break
+                preempted = train_group(group, stop)
     returns = [job_return(job, launcher.hydra_context) for job in jobs]
     if preempted:  # every member checkpointed its step; the same command resumes them
-        raise SystemExit(PREEMPTED_EXIT)
+        leave_preempted(stop)
     return returns
 
 

@@ -26,7 +26,7 @@ import traceback
 from multiprocessing.connection import Connection
 from typing import TYPE_CHECKING, Any
 
-from ganlab.launch.preemption import StopOnSignal
+from ganlab.launch.preemption import INTERRUPT_SIGNALS, StopOnSignal
 
 if TYPE_CHECKING:
     from multiprocessing.context import BaseContext
@@ -51,7 +51,7 @@ def train_shard(jobs: list[Job] | list[dict[str, Any]], threads: int, conn: Conn
 
         torch.set_num_threads(threads)  # before any op
         jobs = [job_of(job) if isinstance(job, dict) else job for job in jobs]
-        with StopOnSignal() as stop:
+        with StopOnSignal(INTERRUPT_SIGNALS) as stop:  # a terminal's Ctrl-C reaches the workers too
             preempted = train_group(jobs, stop, worker=slot)
         conn.send(("done", {job.name: job.result for job in jobs}, preempted))
     except BaseException:  # noqa: BLE001  (reported to the launching process, which raises it)

@@ -27,6 +27,7 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import os
+import signal
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 
@@ -71,15 +72,21 @@ def thread_count(setting: int | str, processes: int) -> int:
     return max(1, cpu_cores() // processes) if setting == "auto" else int(setting)
 
 
-def train_in_workers(tasks: list[list[Job]], processes: int, threads: int, start_method: str | None = None) -> bool:
+def train_in_workers(tasks: list[list[Job]], processes: int, threads: int, start_method: str | None = None,
+                     stop: StopOnSignal | None = None) -> bool:
     """Train every shard in ``tasks``, ``processes`` workers at a time; True when preempted.
 
     Workers are forked from the forkserver that imported the training path (warm.py), or started by
     ``start_method`` ("fork": a fork of this process, which inherits its state, for tests); a worker's
     jobs reach it as plain specs (Job objects in a fork). The jobs' results come back from the
     workers; a worker's unexpected error is raised here once the running workers have ended (the
-    jobs it left are recorded as failed by its own bookkeeping).
+    jobs it left are recorded as failed by its own bookkeeping). ``stop``: the caller's signals (else
+    SIGTERM/SIGUSR2 here); a signal is passed on to the workers, Ctrl-C as SIGTERM (a terminal's Ctrl-C has
+    reached them already, and a second SIGINT would interrupt their checkpoints).
     """
+    if stop is None:
+        with StopOnSignal() as own:
+            return train_in_workers(tasks, processes, threads, start_method, own)
     context = worker_context() if start_method is None else multiprocessing.get_context(start_method)
     forked = context.get_start_method() == "fork"
     by_name = {job.name: job for task in tasks for job in task}
@@ -96,45 +103,44 @@ def train_in_workers(tasks: list[list[Job]], processes: int, threads: int, start
         send.close()
         return worker, receive
 
-    with StopOnSignal() as stop:
-        try:
-            while pending or running:
-                while pending and len(running) < processes and not stop.requested():
-                    task, slot = pending.pop(0), free_slots.pop(0)
-                    worker, receive = start(task, slot)
-                    running.append((worker, receive, task, slot))
-                    log.info("worker %d (%s): %d jobs, %d torch threads", worker.pid, context.get_start_method(),
-                             len(task), threads)
-                if stop.requested() and not forwarded:  # every worker checkpoints its members
-                    for worker, *_ in running:
-                        os.kill(worker.pid, stop.signum)
-                    forwarded, pending = True, []
-                    preempted = True
-                for entry in list(running):
-                    worker, receive, task, slot = entry
-                    if not receive.poll(0.05):  # True also once the pipe is closed
-                        continue
-                    try:
-                        kind, payload, worker_preempted = receive.recv()
-                    except EOFError:  # it died without a word (killed, out of memory); exitcode after join
-                        kind, payload, worker_preempted = "died", None, False
-                    worker.join()
-                    running.remove(entry)
-                    free_slots.append(slot)
-                    free_slots.sort()
-                    if kind == "died":
-                        kind, payload = "error", f"worker {worker.pid} ({len(task)} jobs) exited with code " \
-                                                 f"{worker.exitcode} before reporting"
-                    if kind == "error":
-                        errors.append(payload)
-                        continue
-                    for name, result in payload.items():
-                        by_name[name].result = result
-                    preempted |= worker_preempted
-        finally:
-            for worker, *_ in running:  # an exception here (Ctrl-C): no worker outlives the launcher
-                if worker.is_alive():
-                    worker.kill()
+    try:
+        while pending or running:
+            while pending and len(running) < processes and not stop.requested():
+                task, slot = pending.pop(0), free_slots.pop(0)
+                worker, receive = start(task, slot)
+                running.append((worker, receive, task, slot))
+                log.info("worker %d (%s): %d jobs, %d torch threads", worker.pid, context.get_start_method(),
+                         len(task), threads)
+            if stop.requested() and not forwarded:  # every worker checkpoints its members
+                for worker, *_ in running:
+                    os.kill(worker.pid, signal.SIGTERM if stop.signum == signal.SIGINT else stop.signum)
+                forwarded, pending = True, []
+                preempted = True
+            for entry in list(running):
+                worker, receive, task, slot = entry
+                if not receive.poll(0.05):  # True also once the pipe is closed
+                    continue
+                try:
+                    kind, payload, worker_preempted = receive.recv()
+                except EOFError:  # it died without a word (killed, out of memory); exitcode after join
+                    kind, payload, worker_preempted = "died", None, False
+                worker.join()
+                running.remove(entry)
+                free_slots.append(slot)
+                free_slots.sort()
+                if kind == "died":
+                    kind, payload = "error", f"worker {worker.pid} ({len(task)} jobs) exited with code " \
+                                             f"{worker.exitcode} before reporting"
+                if kind == "error":
+                    errors.append(payload)
+                    continue
+                for name, result in payload.items():
+                    by_name[name].result = result
+                preempted |= worker_preempted
+    finally:
+        for worker, *_ in running:  # an exception here (a second Ctrl-C): no worker outlives it
+            if worker.is_alive():
+                worker.kill()
     if errors:
         raise RuntimeError("a population worker failed:\n" + "\n".join(errors))
     return preempted
