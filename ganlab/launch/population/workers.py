@@ -113,7 +113,10 @@ def train_in_workers(tasks: list[list[Job]], processes: int, threads: int, start
                          len(task), threads)
             if stop.requested() and not forwarded:  # every worker checkpoints its members
                 for worker, *_ in running:
-                    os.kill(worker.pid, signal.SIGTERM if stop.signum == signal.SIGINT else stop.signum)
+                    try:
+                        os.kill(worker.pid, signal.SIGTERM if stop.signum == signal.SIGINT else stop.signum)
+                    except ProcessLookupError:  # it has ended already (a terminal's Ctrl-C reached it first)
+                        pass
                 forwarded, pending = True, []
                 preempted = True
             for entry in list(running):
