@@ -31,6 +31,8 @@ def run_loop(run: Run, tracker: Tracker, start_step: int, ckpt_dir: Path, config
     train_step = build_step(run.g_train, run.d_train, run.loss, run.g_opt, run.d_opt, tc.detach_fake, hw, D,
                             run.augment, run.augment_gen)
     shard = (lambda t: ddp.shard(t, hw.rank, hw.world_size)) if hw.ddp else (lambda t: t)
+    if hw.ddp and stop_requested is not None:  # every rank stops at the same step
+        stop_requested = ddp.agreed_stop(stop_requested, run.device)
     first_bad_step = torch.full((), -1, dtype=torch.long, device=run.device)  # stays on device: no sync
     metrics: dict[str, float] = {}
     window_start, window_images = time.perf_counter(), 0

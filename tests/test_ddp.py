@@ -101,3 +101,45 @@ def test_ddp_with_ema_augmentation_conditioning_and_packing(tmp_path):
     result = train(compose_cfg([*FAST, *options, "model.middle_size=16", "trainer.epochs=2", f"resume={ckpt}"],
                                run_dir=tmp_path / "r"))
     assert result["step"] == 2 * state["step"]
+
+
+def rank_pids(agent: int) -> dict[int, int]:
+    """torchrun's worker processes (children of its agent ``agent``) by their RANK."""
+    found = {}
+    for child in subprocess.run(["pgrep", "-P", str(agent)], capture_output=True, text=True).stdout.split():
+        try:
+            environ = Path(f"/proc/{child}/environ").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        rank = [v.split(b"=", 1)[1] for v in environ if v.startswith(b"RANK=")]
+        if rank:
+            found[int(rank[0])] = int(child)
+    return found
+
+
+@pytest.mark.slow
+def test_a_signal_on_one_rank_stops_every_rank_at_one_checkpointed_step(tmp_path):
+    # each rank sees a preemption signal at its own step; stopping on its own flag, rank 1 left while rank 0
+    # went on into the next step's all_reduce (a gloo error, no checkpoint). Only rank 1 is signalled here: the
+    # case where the ranks' steps differ most
+    import signal
+    import time
+
+    run_dir = tmp_path / "ddp"
+    args = [*ARGS, "trainer.epochs=100", "trainer.ckpt_every=100000", "hardware.backend=gloo", "logger=none",
+            "eval.every=0", f"hydra.run.dir={run_dir}"]
+    env = {**os.environ, "WANDB_SILENT": "true", "OMP_NUM_THREADS": "1"}
+    with (tmp_path / "err").open("w") as err:
+        agent = subprocess.Popen([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+                                  "-m", "ganlab", *args], cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=err)
+        deadline = time.time() + 120
+        while time.time() < deadline and not (run_dir / "metrics.jsonl").is_file():
+            time.sleep(0.2)
+        os.kill(rank_pids(agent.pid)[1], signal.SIGTERM)
+        agent.wait(timeout=120)
+    stderr = (tmp_path / "err").read_text()
+    [line] = [line for line in stderr.splitlines() if line.startswith("ganlab: stopped")]
+    assert line.startswith("ganlab: stopped by a signal on another rank after checkpointing step "), stderr[-3000:]
+    step = int(line.split("step ")[1].split(";")[0])
+    assert [p.name for p in (run_dir / "checkpoints").iterdir()] == [f"step_{step:08d}.pt"]
+    assert step % 10 == 0  # the ranks agree every 10th step

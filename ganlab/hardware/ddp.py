@@ -12,7 +12,7 @@ from __future__ import annotations
 import atexit
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import torch
 import torch.distributed as dist
@@ -69,6 +69,27 @@ def main_run_dir(run_dir: Path) -> Path:
     holder: list[Any] = [str(run_dir)]
     dist.broadcast_object_list(holder, src=0)
     return Path(holder[0])
+
+
+def agreed_stop(local: Callable[[], bool], device: torch.device, every: int = 10) -> Callable[[], bool]:
+    """A stop request the ranks agree on: the loop asks at the same steps on every rank, and every ``every``-th
+    ask max-reduces the ranks' own flags (one small all_reduce, not one per step); the other asks say False.
+
+    Each rank sees a preemption signal at its own step; stopping on its own flag, one rank would checkpoint and
+    leave while the others wait in the next step's gradient all_reduce until the scheduler kills them.
+    """
+    asks = 0
+
+    def requested() -> bool:
+        nonlocal asks
+        asks += 1
+        if asks % every:
+            return False
+        flag = torch.tensor(int(local()), device=device)
+        dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+        return bool(flag.item())
+
+    return requested
 
 
 def barrier() -> None:

@@ -120,17 +120,17 @@ def leave_preempted(stop: StopOnSignal) -> None:
 
 def run_single_job(cfg: DictConfig, train: Callable[..., dict[str, Any]]) -> dict[str, Any]:
     """Run ``train(cfg)`` as a single run: Ctrl-C or SIGTERM checkpoints the step it is at and stops with a
-    line on how to go on, rather than a traceback and the steps since the last checkpoint lost."""
-    if int(os.environ.get("WORLD_SIZE", "1")) > 1:  # DDP: each rank would see the signal at its own step
-        return train(cfg)
+    line on how to go on, rather than a traceback and the steps since the last checkpoint lost. Under DDP
+    (torchrun passes its signals on to every rank) the ranks agree on the step (``ddp.agreed_stop``)."""
     stop = StopOnSignal(INTERRUPT_SIGNALS)
     try:
         with stop:
             return train(cfg, stop_requested=stop.requested)
     except Preempted as err:
-        name = signal.Signals(stop.signum).name if stop.signum is not None else "a signal"
-        print(f"ganlab: stopped by {name} after checkpointing step {err.step}; to go on, run the same command "
-              f"with resume={run_context(cfg).dir}", file=sys.stderr, flush=True)
+        if os.environ.get("RANK", "0") == "0":  # one line, not one per DDP rank
+            name = signal.Signals(stop.signum).name if stop.signum is not None else "a signal on another rank"
+            print(f"ganlab: stopped by {name} after checkpointing step {err.step}; to go on, run the same "
+                  f"command with resume={run_context(cfg).dir}", file=sys.stderr, flush=True)
         raise SystemExit(INTERRUPTED_EXIT if stop.signum == signal.SIGINT else PREEMPTED_EXIT) from None
 
 
