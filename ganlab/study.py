@@ -8,7 +8,8 @@ through --launcher. Then ``ganlab.compare`` draws the study over all losses: the
 a budget of k trials (with its band over random orderings) and the metric's distribution per loss.
 Phase 2, the rerun: each loss's best configuration over --seeds seeds, reported as mean ± std.
 Everything goes to --out: search/<loss>/, search/compare/ (figures, tables), rerun/<loss>/, study.md.
-Running the same command again resumes it (finished trials and reruns are skipped).
+Running the same command again resumes it (finished trials and reruns are skipped), also after Ctrl-C,
+which lets the running trials checkpoint and stops the study.
 
 Examples:
     python -m ganlab.study --trials 50 --seeds 5                              # digits, the 7 losses
@@ -22,6 +23,7 @@ import argparse
 import hashlib
 import json
 import math
+import signal
 import statistics
 import subprocess
 import sys
@@ -31,9 +33,28 @@ LOSSES = ("bce", "minimax", "mse", "hinge", "wgan", "wgan_gp", "bce_r1")
 PARAM_KEYS = ("optimizer.lr=", "optimizer.betas.0=", "trainer.n_critic=", "loss.")  # what the search chose
 
 
+INTERRUPTED = 130  # what `python -m ganlab` exits with after Ctrl-C, once its jobs checkpointed
+
+
+class Interrupted(Exception):
+    """A search or rerun stopped on Ctrl-C (its jobs checkpointed): the study stops; the same command resumes it."""
+
+
 def ganlab(args: list[str]) -> int:
-    """``python -m ganlab args`` in a child process (each search is a Hydra multirun of its own)."""
-    return subprocess.run([sys.executable, "-m", "ganlab", *args]).returncode
+    """``python -m ganlab args`` in a child process (each search is a Hydra multirun of its own).
+
+    A terminal's Ctrl-C reaches the child, which checkpoints its jobs and exits 130: this process waits
+    for that (subprocess.run would kill the child 0.25 s after a KeyboardInterrupt, mid-checkpoint) and
+    raises Interrupted."""
+    child = subprocess.Popen([sys.executable, "-m", "ganlab", *args])
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)  # after the start: the child keeps Python's handler
+    try:
+        code = child.wait()
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if code == INTERRUPTED:
+        raise Interrupted
+    return code
 
 
 def loss_spaces(losses: list[str], overrides: list[str], launcher: str) -> dict[str, dict[str, str]]:
@@ -151,6 +172,15 @@ def main(argv: list[str] | None = None) -> int:
     except GanlabError as err:
         print(f"ganlab.study: error: {err}", file=sys.stderr)
         return 2
+    try:
+        return run_study(losses, args, spaces, overrides)
+    except Interrupted:
+        print("ganlab.study: interrupted (Ctrl-C); the same command resumes the study", file=sys.stderr)
+        return INTERRUPTED
+
+
+def run_study(losses: list[str], args: argparse.Namespace, spaces: dict, overrides: list[str]) -> int:
+    """Both phases and the figures, into ``args.out``; 1 when a loss failed."""
     failed = [loss for loss in losses if search(loss, args, spaces, overrides) not in (0, 2)]
     from ganlab.compare import main as compare
 

@@ -87,8 +87,8 @@ def run_ganlab(args: list[str], cwd: Path, env: dict | None = None, check: bool 
 
 
 def signal_once_logging(args: list[str], run_dirs: str, cwd: Path, runs: int, signum: int,
-                        to_group: bool = False) -> subprocess.CompletedProcess:
-    """Start ``python -m ganlab <args>``; once ``runs`` metrics.jsonl files (``cwd.glob(run_dirs)``) hold two rows
+                        to_group: bool = False, module: str = "ganlab") -> subprocess.CompletedProcess:
+    """Start ``python -m <module> <args>``; once ``runs`` metrics.jsonl files (``cwd.glob(run_dirs)``) hold two rows
     each, send ``signum`` to the launching process, or to its whole process group as a terminal's Ctrl-C does
     (``to_group``); its exit status and output once it ended."""
     import time
@@ -97,7 +97,7 @@ def signal_once_logging(args: list[str], run_dirs: str, cwd: Path, runs: int, si
     env.pop("WANDB_API_KEY", None)
     out, err = cwd / "signalled.out", cwd / "signalled.err"  # files, not pipes: nothing read while it runs
     with out.open("w") as stdout, err.open("w") as stderr:
-        child = subprocess.Popen([sys.executable, "-m", "ganlab", *args], cwd=cwd, env=env, stdout=stdout,
+        child = subprocess.Popen([sys.executable, "-m", module, *args], cwd=cwd, env=env, stdout=stdout,
                                  stderr=stderr, start_new_session=True)
         deadline = time.time() + 120
         while time.time() < deadline and child.poll() is None:

@@ -12,7 +12,7 @@ from ganlab.build import build_loss, build_models
 from ganlab.report.budget import budget_curve, min_distribution
 from ganlab.study import LOSSES
 
-from conftest import compose_cfg, run_ganlab
+from conftest import compose_cfg, run_ganlab, signal_once_logging
 
 
 def spaces() -> dict:
@@ -115,6 +115,30 @@ def test_a_tiny_study_runs_end_to_end_and_draws_both_figures(tmp_path):
     assert "| bce |" in table and "| wgan_gp |" in table and "±" in table
     assert "study:" in proc.stdout
     assert Path(figures / "budget.png").read_bytes()[:4] == b"\x89PNG"
+
+
+@pytest.mark.slow
+def test_ctrl_c_lets_the_search_checkpoint_and_the_same_command_resumes_the_study(tmp_path):
+    # the study's subprocess.run killed its search 0.25 s after the KeyboardInterrupt, mid-checkpoint, and the
+    # study went on to the next loss's search
+    import signal
+
+    out = tmp_path / "study"
+    args = ["--losses", "bce,hinge", "--trials", "2", "--seeds", "0", "--out", str(out), "trainer.n_critic=1",
+            "model.middle_size=16", "trainer.max_steps=800", "trainer.log_every=50", "eval.every=0",
+            "objective=d_gap", "logger=none", "trainer.progress=false"]
+    proc = signal_once_logging(args, "study/search/bce/job-*/metrics.jsonl", tmp_path, 2, signal.SIGINT,
+                               to_group=True, module="ganlab.study")
+    assert proc.returncode == 130, proc.stderr
+    assert proc.stderr.strip().splitlines()[-1] == "ganlab.study: interrupted (Ctrl-C); the same command resumes " \
+                                                   "the study"
+    jobs = json.loads((out / "search" / "bce" / "sweep_index.json").read_text())["jobs"]
+    assert {j["status"] for j in jobs.values()} == {"preempted"} and len(jobs) == 2
+    assert not (out / "search" / "hinge").exists()  # the study stopped there
+    run_ganlab(args, cwd=tmp_path, module="ganlab.study")
+    for loss, attempts in (("bce", 2), ("hinge", 1)):
+        jobs = json.loads((out / "search" / loss / "sweep_index.json").read_text())["jobs"]
+        assert [(j["status"], j["attempts"]) for j in jobs.values()] == [("finished", attempts)] * 2
 
 
 @pytest.mark.parametrize("args,message", [
