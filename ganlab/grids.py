@@ -28,8 +28,6 @@ def sample_grid(generator: torch.nn.Module, z_bank: torch.Tensor, pixel_range: t
     A conditional G (``n_classes`` set) draws one class per row, K rows of the bank's first 8 z: the
     same z down each column, so a column shows one style across the classes.
     """
-    from torchvision.utils import make_grid  # lazy: importing torchvision costs ~1-2 s of every job's start
-
     was_training = generator.training
     generator.eval()
     n_classes = getattr(generator, "n_classes", None)
@@ -41,6 +39,13 @@ def sample_grid(generator: torch.nn.Module, z_bank: torch.Tensor, pixel_range: t
         labels = torch.arange(n_classes, device=z_bank.device).repeat_interleave(per_row)
         images = generator(z_bank[:per_row].repeat(n_classes, 1), labels)
     generator.train(was_training)
+    return image_grid(images, pixel_range, per_row)
+
+
+def image_grid(images: torch.Tensor, pixel_range: tuple[float, float], per_row: int = GRID_ROW) -> torch.Tensor:
+    """G's images (N, C, H, W) in ``pixel_range`` as one uint8 (C, H, W) grid, ``per_row`` to a row."""
+    from torchvision.utils import make_grid  # lazy: importing torchvision costs ~1-2 s of every job's start
+
     images = images.float().cpu()
     if images.shape[-1] < MIN_CELL:  # tiny images (8x8 digits): nearest-neighbour upscale to be seen
         images = F.interpolate(images, scale_factor=math.ceil(MIN_CELL / images.shape[-1]), mode="nearest")
@@ -94,6 +99,10 @@ def scatter_samples(generator: torch.nn.Module, latent: Callable[..., torch.Tens
     generator.eval()
     fake = generator(z_bank)
     generator.train(was_training)
+    return scatter_image(real, fake, data.modes, scatter_limit(data))
+
+
+def scatter_limit(data: DataSet) -> float | None:
+    """Half-width of a data set's scatter axes: its modes and 4 std around them (None: from the real points)."""
     modes = data.modes
-    limit = 1.2 * float(modes.abs().max()) + 4 * (data.mode_std or 0.0) if modes is not None else None
-    return scatter_image(real, fake, modes, limit)
+    return 1.2 * float(modes.abs().max()) + 4 * (data.mode_std or 0.0) if modes is not None else None

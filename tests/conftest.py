@@ -110,6 +110,13 @@ def signal_once_logging(args: list[str], run_dirs: str, cwd: Path, runs: int, si
     return subprocess.CompletedProcess(child.args, code, out.read_text(), err.read_text())
 
 
+def grid_cells(grid: np.ndarray, rows: int, per_row: int, size: int, pad: int = 2) -> np.ndarray:
+    """The (rows, per_row, size, size) cells of one channel of a make_grid picture."""
+    return np.stack([np.stack([grid[pad + r * (size + pad):pad + r * (size + pad) + size,
+                                    pad + c * (size + pad):pad + c * (size + pad) + size] for c in range(per_row)])
+                     for r in range(rows)])
+
+
 def block_download(monkeypatch: pytest.MonkeyPatch, dataset: str, message: str = "no network") -> None:
     """Make ``torchvision.datasets.<dataset>`` fail as a download without network does."""
     import torchvision

@@ -18,7 +18,7 @@ from ganlab.models.dcgan import DCGANDiscriminator, DCGANGenerator
 from ganlab.models.mlp import MLPDiscriminator, MLPGenerator
 from ganlab.train import build_run, train
 
-from conftest import FAST, assert_same_weights, compose_cfg, run_ganlab, train_straight_and_resumed
+from conftest import FAST, assert_same_weights, compose_cfg, grid_cells, run_ganlab, train_straight_and_resumed
 
 RUN = [*FAST, "trainer.log_every=1", "trainer.ckpt_every=3", "eval.n_samples=100", "eval.kid_subsets=2"]
 MLP = ["model.middle_size=32"]
@@ -172,6 +172,17 @@ def test_conditional_on_a_data_set_without_labels_is_a_one_line_error_at_the_ent
     assert proc.returncode != 0
     [line] = [x for x in proc.stderr.splitlines() if x.startswith("ganlab: error:")]
     assert "a data set without class labels cannot condition G and D" in line
+
+
+def test_sample_draws_a_conditional_gs_png_one_class_per_row(tmp_path):
+    train(compose_cfg([*RUN, *MLP, "trainer.max_steps=2", "model.conditional=concat"], run_dir=tmp_path))
+    run_ganlab([str(tmp_path), "--out", str(tmp_path / "g.png")], cwd=tmp_path, module="ganlab.sample")
+    run_ganlab([str(tmp_path), "--n", "80", "--out", str(tmp_path / "g.npy")], cwd=tmp_path, module="ganlab.sample")
+    grid = np.asarray(Image.open(tmp_path / "g.png"))[..., 0]
+    samples = np.load(tmp_path / "g.npy")[:, 0].repeat(4, axis=1).repeat(4, axis=2)  # sample i is of class i % 10
+    found = grid_cells(grid, 10, 8, 32)
+    for k in range(10):  # row k: class k's samples, in the order drawn
+        assert np.array_equal(found[k], samples[k::10])
 
 
 def test_sample_exports_balanced_classes_and_their_labels(tmp_path):

@@ -164,6 +164,8 @@ def test_2d_resume_is_bit_identical_and_plots_are_scatter_images(tmp_path):
 
 
 def test_2d_checkpoint_exports_points(tmp_path, capsys):
+    from PIL import Image
+
     from ganlab.sample import main
 
     train(compose_cfg(["data=ring8", "data.batch_size=16", "trainer.max_steps=2", "trainer.progress=false",
@@ -173,3 +175,9 @@ def test_2d_checkpoint_exports_points(tmp_path, capsys):
     assert "wrote 300 points (2,) float32" in capsys.readouterr().out
     points = np.load(out)
     assert points.shape == (300, 2) and points.dtype == np.float32 and np.isfinite(points).all() and points.std() > 0
+    assert main([str(tmp_path), "--out", str(tmp_path / "points.png")]) == 0  # a picture: the run's scatter plot
+    assert "wrote a picture of 1000 samples" in capsys.readouterr().out
+    plot = np.asarray(Image.open(tmp_path / "points.png"))
+    red = (plot[..., 0] > 180) & (plot[..., 1] < 120) & (plot[..., 2] < 120)
+    blue = (plot[..., 2] > 150) & (plot[..., 0] < 120)
+    assert plot.shape == (480, 480, 3) and red.sum() > 100 and blue.sum() > 100

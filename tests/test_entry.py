@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import FAST, REPO, compose_cfg, run_ganlab
+from conftest import FAST, REPO, compose_cfg, grid_cells, run_ganlab
 from wandb_reader import find_runs, read_run
 
 
@@ -136,6 +136,23 @@ def test_sample_export(tmp_path):
     assert missing.returncode == 2 and "does not exist" in missing.stderr
 
 
+def test_sample_draws_a_png_of_the_same_samples_as_the_npy(tmp_path, capsys):
+    from PIL import Image
+
+    from ganlab.sample import main as sample
+    from ganlab.train import train
+
+    train(compose_cfg(["trainer.max_steps=2", *FAST], run_dir=tmp_path / "run"))
+    assert sample([str(tmp_path / "run"), "--out", str(tmp_path / "g.png")]) == 0
+    assert "wrote a picture of 64 samples (274x274 px)" in capsys.readouterr().out
+    assert sample([str(tmp_path / "run"), "--n", "64", "--out", str(tmp_path / "g.npy")]) == 0
+    grid = np.asarray(Image.open(tmp_path / "g.png"))
+    assert grid.shape == (274, 274, 3)  # 8 x 8 digits, upscaled x4 to be seen, 2 px apart (grey as RGB)
+    grid = grid[..., 0]
+    upscaled = np.load(tmp_path / "g.npy")[:, 0].repeat(4, axis=1).repeat(4, axis=2)
+    assert np.array_equal(grid_cells(grid, 8, 8, 32), upscaled.reshape(8, 8, 32, 32))  # the same samples, in order
+
+
 def test_sample_and_eval_refuse_bad_arguments_in_one_line_and_write_nothing(tmp_path, capsys):
     from ganlab.eval import main as evaluate
     from ganlab.sample import main as sample
@@ -146,7 +163,8 @@ def test_sample_and_eval_refuse_bad_arguments_in_one_line_and_write_nothing(tmp_
     blocker = tmp_path / "a_file"
     blocker.write_text("")
     for argv, error in [
-        ([ckpt, "--out", str(tmp_path / "s.png")], "--out must name a .npy file (the samples are a NumPy array), got"),
+        ([ckpt, "--out", str(tmp_path / "s.jpg")], "--out must name a .npy file (the samples as a NumPy array) or a "
+                                                   ".png (a picture), got"),
         ([ckpt, "--out", str(tmp_path / "s.npy"), "--n", "0"], "--n must be >= 1"),
         ([ckpt, "--out", str(tmp_path / "s.npy"), "--batch-size", "0"], "--batch-size must be >= 1"),
         ([ckpt, "--out", str(tmp_path / "s.npy"), "--seed", "-1"], "--seed must be in [0, 2**32), got -1"),
