@@ -27,7 +27,7 @@ from ganlab.checkpoint import list_checkpoints, load_checkpoint, resolve_resume
 from ganlab.config import TrainerConfig, plain_config, run_context, tracked_config, trainer_config, validate
 from ganlab.data.batches import DataSet, LabelSampler
 from ganlab.ema import GeneratorEMA
-from ganlab.errors import ConfigError, ResumeError
+from ganlab.errors import ConfigError, Preempted, ResumeError
 from ganlab.grids import GRID_SEED
 from ganlab.hardware import ddp
 from ganlab.metrics.names import objective_problem, step_names
@@ -156,8 +156,8 @@ def train(cfg: DictConfig, stop_requested: Callable[[], bool] | None = None, pro
         with build_profiler(cfg, run_dir, run.device):  # debug=profile: a torch.profiler trace of the loop
             final = loop.run_loop(run, tracker, start_step, ckpt_dir, config_plain, stop_requested, evaluator,
                                       progress_label, progress_position)
-    except BaseException:
-        tracker.finish(exit_code=1)
+    except BaseException as err:
+        tracker.finish(exit_code=1, preempted=isinstance(err, Preempted))
         raise
     tracker.summary(final)
     tracker.finish(exit_code=0)

@@ -389,9 +389,12 @@ LONG = ["model.middle_size=16", f"trainer.max_steps={LONG_STEPS}", "trainer.log_
 @pytest.mark.slow
 def test_sigterm_checkpoints_every_member_and_the_same_command_resumes_them(tmp_path):
     sweep = tmp_path / "sweep"
-    args = ["-m", "seed=0,1", *LONG, ONE, f"hydra.sweep.dir={sweep}"]
+    tracked = [a for a in LONG if a != "logger=none"] + ["logger=wandb", "logger.wandb.mode=offline"]
+    args = ["-m", "seed=0,1", *tracked, ONE, f"hydra.sweep.dir={sweep}"]
     jobs = signal_once_logging_sweep(args, sweep, tmp_path, 2)
     assert len({r["stopped_at_step"] for r in jobs.values()}) == 1  # every member checkpointed the same step
+    for job_id in jobs:  # each member's W&B run: preempted, not failed
+        assert [(r.preempting, r.exit_code) for r in map(read_run, find_runs(sweep / job_id))] == [(True, 1)]
     run_ganlab(args, cwd=tmp_path)
     assert_resumed_to_the_end(sweep, {job_id: r["stopped_at_step"] for job_id, r in jobs.items()})
 

@@ -108,6 +108,19 @@ def test_stop_checkpoints_the_exact_step_and_resume_is_bit_exact(tmp_path):
         assert all(torch.equal(resumed[net][k], v) for k, v in straight[net].items())
 
 
+def test_a_preempted_run_is_preempted_in_wandb_not_failed(tmp_path):
+    from wandb_reader import find_runs, read_run
+
+    args = [*ARGS[:-len(FAST)], "trainer.progress=false", "logger=wandb", "logger.wandb.mode=offline"]
+    with pytest.raises(Preempted):
+        train(compose_cfg(args, run_dir=tmp_path), stop_requested=lambda: True)
+    [stopped] = [read_run(path) for path in find_runs(tmp_path)]
+    assert stopped.preempting and stopped.exit_code == 1  # the dashboard's "preempted" (a failure: 1 alone)
+    train(compose_cfg([*args, "resume=auto"], run_dir=tmp_path))
+    runs = sorted((r.preempting, r.exit_code) for r in map(read_run, find_runs(tmp_path)))
+    assert runs == [(False, 0), (True, 1)]  # the resumed attempt finished as an ordinary run
+
+
 def test_a_dead_wandb_service_warns_and_files_go_on(tmp_path, monkeypatch):
     monkeypatch.delenv("WANDB_API_KEY", raising=False)
     wandb_logger = WandbLogger(tmp_path, name="n", group="g", mode="offline")

@@ -63,6 +63,7 @@ class OfflineRun:
     summary: dict = field(default_factory=dict)
     files: list[str] = field(default_factory=list)
     exit_code: int | None = None
+    preempting: bool = False  # run.mark_preempting() was called
 
 
 def read_run(path: Path) -> OfflineRun:
@@ -92,6 +93,8 @@ def read_run(path: Path) -> OfflineRun:
             run.files.extend(f.path for f in record.files.files)
         elif kind == "exit":
             run.exit_code = record.exit.exit_code
+        elif kind == "preempting":
+            run.preempting = True
     run.config = {k: v["value"] if isinstance(v, dict) and "value" in v else v for k, v in run.config.items()}
     return run
 

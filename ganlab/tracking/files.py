@@ -33,6 +33,9 @@ class Logger:
     def finish(self, exit_code: int = 0) -> None:
         """Close; always called, also when training failed."""
 
+    def preempting(self) -> None:
+        """The run is stopping to resume later (a preemption, Ctrl-C): called just before ``finish``."""
+
     def sync_hint(self) -> str | None:
         """Where this logger's dashboard is, or how to upload it (None: nothing to say)."""
         return None
@@ -87,10 +90,13 @@ class Tracker:
         for logger in self.loggers:
             logger.summary(values)
 
-    def finish(self, exit_code: int = 0) -> None:
-        """Close files and loggers; always called, also when training failed."""
+    def finish(self, exit_code: int = 0, preempted: bool = False) -> None:
+        """Close files and loggers; always called, also when training failed. ``preempted``: it stopped to
+        resume later (W&B shows the run as preempted, not failed)."""
         try:
             for logger in self.loggers:
+                if preempted:
+                    logger.preempting()
                 logger.finish(exit_code)
         finally:
             if self._summary:
@@ -145,5 +151,5 @@ class SilentTracker(Tracker):
     def summary(self, values: dict[str, Any]) -> None:
         pass
 
-    def finish(self, exit_code: int = 0) -> None:
+    def finish(self, exit_code: int = 0, preempted: bool = False) -> None:
         pass

@@ -95,6 +95,10 @@ class WandbLogger(Logger):
     def summary(self, values: dict[str, Any]) -> None:
         self._guard(lambda: self.run.summary.update(values))
 
+    def preempting(self) -> None:
+        if not self._finished:  # with the non-zero exit code that follows: "preempted" on the dashboard
+            self._guard(lambda: self.run.mark_preempting())
+
     def finish(self, exit_code: int = 0) -> None:
         if self._finished:
             return

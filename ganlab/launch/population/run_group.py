@@ -110,7 +110,7 @@ def _train_members(members: list[Member], by_name: dict[str, Job], stop: StopOnS
         if isinstance(outcome.error, Preempted):
             member_log(job, str(outcome.error))
             job.record.preempt(outcome.error)
-            member.tracker.finish(exit_code=1)
+            member.tracker.finish(exit_code=1, preempted=True)
             preempted = True
         elif outcome.error is not None:
             member.tracker.finish(exit_code=1)
