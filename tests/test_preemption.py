@@ -48,7 +48,7 @@ def test_ctrl_c_sets_the_flag_once_and_a_second_one_interrupts():
         signal.signal(signal.SIGINT, previous)
 
 
-LONG = ["model.middle_size=16", "trainer.max_steps=1500", "trainer.log_every=50", "trainer.ckpt_every=100000",
+LONG = ["model.middle_size=16", "trainer.max_steps=800", "trainer.log_every=25", "trainer.ckpt_every=100000",
         "eval.every=0", *FAST]
 
 
@@ -70,9 +70,9 @@ def test_a_single_run_stopped_by_a_signal_checkpoints_its_step_and_says_how_to_g
                            rf"to go on, run the same command with resume={re.escape(str(run))}", line)
     assert stopped, line
     step = int(stopped.group(1))
-    assert [p.name for p in (run / "checkpoints").glob("*.pt")] == [f"step_{step:08d}.pt"] and step < 1500
+    assert [p.name for p in (run / "checkpoints").glob("*.pt")] == [f"step_{step:08d}.pt"] and step < 800
     run_ganlab([*args, f"resume={run}"], cwd=tmp_path)
-    assert logged_steps(run) == list(range(50, 1501, 50))  # every row once, none lost or repeated
+    assert logged_steps(run) == list(range(25, 801, 25))  # every row once, none lost or repeated
 
 
 @pytest.mark.slow
@@ -83,11 +83,11 @@ def test_ctrl_c_stops_a_basic_sweep_and_the_same_command_resumes_it(tmp_path):
     assert proc.returncode == 130, proc.stderr
     assert proc.stderr.strip().splitlines()[-1] == "ganlab: interrupted (Ctrl-C); the same command resumes the sweep"
     [(job_id, record)] = json.loads((sweep / "sweep_index.json").read_text())["jobs"].items()  # the second never began
-    assert record["status"] == "preempted" and record["stopped_at_step"] < 1500
+    assert record["status"] == "preempted" and record["stopped_at_step"] < 800
     run_ganlab(args, cwd=tmp_path)
     jobs = json.loads((sweep / "sweep_index.json").read_text())["jobs"]
     assert {r["status"] for r in jobs.values()} == {"finished"} and len(jobs) == 2 and jobs[job_id]["attempts"] == 2
-    assert logged_steps(sweep / job_id) == list(range(50, 1501, 50))
+    assert logged_steps(sweep / job_id) == list(range(25, 801, 25))
 
 
 def test_stop_checkpoints_the_exact_step_and_resume_is_bit_exact(tmp_path):

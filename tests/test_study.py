@@ -125,7 +125,7 @@ def test_ctrl_c_lets_the_search_checkpoint_and_the_same_command_resumes_the_stud
 
     out = tmp_path / "study"
     args = ["--losses", "bce,hinge", "--trials", "2", "--seeds", "0", "--out", str(out), "trainer.n_critic=1",
-            "model.middle_size=16", "trainer.max_steps=800", "trainer.log_every=50", "eval.every=0",
+            "model.middle_size=16", "trainer.max_steps=500", "trainer.log_every=25", "eval.every=0",
             "objective=d_gap", "logger=none", "trainer.progress=false"]
     proc = signal_once_logging(args, "study/search/bce/job-*/metrics.jsonl", tmp_path, 2, signal.SIGINT,
                                to_group=True, module="ganlab.study")
