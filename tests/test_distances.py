@@ -30,7 +30,10 @@ def features(n: int, d: int, shift: float, seed: int) -> torch.Tensor:
 @pytest.mark.filterwarnings("ignore:Metric `Kernel Inception Distance` will save all extracted features")
 @pytest.mark.parametrize("n_real,n_fake,d,subsets,size", [(300, 300, 16, 10, 100), (500, 200, 32, 5, 150),
                                                         (200, 200, 8, 3, 200)])
-def test_fid_and_kid_equal_torchmetrics(n_real, n_fake, d, subsets, size):
+@pytest.mark.parametrize("kernels", ["full", "per_subset"])
+def test_fid_and_kid_equal_torchmetrics(n_real, n_fake, d, subsets, size, kernels, monkeypatch):
+    if kernels == "per_subset":  # what a large evaluation takes (ganlab.eval --n-samples 50000: 10 GB matrices)
+        monkeypatch.setattr("ganlab.metrics.distances.FULL_KERNEL_LIMIT", 0)
     real = features(n_real, d, 0.2, 0)
     fakes = torch.stack([features(n_fake, d, shift, seed) for seed, shift in ((1, 0.2), (2, 0.6), (3, -0.3))])
     reference = RealFeatures(real)
@@ -56,3 +59,15 @@ def test_a_set_against_itself_and_one_set_at_a_time():
     torch.manual_seed(0)
     batched = reference.kid(features(400, 12, 0.5, 1).unsqueeze(0), 4, 100)
     assert single.dim() == 0 and float(single) == pytest.approx(float(batched[0]))
+
+
+def test_a_large_kid_takes_one_subset_at_a_time_with_the_same_result(monkeypatch):
+    real, fake = features(600, 16, 0.2, 0), features(700, 16, 0.4, 1)
+    torch.manual_seed(3)
+    full = RealFeatures(real).kid(fake, 6, 250)
+    monkeypatch.setattr("ganlab.metrics.distances.FULL_KERNEL_LIMIT", 650**2)  # 700 fakes: past it
+    reference = RealFeatures(real)
+    torch.manual_seed(3)
+    per_subset = reference.kid(fake, 6, 250)
+    assert float(per_subset) == pytest.approx(float(full), rel=1e-6)
+    assert reference._kernel is None  # no 700 x 700 matrix was made

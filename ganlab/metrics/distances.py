@@ -7,7 +7,9 @@ k(x, y) = (x·y / d + 1)³, the subsets drawn with ``torch.randperm`` from the g
 draws them. What differs is how KID's kernel sums are taken: from the full kernel matrices, computed
 once, through 0/1 subset-indicator matrices, instead of one kernel matrix per subset. At the
 default 50 subsets of 1,000 out of 2,000 samples that is ~10x fewer flops, and in a population one
-real-real matrix serves every member. Results agree with torchmetrics to float rounding (tested).
+real-real matrix serves every member. The full matrices grow with the square of the sample count
+(50,000 samples: 10 GB each), so above ``FULL_KERNEL_LIMIT`` entries KID takes one kernel matrix per
+subset, as torchmetrics does. Results agree with torchmetrics to float rounding either way (tested).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from __future__ import annotations
 import torch
 
 DEGREE, COEF = 3, 1.0  # torchmetrics' KID kernel defaults (gamma = 1 / feature dimension)
+FULL_KERNEL_LIMIT = 4096**2  # entries of a full kernel matrix (64 MB): more samples, KID per subset
 
 
 def poly_kernel(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -64,8 +67,13 @@ class RealFeatures:
     def __init__(self, features: torch.Tensor) -> None:
         self.features = features.float()
         self.mean, self.cov = mean_cov(features)
-        self.kernel = poly_kernel(self.features, self.features)
-        self.kernel_diag = self.kernel.diagonal()
+        self._kernel: torch.Tensor | None = None  # the full real-real matrix, made at the first KID that uses it
+
+    @property
+    def kernel(self) -> torch.Tensor:
+        if self._kernel is None:
+            self._kernel = poly_kernel(self.features, self.features)
+        return self._kernel
 
     def __len__(self) -> int:
         return len(self.features)
@@ -80,7 +88,10 @@ class RealFeatures:
         batched = fake if fake.dim() == 3 else fake.unsqueeze(0)
         size = min(subset_size, len(self), batched.shape[1])
         pick_real, pick_fake = subset_indicators(len(self), batched.shape[1], subsets, size)
-        real_real = _pair_sums(pick_real, self.kernel, pick_real) - pick_real.double() @ self.kernel_diag.double()
+        if max(len(self), batched.shape[1]) ** 2 > FULL_KERNEL_LIMIT:
+            out = self._kid_per_subset(batched.float(), pick_real.bool(), pick_fake.bool(), size)
+            return out if fake.dim() == 3 else out[0]
+        real_real = _pair_sums(pick_real, self.kernel, pick_real) - pick_real.double() @ self.kernel.diagonal().double()
         values = []
         for member in batched.float():
             fake_fake = poly_kernel(member, member)
@@ -89,3 +100,23 @@ class RealFeatures:
             values.append(((real_real + same) / (size * (size - 1)) - 2 * cross / size**2).mean())
         out = torch.stack(values)
         return out if fake.dim() == 3 else out[0]
+
+    def _kid_per_subset(self, fakes: torch.Tensor, pick_real: torch.Tensor, pick_fake: torch.Tensor,
+                        size: int) -> torch.Tensor:
+        """KID of each fake set from one (size, size) kernel matrix per subset and pair of sides (memory
+        O(size²) whatever the sample count); the real-real sums once for every member."""
+        def off_diagonal_sum(kernel: torch.Tensor) -> torch.Tensor:
+            return kernel.double().sum() - kernel.diagonal().double().sum()
+
+        real_subsets = [self.features[pick] for pick in pick_real]
+        real_real = torch.stack([off_diagonal_sum(poly_kernel(r, r)) for r in real_subsets])
+        values = []
+        for member in fakes:
+            same, cross = [], []
+            for real, pick in zip(real_subsets, pick_fake):
+                fake = member[pick]
+                same.append(off_diagonal_sum(poly_kernel(fake, fake)))
+                cross.append(poly_kernel(real, fake).double().sum())
+            values.append(((real_real + torch.stack(same)) / (size * (size - 1))
+                           - 2 * torch.stack(cross) / size**2).mean())
+        return torch.stack(values)
