@@ -10,7 +10,7 @@ from hydra.errors import CompactHydraException
 from omegaconf import DictConfig
 
 from ganlab.config import CONFIG_PATH, hydra_error_line
-from ganlab.errors import user_error_line
+from ganlab.errors import INTERRUPTED_EXIT, user_error_line
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="config")
@@ -107,6 +107,9 @@ def main() -> None:
             raise
         print(f"ganlab: error: {line}", file=sys.stderr)
         raise SystemExit(2) from None
+    except KeyboardInterrupt:  # outside training (which checkpoints on the first Ctrl-C), or a second Ctrl-C
+        print("ganlab: interrupted (Ctrl-C)", file=sys.stderr)
+        raise SystemExit(INTERRUPTED_EXIT) from None
     finally:
         os.environ.pop("HYDRA_FULL_ERROR", None)
 

@@ -69,4 +69,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from ganlab.errors import interruptible
+
+    sys.exit(interruptible("ganlab.classifier", main))

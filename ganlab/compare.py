@@ -115,4 +115,6 @@ def csv_table(path: Path) -> tuple[list[str], list[list[str]]]:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from ganlab.errors import interruptible
+
+    sys.exit(interruptible("ganlab.compare", main))

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import errno
-from typing import TYPE_CHECKING
+import sys
+from typing import TYPE_CHECKING, Callable
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -67,3 +68,15 @@ def make_folder(path: Path) -> None:
         path.mkdir(parents=True, exist_ok=True)
     except OSError as err:
         raise ConfigError(f"cannot make the folder {path}: {err.strerror}") from err
+
+
+INTERRUPTED_EXIT = 130  # 128 + SIGINT, what a shell reports after Ctrl-C
+
+
+def interruptible(prog: str, main: Callable[[], int | None]) -> int | None:
+    """``main()``, a Ctrl-C that reaches it being one line and exit status 130 rather than a traceback."""
+    try:
+        return main()
+    except KeyboardInterrupt:
+        print(f"{prog}: interrupted (Ctrl-C)", file=sys.stderr)
+        return INTERRUPTED_EXIT

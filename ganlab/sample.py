@@ -209,4 +209,6 @@ def draw(args: argparse.Namespace) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from ganlab.errors import interruptible
+
+    sys.exit(interruptible("ganlab.sample", main))

@@ -29,11 +29,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+from ganlab.errors import INTERRUPTED_EXIT, interruptible
+
 LOSSES = ("bce", "minimax", "mse", "hinge", "wgan", "wgan_gp", "bce_r1")
 PARAM_KEYS = ("optimizer.lr=", "optimizer.betas.0=", "trainer.n_critic=", "loss.")  # what the search chose
 
 
-INTERRUPTED = 130  # what `python -m ganlab` exits with after Ctrl-C, once its jobs checkpointed
 
 
 class Interrupted(Exception):
@@ -52,7 +53,7 @@ def ganlab(args: list[str]) -> int:
         code = child.wait()
     finally:
         signal.signal(signal.SIGINT, previous)
-    if code == INTERRUPTED:
+    if code == INTERRUPTED_EXIT:
         raise Interrupted
     return code
 
@@ -176,7 +177,7 @@ def main(argv: list[str] | None = None) -> int:
         return run_study(losses, args, spaces, overrides)
     except Interrupted:
         print("ganlab.study: interrupted (Ctrl-C); the same command resumes the study", file=sys.stderr)
-        return INTERRUPTED
+        return INTERRUPTED_EXIT
 
 
 def run_study(losses: list[str], args: argparse.Namespace, spaces: dict, overrides: list[str]) -> int:
@@ -202,4 +203,4 @@ def run_study(losses: list[str], args: argparse.Namespace, spaces: dict, overrid
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(interruptible("ganlab.study", main))

@@ -48,6 +48,27 @@ def test_ctrl_c_sets_the_flag_once_and_a_second_one_interrupts():
         signal.signal(signal.SIGINT, previous)
 
 
+def test_ctrl_c_outside_training_is_one_line_and_exit_130(monkeypatch, capsys):
+    # a command's Ctrl-C (ganlab.eval's evaluation, ganlab.compare) or ganlab's second one: a traceback before
+    import ganlab.__main__ as entry
+    from ganlab.errors import interruptible
+
+    def interrupted() -> int:
+        raise KeyboardInterrupt
+
+    assert interruptible("ganlab.eval", interrupted) == 130
+    assert capsys.readouterr().err == "ganlab.eval: interrupted (Ctrl-C)\n"
+    assert interruptible("ganlab.eval", lambda: 0) == 0
+    monkeypatch.setattr(entry, "_hydra_main", interrupted)
+    monkeypatch.setattr("sys.argv", ["ganlab", "trainer.max_steps=1"])
+    with pytest.raises(SystemExit) as exit_info:
+        entry.main()
+    assert exit_info.value.code == 130 and capsys.readouterr().err == "ganlab: interrupted (Ctrl-C)\n"
+    for module in ("classifier", "compare", "eval", "sample", "study"):  # each command's entry goes through it
+        source = (Path(entry.__file__).parent / f"{module}.py").read_text()
+        assert f'sys.exit(interruptible("ganlab.{module}", main))' in source, module
+
+
 LONG = ["model.middle_size=16", "trainer.max_steps=800", "trainer.log_every=25", "trainer.ckpt_every=100000",
         "eval.every=0", *FAST]
 

@@ -15,14 +15,13 @@ from typing import Any, Callable
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from ganlab.config import run_context
-from ganlab.errors import ConfigError, Preempted
+from ganlab.errors import INTERRUPTED_EXIT, ConfigError, Preempted
 from ganlab.launch.preemption import INTERRUPT_SIGNALS, PREEMPT_SIGNALS, StopOnSignal
 from ganlab.launch.sweep import SweepIndex
 
 log = logging.getLogger(__name__)
 
 PREEMPTED_EXIT = 143  # 128 + SIGTERM, what a killed job would report
-INTERRUPTED_EXIT = 130  # 128 + SIGINT, what a shell reports after Ctrl-C
 
 
 def objective_value(final: dict[str, Any], metric: str) -> float:
