@@ -138,7 +138,7 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Parse arguments, write the .npy (and the classes of a conditional G's samples), print where it went."""
+    """Parse arguments, write the .npy (and a conditional G's classes) or the .png, print what was written."""
     p = parser()
     args = p.parse_args(argv)
     if args.n is not None and args.n < 1:
@@ -149,10 +149,6 @@ def main(argv: list[str] | None = None) -> int:
         p.error(f"--seed must be in [0, 2**32), got {args.seed}")
     if args.out.suffix not in (".npy", ".png"):  # np.save would append .npy: the file elsewhere than asked
         p.error(f"--out must name a .npy file (the samples as a NumPy array) or a .png (a picture), got {args.out}")
-    if args.out.suffix == ".png":
-        return draw(args)
-    import numpy as np
-
     from ganlab.checkpoint import checkpoint_file, load_checkpoint
     from ganlab.errors import GanlabError, make_folder
     from ganlab.hardware.device import command_device
@@ -161,20 +157,28 @@ def main(argv: list[str] | None = None) -> int:
         device = command_device(args.device)
         state = load_checkpoint(checkpoint_file(args.checkpoint))
         make_folder(args.out.parent)  # before the sampling: fail at once, not after it
-        points = len(state["img_shape"]) == 1  # 2D benchmarks: raw coordinates, not pixels
-        export = generate_points if points else generate_uint8
-        n = args.n or 10_000
-        images = export(state, n, args.seed, args.batch_size, device, args.generator, args.label)
-        labels = sample_labels(state, n, args.label)
+        done = (write_picture if args.out.suffix == ".png" else write_samples)(state, args, device)
     except GanlabError as err:
         print(f"ganlab.sample: error: {err}", file=sys.stderr)
         return 2
+    print(done)
+    return 0
+
+
+def write_samples(state: dict, args: argparse.Namespace, device: "torch.device") -> str:
+    """``--out FILE.npy``: the samples (and a conditional G's classes beside them); what was written."""
+    import numpy as np
+
+    points = len(state["img_shape"]) == 1  # 2D benchmarks: raw coordinates, not pixels
+    export = generate_points if points else generate_uint8
+    n = args.n or 10_000
+    images = export(state, n, args.seed, args.batch_size, device, args.generator, args.label)
+    labels = sample_labels(state, n, args.label)
     np.save(args.out, images)
     if labels is not None:
         np.save(args.out.with_suffix(".labels.npy"), labels)
     kind = "points" if points else "images"
-    print(f"wrote {images.shape[0]} {kind} {tuple(images.shape[1:])} {images.dtype} to {args.out}")
-    return 0
+    return f"wrote {images.shape[0]} {kind} {tuple(images.shape[1:])} {images.dtype} to {args.out}"
 
 
 def png_count(state: dict, label: int | None) -> int:
@@ -186,26 +190,14 @@ def png_count(state: dict, label: int | None) -> int:
     return 8 * state["n_classes"] if state.get("n_classes") is not None and label is None else PNG_IMAGES
 
 
-def draw(args: argparse.Namespace) -> int:
-    """``--out FILE.png``: draw the samples (``picture``) and save the PNG."""
+def write_picture(state: dict, args: argparse.Namespace, device: "torch.device") -> str:
+    """``--out FILE.png``: the samples drawn (``picture``); what was written."""
     from PIL import Image
 
-    from ganlab.checkpoint import checkpoint_file, load_checkpoint
-    from ganlab.errors import GanlabError, make_folder
-    from ganlab.hardware.device import command_device
-
-    try:
-        device = command_device(args.device)
-        state = load_checkpoint(checkpoint_file(args.checkpoint))
-        make_folder(args.out.parent)
-        n = args.n or png_count(state, args.label)
-        image = picture(state, n, args.seed, args.batch_size, device, args.generator, args.label)
-    except GanlabError as err:
-        print(f"ganlab.sample: error: {err}", file=sys.stderr)
-        return 2
+    n = args.n or png_count(state, args.label)
+    image = picture(state, n, args.seed, args.batch_size, device, args.generator, args.label)
     Image.fromarray(image.permute(1, 2, 0).squeeze(-1).numpy()).save(args.out)
-    print(f"wrote a picture of {n} samples ({image.shape[2]}x{image.shape[1]} px) to {args.out}")
-    return 0
+    return f"wrote a picture of {n} samples ({image.shape[2]}x{image.shape[1]} px) to {args.out}"
 
 
 if __name__ == "__main__":
