@@ -15,6 +15,7 @@ import torch
 
 from ganlab.errors import Preempted
 from ganlab.launch.preemption import INTERRUPT_SIGNALS, StopOnSignal
+from ganlab.launch.sweep import SweepStopping
 from ganlab.tracking import Tracker
 from ganlab.tracking.wandb_run import WandbLogger
 from ganlab.train import train
@@ -26,10 +27,11 @@ ARGS = ["trainer.max_steps=8", "trainer.ckpt_every=100", "trainer.ckpt_keep=null
 
 def test_signals_only_set_a_flag_and_handlers_come_back():
     before = signal.getsignal(signal.SIGTERM)
-    with StopOnSignal() as stop:
+    seen = []
+    with StopOnSignal(on_signal=seen.append) as stop:
         assert not stop.requested()
         os.kill(os.getpid(), signal.SIGUSR2)
-        assert stop.requested() and stop.signum == signal.SIGUSR2
+        assert stop.requested() and stop.signum == signal.SIGUSR2 and seen == [signal.SIGUSR2]
     assert signal.getsignal(signal.SIGTERM) is before
 
 
@@ -109,6 +111,48 @@ def test_ctrl_c_stops_a_basic_sweep_and_the_same_command_resumes_it(tmp_path):
     jobs = json.loads((sweep / "sweep_index.json").read_text())["jobs"]
     assert {r["status"] for r in jobs.values()} == {"finished"} and len(jobs) == 2 and jobs[job_id]["attempts"] == 2
     assert logged_steps(sweep / job_id) == list(range(25, 801, 25))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("signum,to_group", [(signal.SIGINT, True), (signal.SIGINT, False), (signal.SIGTERM, False)],
+                         ids=["ctrl_c", "kill_int", "sigterm"])
+def test_a_stopped_local_parallel_sweep_checkpoints_every_running_job_and_the_same_command_resumes_it(
+        tmp_path, signum, to_group):
+    # before: joblib killed its workers mid-step on Ctrl-C; every running job lost its steps and stayed "running".
+    # A terminal's Ctrl-C reaches the workers; kill -INT and SIGTERM reach the launching process alone
+    sweep = tmp_path / "sweep"
+    args = ["-m", "launcher=local_parallel", "seed=0,1,2", *LONG, f"hydra.sweep.dir={sweep}"]
+    proc = signal_once_logging(args, "sweep/job-*/metrics.jsonl", tmp_path, 2, signum, to_group=to_group)
+    assert proc.returncode == 128 + signum and "Traceback" not in proc.stderr, proc.stderr
+    if signum == signal.SIGINT:
+        assert proc.stderr.splitlines()[-1] == "ganlab: interrupted (Ctrl-C); the same command resumes the sweep"
+    jobs = json.loads((sweep / "sweep_index.json").read_text())["jobs"]
+    assert len(jobs) == 2 and {r["status"] for r in jobs.values()} == {"preempted"}  # the third never began
+    for job_id, record in jobs.items():
+        step = record["stopped_at_step"]
+        assert [p.name for p in (sweep / job_id / "checkpoints").glob("*.pt")] == [f"step_{step:08d}.pt"]
+        assert 0 < step < 800
+    assert not (sweep / ".stopping").exists()
+    if signum == signal.SIGTERM:
+        return
+    run_ganlab(args, cwd=tmp_path)
+    resumed = json.loads((sweep / "sweep_index.json").read_text())["jobs"]
+    assert len(resumed) == 3 and {r["status"] for r in resumed.values()} == {"finished"}
+    for job_id in jobs:
+        assert resumed[job_id]["attempts"] == 2
+        assert logged_steps(sweep / job_id) == list(range(25, 801, 25))  # every row once, none lost or repeated
+
+
+def test_a_stopping_sweep_is_seen_at_most_every_interval_and_stays_seen(tmp_path):
+    stopping = SweepStopping(tmp_path / "sweep", every_s=3600)
+    assert not stopping()
+    stopping.mark()
+    assert not stopping()  # not looked at again within the interval: no stat per training step
+    assert SweepStopping(tmp_path / "sweep")()
+    looked = SweepStopping(tmp_path / "sweep", every_s=0)
+    assert looked()
+    stopping.clear()
+    assert looked() and not (tmp_path / "sweep" / ".stopping").exists()  # once seen, seen
 
 
 def test_stop_checkpoints_the_exact_step_and_resume_is_bit_exact(tmp_path):

@@ -47,7 +47,8 @@ def test_sweep_files_compose_with_their_grids():
 
 def test_launchers_compose_with_every_hardware_option():
     parallel = compose_cfg(["launcher=local_parallel"], hydra_config=True)
-    assert parallel.hydra.launcher._target_.endswith("JoblibLauncher") and parallel.hydra.launcher.n_jobs == 2
+    # joblib's launcher with its keys, stopping cleanly on Ctrl-C (test_preemption)
+    assert parallel.hydra.launcher._target_.endswith("LocalParallelLauncher") and parallel.hydra.launcher.n_jobs == 2
     slurm = compose_cfg(["launcher=slurm"], hydra_config=True)
     assert slurm.hydra.launcher._target_.endswith("SlurmLauncher") and slurm.hydra.launcher.max_num_timeout == 3
     basic = compose_cfg([], hydra_config=True)
@@ -56,7 +57,7 @@ def test_launchers_compose_with_every_hardware_option():
         for hardware, device in (("auto", "auto"), ("cpu", "cpu"), ("gpu", "cuda"), ("ddp", "auto")):
             cfg = compose_cfg([f"launcher={launcher}", f"hardware={hardware}"], hydra_config=True)
             assert cfg.hardware.device == device and cfg.hydra.launcher._target_.split(".")[-1] in (
-                "BasicLauncher", "JoblibLauncher", "SlurmLauncher")
+                "BasicLauncher", "LocalParallelLauncher", "SlurmLauncher")
             assert cfg.hardware.get("ddp", False) == (hardware == "ddp")
     # the speed switches work under either launcher ("many runs per GPU" with CUDA graphs, bf16, TF32)
     for choice in ("local_parallel", "slurm"):

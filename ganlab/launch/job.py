@@ -17,7 +17,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from ganlab.config import run_context
 from ganlab.errors import INTERRUPTED_EXIT, ConfigError, Preempted
 from ganlab.launch.preemption import INTERRUPT_SIGNALS, PREEMPT_SIGNALS, StopOnSignal
-from ganlab.launch.sweep import SweepIndex
+from ganlab.launch.sweep import SweepIndex, SweepStopping
 
 log = logging.getLogger(__name__)
 
@@ -133,24 +133,34 @@ def run_single_job(cfg: DictConfig, train: Callable[..., dict[str, Any]]) -> dic
         raise SystemExit(INTERRUPTED_EXIT if stop.signum == signal.SIGINT else PREEMPTED_EXIT) from None
 
 
-def run_sweep_job(cfg: DictConfig, hc: DictConfig, train: Callable[..., dict[str, Any]]) -> float:
-    """Run ``train(cfg)`` as one job of a multirun whose Hydra config is ``hc``; return its objective."""
+def run_sweep_job(cfg: DictConfig, hc: DictConfig, train: Callable[..., dict[str, Any]]) -> float | None:
+    """Run ``train(cfg)`` as one job of a multirun whose Hydra config is ``hc``; return its objective (None for a
+    job of a stopping sweep: not begun, or stopped after checkpointing its step)."""
     job = SweepJob.of_hydra(hc)
     done = job.finished_record()
     if done is not None:
         log.info("job %s already finished (sweep index): skipped", job.job_id)
         return done["objective"]
+    launcher = str(OmegaConf.select(hc, "launcher._target_", default=""))
+    # a local_parallel worker: the launching process marks the sweep stopping on Ctrl-C or SIGTERM
+    stopping = SweepStopping(hc.sweep.dir) if launcher.endswith("LocalParallelLauncher") else None
+    if stopping is not None and stopping():
+        log.info("job %s not begun: the sweep is stopping", job.job_id)
+        return None
     job.start()
     resume_automatically(cfg)
-    # Ctrl-C too where the job runs in the command's own process (not a joblib worker or a Slurm task)
-    in_process = str(OmegaConf.select(hc, "launcher._target_", default="")).endswith("BasicLauncher")
-    stop = StopOnSignal(INTERRUPT_SIGNALS if in_process else PREEMPT_SIGNALS)
+    # Ctrl-C too where a terminal's Ctrl-C reaches the job: in the command's own process or a local worker of it
+    # (not a Slurm task)
+    stop = StopOnSignal(INTERRUPT_SIGNALS if launcher.endswith("BasicLauncher") or stopping else PREEMPT_SIGNALS)
+    requested = stop.requested if stopping is None else lambda: stop.requested() or stopping()
     try:
         with stop:
-            final = train(cfg, stop_requested=stop.requested)
+            final = train(cfg, stop_requested=requested)
         return job.finish(final, cfg.objective)
     except Preempted as err:
         job.preempt(err)
+        if stopping is not None and stop.signum in (None, signal.SIGINT):
+            return None  # the launching process says it, once, and stops the command (launch.parallel)
         leave_preempted(stop)
     except Exception as err:
         job.fail(err)

@@ -25,8 +25,10 @@ class StopOnSignal:
     handler checkpoints the submission and requeues the job), to call once training has stopped.
     """
 
-    def __init__(self, signals: tuple[int, ...] = PREEMPT_SIGNALS) -> None:
+    def __init__(self, signals: tuple[int, ...] = PREEMPT_SIGNALS,
+                 on_signal: Callable[[int], None] | None = None) -> None:
         self.signals = signals
+        self.on_signal = on_signal  # called with the signal, in the handler (keep it short: a file touched)
         self.signum: int | None = None
         self._previous: dict[int, Any] = {}
 
@@ -38,6 +40,8 @@ class StopOnSignal:
         self.signum = signum
         if signum == signal.SIGINT:  # the next Ctrl-C does what it did before (KeyboardInterrupt): no waiting
             signal.signal(signum, self._previous[signum])
+        if self.on_signal is not None:
+            self.on_signal(signum)
 
     def previous_handler(self, signum: int) -> Callable[[int, FrameType | None], Any] | None:
         """The handler of ``signum`` from before this context (None when it was the default/ignore)."""

@@ -27,6 +27,7 @@ from ganlab.errors import ConfigError
 from ganlab.naming import dir_label, short_override
 
 INDEX_NAME = "sweep_index.json"
+STOPPING_NAME = ".stopping"  # see SweepStopping
 # overrides that do not change what a job computes, so they do not change its identity
 IDENTITY_EXCLUDED = ("resume", "launcher")  # how a job is started is not what it computes
 
@@ -245,6 +246,33 @@ def sweep_summary(sweep_dir: Path) -> str:
     lines.append(f"  index: {sweep_dir / INDEX_NAME}")
     lines.append(f"  compare: python -m ganlab.compare {sweep_dir}")
     return "\n".join(lines)
+
+
+class SweepStopping:
+    """``<sweep dir>/.stopping``: the command was told to stop (Ctrl-C, SIGTERM) and waits for the jobs it runs
+    in other processes (``launcher=local_parallel``) to checkpoint. Those jobs look for it, as well as for
+    signals of their own (``kill -INT`` reaches the launching process alone): a running job stops at its next
+    step, one not begun does not begin. Calling it looks at the file at most every ``every_s`` seconds (a
+    stat per step would cost a CUDA-graphed step a few percent); once seen it stays seen."""
+
+    def __init__(self, sweep_dir: str | Path, every_s: float = 0.2) -> None:
+        self.path = Path(sweep_dir) / STOPPING_NAME
+        self.every_s = every_s
+        self._seen = False
+        self._next_look = 0.0
+
+    def mark(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.path.touch()
+
+    def clear(self) -> None:
+        self.path.unlink(missing_ok=True)
+
+    def __call__(self) -> bool:
+        if not self._seen and time.monotonic() >= self._next_look:
+            self._seen = self.path.exists()
+            self._next_look = time.monotonic() + self.every_s
+        return self._seen
 
 
 class SweepIndex:

@@ -1,5 +1,5 @@
 """ganlab's Hydra plugins: the ``sweep`` config group served from ``sweeps/``, the Optuna sweeper of
-``sweep=optuna``, and the population launchers.
+``sweep=optuna``, the population launchers and the local parallel launcher.
 
 Hydra finds plugins by scanning the ``hydra_plugins`` namespace package; an editable install
 (``pip install -e .``) hides this folder from that scan, so ganlab also registers them itself
@@ -19,11 +19,12 @@ def register_sources() -> None:
 
 
 def register_plugins() -> None:
-    """Make ganlab's Hydra plugins known to Hydra's plugin registry (the sweeper, the population launchers)."""
+    """Make ganlab's Hydra plugins known to Hydra's plugin registry (the sweeper, the launchers)."""
     from hydra.core.plugins import Plugins
 
     from hydra_plugins.ganlab_plugins.optuna_sweeper import OptunaSweeper
+    from hydra_plugins.ganlab_plugins.parallel_launcher import LocalParallelLauncher
     from hydra_plugins.ganlab_plugins.population_launcher import PopulationLauncher, SlurmPopulationLauncher
 
-    for plugin in (OptunaSweeper, PopulationLauncher, SlurmPopulationLauncher):
+    for plugin in (OptunaSweeper, LocalParallelLauncher, PopulationLauncher, SlurmPopulationLauncher):
         Plugins.instance().register(plugin)
