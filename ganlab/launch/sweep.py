@@ -135,7 +135,7 @@ def check_launcher(launcher: DictConfig) -> None:
     partition, too much memory: one line, ganlab.__main__); the population launchers check the rest.
     """
     target = str(launcher.get("_target_", ""))
-    if target.endswith("JoblibLauncher"):
+    if target.rsplit(".", 1)[-1] in ("JoblibLauncher", "LocalParallelLauncher"):  # Hydra's own, or ganlab's
         n_jobs = launcher.get("n_jobs")
         if not isinstance(n_jobs, int) or isinstance(n_jobs, bool) or n_jobs == 0:
             raise ConfigError(f"hydra.launcher.n_jobs={n_jobs!r}: must be an integer other than 0 "
