@@ -265,3 +265,42 @@ def test_hydras_override_dirname_subdir_with_a_path_value_keeps_one_index(tmp_pa
         assert (sweep / job_id / "checkpoints" / "step_00000002.pt").is_file()
     again = run_ganlab(args, cwd=tmp_path)
     assert (again.stdout + again.stderr).count("already finished (sweep index): skipped") == 2
+
+
+def test_a_job_lock_waits_for_its_holder_and_a_stop_gives_up(tmp_path):
+    from ganlab.launch.sweep import JobLock
+
+    first, second = JobLock(tmp_path, "job-000"), JobLock(tmp_path, "job-000")
+    told = []
+    with first:
+        assert first.wait(lambda: False, on_wait=lambda: told.append("first"))
+        assert JobLock(tmp_path, "job-001").wait(lambda: False, on_wait=lambda: told.append("other job"))
+        assert not second.wait(lambda: True, on_wait=lambda: told.append("second"))  # held: waits, then stops
+    assert told == ["second"]
+    with second:
+        assert second.wait(lambda: True, on_wait=lambda: told.append("again"))  # let go: taken at once
+    assert told == ["second"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("launcher", ["basic", "population"])
+def test_the_same_sweep_run_twice_at_once_trains_each_job_once(tmp_path, launcher):
+    # as after a Ctrl-C of a Slurm sweep's command while its jobs go on, then the command again; before, both ran
+    # each job into one folder: its metrics.jsonl held each step twice and its checkpoints came from either
+    sweep = tmp_path / "sweep"
+    args = ["-m", "seed=0,1", "model.middle_size=16", "trainer.max_steps=300", "trainer.log_every=25",
+            "eval.every=0", *FAST, f"hydra.sweep.dir={sweep}"]
+    commands = [[sys.executable, "-m", "ganlab", *args],
+                [sys.executable, "-m", "ganlab", *args, f"launcher={launcher}"]]
+    procs = [subprocess.Popen(c, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+             for c in commands]
+    outs = [proc.communicate(timeout=300)[0] for proc in procs]
+    assert [proc.returncode for proc in procs] == [0, 0], outs
+    for out in outs:
+        assert "2 jobs, 2 finished" in out, out
+    jobs = index(sweep)["jobs"]
+    assert len(jobs) == 2 and all(r["status"] == "finished" and r["attempts"] == 1 for r in jobs.values()), jobs
+    for job_id in jobs:
+        steps = [json.loads(line)["step"] for line in (sweep / job_id / "metrics.jsonl").read_text().splitlines()]
+        assert steps == list(range(25, 301, 25)), steps
+    assert "".join(outs).count("finished at step 300") == 2, outs  # each job trained by one of them

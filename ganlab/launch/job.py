@@ -17,7 +17,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from ganlab.config import run_context
 from ganlab.errors import INTERRUPTED_EXIT, ConfigError, Preempted
 from ganlab.launch.preemption import INTERRUPT_SIGNALS, PREEMPT_SIGNALS, StopOnSignal
-from ganlab.launch.sweep import SweepIndex, SweepStopping
+from ganlab.launch.sweep import JobLock, SweepIndex, SweepStopping
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +71,23 @@ class SweepJob:
         """The index record of an earlier attempt that finished (its objective is reused), else None."""
         done = self.index.job(self.job_id)
         return done if done.get("status") == "finished" else None
+
+    def lock(self) -> JobLock:
+        """The lock its running process holds (``JobLock``)."""
+        return JobLock(self.index.path.parent, self.job_id)
+
+    def say_waiting(self) -> None:
+        """Log that another process runs this job and this one waits for it."""
+        other = self.index.job(self.job_id)
+        where = f"Slurm job {other['slurm_job_id']}" if other.get("slurm_job_id") else f"pid {other.get('pid')}"
+        log.warning("job %s is running in another process (%s): waiting for it to end", self.job_id, where)
+
+    def taken_over(self) -> dict[str, Any] | None:
+        """Once the lock is held: the record of the process that was waited for, when it finished the job."""
+        done = self.finished_record()
+        if done is not None:
+            log.info("job %s was finished by another process: its result taken", self.job_id)
+        return done
 
     def start(self) -> None:
         """Mark the job running (one more attempt)."""
@@ -147,21 +164,26 @@ def run_sweep_job(cfg: DictConfig, hc: DictConfig, train: Callable[..., dict[str
     if stopping is not None and stopping():
         log.info("job %s not begun: the sweep is stopping", job.job_id)
         return None
-    job.start()
-    resume_automatically(cfg)
     # Ctrl-C too where a terminal's Ctrl-C reaches the job: in the command's own process or a local worker of it
     # (not a Slurm task)
     stop = StopOnSignal(INTERRUPT_SIGNALS if launcher.endswith("BasicLauncher") or stopping else PREEMPT_SIGNALS)
     requested = stop.requested if stopping is None else lambda: stop.requested() or stopping()
-    try:
-        with stop:
-            final = train(cfg, stop_requested=requested)
-        return job.finish(final, cfg.objective)
-    except Preempted as err:
-        job.preempt(err)
-        if stopping is not None and stop.signum in (None, signal.SIGINT):
-            return None  # the launching process says it, once, and stops the command (launch.parallel)
-        leave_preempted(stop)
-    except Exception as err:
-        job.fail(err)
-        raise
+    with stop, job.lock() as lock:  # the index records what happened before the lock is let go
+        if lock.wait(requested, on_wait=job.say_waiting):
+            done = job.taken_over()
+            if done is not None:
+                return done["objective"]
+            job.start()
+            resume_automatically(cfg)
+            try:
+                final = train(cfg, stop_requested=requested)
+                return job.finish(final, cfg.objective)
+            except Preempted as err:
+                job.preempt(err)
+            except Exception as err:
+                job.fail(err)
+                raise
+    # stopped by a signal: after checkpointing its step, or while it waited for another process (not begun)
+    if stopping is not None and stop.signum in (None, signal.SIGINT):
+        return None  # the launching process says it, once, and stops the command (launch.parallel)
+    leave_preempted(stop)

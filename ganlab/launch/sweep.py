@@ -17,9 +17,9 @@ import re
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
-from filelock import FileLock
+from filelock import FileLock, Timeout
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
@@ -28,6 +28,7 @@ from ganlab.naming import dir_label, short_override
 
 INDEX_NAME = "sweep_index.json"
 STOPPING_NAME = ".stopping"  # see SweepStopping
+RUNNING_DIR = ".running"  # the jobs' locks: see JobLock
 # overrides that do not change what a job computes, so they do not change its identity
 IDENTITY_EXCLUDED = ("resume", "launcher")  # how a job is started is not what it computes
 
@@ -273,6 +274,50 @@ class SweepStopping:
             self._seen = self.path.exists()
             self._next_look = time.monotonic() + self.every_s
         return self._seen
+
+
+class JobLock:
+    """Held by the process that runs a job, while it runs it: a second process asked to run the same job (the
+    same sweep command in another terminal, or run again after a Ctrl-C left its Slurm jobs going) waits for the
+    first, then takes its result or goes on from its checkpoint; two processes writing one run folder would
+    interleave its logs and checkpoints. The lock is the kernel's (flock): a process that dies lets go of it.
+    A file system without locks (some network mounts) runs the job unlocked, as before, with a warning."""
+
+    def __init__(self, sweep_dir: str | Path, job_id: str, poll_s: float = 0.5) -> None:
+        self.path = Path(sweep_dir) / RUNNING_DIR / f"{hashlib.sha1(job_id.encode()).hexdigest()[:16]}.lock"
+        self.job_id = job_id
+        self.poll_s = poll_s
+        self._lock = FileLock(self.path)
+        self.held = False
+
+    def wait(self, give_up: Callable[[], bool], on_wait: Callable[[], None]) -> bool:
+        """Take the lock, waiting (``on_wait()`` once) while another process holds it; False, not holding it,
+        when ``give_up()`` first (a stop signal while waiting)."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        waited = False
+        while True:
+            try:
+                self._lock.acquire(timeout=self.poll_s if waited else 0)
+                self.held = True
+                return True
+            except Timeout:
+                if not waited:
+                    on_wait()
+                    waited = True
+                if give_up():
+                    return False
+            except OSError as err:  # not a Timeout (caught above): flock refused
+                print(f"ganlab: warning: no lock for job {self.job_id} ({self.path}: {err.strerror}); it runs "
+                      "unlocked: do not run the same sweep twice at once", file=sys.stderr, flush=True)
+                return True
+
+    def __enter__(self) -> "JobLock":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if self.held:
+            self._lock.release()
+            self.held = False
 
 
 class SweepIndex:

@@ -42,6 +42,23 @@ def train_group(jobs: list[Job], stop: StopOnSignal | None = None, worker: int |
 
 
 def _train_group(jobs: list[Job], stop: StopOnSignal, worker: int | None) -> bool:
+    with contextlib.ExitStack() as held:  # each job's lock (JobLock), let go once its record says how it ended
+        ready = []
+        for job in sorted(jobs, key=lambda j: j.name):  # one order for every process: none waits on a waiter
+            lock = held.enter_context(job.record.lock())
+            if not lock.wait(stop.requested, on_wait=job.record.say_waiting):
+                return True  # stopped while another process ran this job: none of the group begun
+            done = job.record.taken_over()
+            if done is not None:
+                job.result = done["objective"]
+            else:
+                ready.append(job)
+        ready_ids = {id(job) for job in ready}
+        ready = [job for job in jobs if id(job) in ready_ids]  # the program's own order (by z_size)
+        return _train_ready(ready, stop, worker) if ready else False
+
+
+def _train_ready(jobs: list[Job], stop: StopOnSignal, worker: int | None) -> bool:
     for job in jobs:
         job.record.start()
         resume_automatically(job.cfg)
