@@ -108,7 +108,9 @@ def main() -> None:
         print(f"ganlab: error: {line}", file=sys.stderr)
         raise SystemExit(2) from None
     except KeyboardInterrupt:  # outside training (which checkpoints on the first Ctrl-C), or a second Ctrl-C
-        print("ganlab: interrupted (Ctrl-C)", file=sys.stderr)
+        from ganlab.launch.sweep import interrupted_line
+
+        print(interrupted_line(), file=sys.stderr)
         raise SystemExit(INTERRUPTED_EXIT) from None
     finally:
         os.environ.pop("HYDRA_FULL_ERROR", None)

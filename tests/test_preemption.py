@@ -71,6 +71,20 @@ def test_ctrl_c_outside_training_is_one_line_and_exit_130(monkeypatch, capsys):
         assert f'sys.exit(interruptible("ganlab.{module}", main))' in source, module
 
 
+def test_a_slurm_sweeps_command_says_on_ctrl_c_that_its_jobs_go_on(tmp_path, monkeypatch):
+    # the command waits for its Slurm jobs; a Ctrl-C of it stops the waiting, not the jobs
+    from ganlab.launch.sweep import SweepCallback, interrupted_line
+
+    monkeypatch.setattr(SweepCallback, "launcher", "")
+    assert interrupted_line() == "ganlab: interrupted (Ctrl-C)"
+    for launcher, goes_on in (("slurm", True), ("slurm_population", True), ("basic", False), ("population", False)):
+        cfg = compose_cfg(["launcher=" + launcher, f"hydra.sweep.dir={tmp_path / launcher}"], hydra_config=True)
+        SweepCallback().on_multirun_start(cfg)
+        line = interrupted_line()
+        assert line.startswith("ganlab: interrupted (Ctrl-C)")
+        assert ("the sweep's Slurm jobs go on (squeue shows them, scancel stops them)" in line) == goes_on, launcher
+
+
 LONG = ["model.middle_size=16", "trainer.max_steps=800", "trainer.log_every=25", "trainer.ckpt_every=100000",
         "eval.every=0", *FAST]
 

@@ -188,6 +188,8 @@ class SweepCallback(Callback):
     many jobs finished or failed, the best objective, where the index is, how to compare the runs).
     """
 
+    launcher: str = ""  # the launcher (_target_) of the multirun this process launches: what a Ctrl-C of it says
+
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
         """Check Hydra's options that a single run depends on."""
         try:
@@ -203,6 +205,7 @@ class SweepCallback(Callback):
             check_subdir(str(config.hydra.sweep._get_node("subdir")._value()))
         except ConfigError as err:
             stop_on(err)
+        SweepCallback.launcher = str(config.hydra.launcher.get("_target_", ""))
         sweep_dir = str(config.hydra.sweep.dir)
         with read_write(config.hydra), open_dict(config.hydra):
             config.hydra.sweep.dir = sweep_dir
@@ -224,6 +227,15 @@ class SweepCallback(Callback):
         print(sweep_summary(sweep_dir), flush=True)
         if any(r.get("status") == "failed" for r in SweepIndex(sweep_dir).read()["jobs"].values()):
             raise SystemExit(2)  # the jobs' errors were printed as one line each, listed again above
+
+
+def interrupted_line() -> str:
+    """What a Ctrl-C of the command says where training did not take it (a second one, or outside training); for a
+    Slurm sweep's command, which waits for its jobs, that the jobs go on without it."""
+    if SweepCallback.launcher.rsplit(".", 1)[-1] in ("SlurmLauncher", "SlurmPopulationLauncher"):
+        return ("ganlab: interrupted (Ctrl-C); the sweep's Slurm jobs go on (squeue shows them, scancel stops them), "
+                "and the same command waits for them and reports the sweep")
+    return "ganlab: interrupted (Ctrl-C)"
 
 
 def sweep_summary(sweep_dir: Path) -> str:
