@@ -247,6 +247,22 @@ def test_a_sweep_subdir_gives_each_job_its_own_folder_in_the_sweeps():
 
 
 @pytest.mark.parametrize("launcher", ["basic", "population"])
+def test_a_subdir_a_resolver_puts_outside_the_sweep_fails_each_job_in_one_line(tmp_path, launcher):
+    # check_subdir sees only the unresolved value; before, each job trained outside the sweep's folder, keyed in
+    # its index by an absolute path that ganlab.compare <sweep> never found
+    sweep, outside = tmp_path / "sweep", tmp_path / "elsewhere"
+    args = ["-m", "seed=0,1", *TINY, *FAST, f"launcher={launcher}", f"hydra.sweep.dir={sweep}",
+            "hydra.sweep.subdir=${oc.env:RUNS}/${hydra.job.num}"]
+    proc = run_ganlab(args, cwd=tmp_path, env={"RUNS": str(outside)}, check=False)
+    assert proc.returncode == 2, proc.stderr
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("ganlab: error:")]
+    assert len(errors) == 2 and all(f"hydra.sweep.subdir put this job in {outside}/" in e for e in errors), errors
+    assert "2 jobs, 2 failed" in proc.stdout
+    assert {r["status"] for r in index(sweep)["jobs"].values()} == {"failed"}
+    assert not list(outside.rglob("*.pt")) and not list(outside.rglob("metrics.jsonl"))  # nothing trained there
+
+
+@pytest.mark.parametrize("launcher", ["basic", "population"])
 def test_hydras_override_dirname_subdir_with_a_path_value_keeps_one_index(tmp_path, launcher):
     # Hydra's documented `hydra.sweep.subdir=${hydra.job.override_dirname}`: the pinned launcher overrides were
     # resolved (the jobs' own overrides, then "mismatched input '='"); a value with a '/' nests the job's folder,

@@ -67,6 +67,16 @@ class SweepJob:
         return cls(Path(str(hc.runtime.output_dir)), Path(str(hc.sweep.dir)), list(hc.overrides.task),
                    OmegaConf.select(hc, "job.num", default=None))
 
+    def outside_error(self) -> ConfigError | None:
+        """The error of a job whose folder is outside its sweep's: ``check_subdir`` refuses such a
+        ``hydra.sweep.subdir`` written out (``/a/${hydra.job.num}``); one that only a resolver makes absolute
+        (``${oc.env:RUNS}/${hydra.job.num}``) shows here, where the job's folder is known."""
+        if not Path(self.job_id).is_absolute():
+            return None
+        return ConfigError(f"hydra.sweep.subdir put this job in {self.dir}, outside hydra.sweep.dir (where the sweep's "
+                           "index is and ganlab.compare looks); use one folder per job inside it, e.g. "
+                           "${hydra.job.num}")
+
     def finished_record(self) -> dict[str, Any] | None:
         """The index record of an earlier attempt that finished (its objective is reused), else None."""
         done = self.index.job(self.job_id)
@@ -154,6 +164,10 @@ def run_sweep_job(cfg: DictConfig, hc: DictConfig, train: Callable[..., dict[str
     """Run ``train(cfg)`` as one job of a multirun whose Hydra config is ``hc``; return its objective (None for a
     job of a stopping sweep: not begun, or stopped after checkpointing its step)."""
     job = SweepJob.of_hydra(hc)
+    outside = job.outside_error()
+    if outside is not None:
+        job.fail(outside)  # in the sweep's index, so that its summary lists it and the command exits 2
+        raise outside
     done = job.finished_record()
     if done is not None:
         log.info("job %s already finished (sweep index): skipped", job.job_id)

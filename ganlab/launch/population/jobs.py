@@ -112,6 +112,13 @@ def prepare_all(launcher: Any, job_overrides: Sequence[Sequence[str]], initial_j
         job = prepare(launcher.hydra_context, launcher.config, overrides, initial_job_idx + offset,
                       getattr(launcher, "composed", None))
         launcher.hydra_context.callbacks.on_job_start(config=job.sweep_config, task_function=launcher.task_function)
+        outside = job.record.outside_error()
+        if outside is not None:  # as a basic-launcher job: its one line, failed in the sweep's index
+            print_error(job, str(outside))
+            job.record.fail(outside)
+            job.extra["skipped"] = True
+            jobs.append(job)
+            continue
         done = job.record.finished_record()
         if done is not None:
             log.info("job %s already finished (sweep index): skipped", job.name)
