@@ -41,7 +41,11 @@ def load_failure(err: Exception) -> str:
     if found:  # "Unsupported operand 123" (not a torch file), "Unsupported global: GLOBAL x.Y was not ..." (code)
         return "weights_only load: " + found[1].split(" Please use")[0].strip()
     lines = [line.strip() for line in str(err).splitlines() if line.strip()]
-    return f"{type(err).__name__}: {lines[0]}" if lines else type(err).__name__
+    if not lines:
+        return type(err).__name__
+    if "failed finding central directory" in lines[0]:  # torch's zip reader on a file cut short
+        return "cut short: a copy or save that did not finish?"
+    return f"{type(err).__name__}: {lines[0].split('. ')[0]}"  # torch adds sentences of advice
 
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
@@ -49,6 +53,10 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise ResumeError(f"checkpoint {path} does not exist")
+    with path.open("rb") as f:
+        magic = f.read(4)
+    if magic != b"PK\x03\x04" and not magic.startswith(b"\x80"):  # torch.save's zip file; its older pickle format
+        raise ResumeError(f"{path} is not a ganlab checkpoint (not a file torch.save wrote)")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:

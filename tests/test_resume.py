@@ -118,12 +118,16 @@ def test_resume_errors(tmp_path):
         train(compose_cfg([*BASE, f"resume={tmp_path / 'missing.pt'}"], run_dir=tmp_path / "r"))
     junk = tmp_path / "junk.pt"
     junk.write_bytes(b"not a checkpoint")
-    with pytest.raises(ResumeError, match="not a loadable ganlab checkpoint") as raised:
+    with pytest.raises(ResumeError) as raised:  # torch.load said "Unsupported operand 110" ('n', its first byte)
         train(compose_cfg([*BASE, f"resume={junk}"], run_dir=tmp_path / "r"))
+    assert str(raised.value) == f"{junk} is not a ganlab checkpoint (not a file torch.save wrote)"
+    pickled = tmp_path / "pickled.pt"
+    pickled.write_bytes(b"\x80\x02" + b"not a checkpoint")  # a pickle's header, then junk
+    with pytest.raises(ResumeError) as raised:
+        train(compose_cfg([*BASE, f"resume={pickled}"], run_dir=tmp_path / "r"))
     # one line with torch's reason, not its dozen lines of weights_only advice
-    message = str(raised.value)  # torch 2.14: "... (weights_only load: Unsupported operand 110)", 'n' its first byte
-    assert message.startswith(f"{junk} is not a loadable ganlab checkpoint (weights_only load: ")
-    assert "\n" not in message
+    message = str(raised.value)
+    assert message.startswith(f"{pickled} is not a loadable ganlab checkpoint (") and "\n" not in message
     train(compose_cfg([*BASE, "trainer.max_steps=2"], run_dir=tmp_path / "small"))
     small = tmp_path / "small/checkpoints/step_00000002.pt"
     with pytest.raises(ResumeError, match="does not match") as raised:
@@ -148,6 +152,18 @@ def test_the_same_finished_command_again_reports_its_run(tmp_path, capsys):
     again = train(compose_cfg([*BASE, "trainer.max_steps=4", "resume=auto"], run_dir=run_dir))
     assert again == first and losses(run_dir) == rows  # nothing trained, nothing logged twice
     assert f"ganlab: run already finished at step 4: {run_dir}" in capsys.readouterr().out
+
+
+def test_a_checkpoint_cut_short_says_so_in_one_line(tmp_path):
+    path = tmp_path / "whole.pt"
+    torch.save({"step": 1, "generator": {"w": torch.zeros(1000)}}, path)
+    cut = tmp_path / "cut.pt"
+    cut.write_bytes(path.read_bytes()[:1000])  # a copy that stopped: torch's zip reader finds no central directory
+    with pytest.raises(ResumeError) as raised:
+        load_checkpoint(cut)
+    assert str(raised.value) == f"{cut} is not a loadable ganlab checkpoint (cut short: a copy or save that did not " \
+                                "finish?)"
+    assert load_checkpoint(path)["step"] == 1
 
 
 class Code:  # a pickled class: weights_only refuses to load it
