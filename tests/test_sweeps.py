@@ -298,6 +298,25 @@ def test_a_job_lock_waits_for_its_holder_and_a_stop_gives_up(tmp_path):
     assert told == ["second"]
 
 
+def test_only_a_jobs_first_process_takes_its_lock(tmp_path, monkeypatch):
+    # a DDP job is several processes each running it: rank 1 waited for rank 0's lock, rank 0 for rank 1 to join
+    from ganlab.launch.job import SweepJob, process_rank
+
+    for name in ("RANK", "SUBMITIT_EXECUTOR", "SUBMITIT_LOCAL_GLOBALID"):
+        monkeypatch.delenv(name, raising=False)
+    job = SweepJob(tmp_path / "sweep" / "job-000", tmp_path / "sweep", [], 0)
+    assert process_rank() == 0 and job.lock().enabled
+    monkeypatch.setenv("SUBMITIT_EXECUTOR", "local")  # a submitit task of tasks_per_node=2, before DDP exports RANK
+    monkeypatch.setenv("SUBMITIT_LOCAL_GLOBALID", "1")
+    assert process_rank() == 1 and not job.lock().enabled
+    monkeypatch.setenv("RANK", "0")  # torchrun's
+    assert process_rank() == 0 and job.lock().enabled
+    with job.lock() as held:
+        monkeypatch.setenv("RANK", "1")
+        assert job.lock().wait(lambda: True, on_wait=lambda: None)  # rank 1 runs beside rank 0's lock
+        assert held.wait(lambda: True, on_wait=lambda: None)
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("launcher", ["basic", "population"])
 def test_the_same_sweep_run_twice_at_once_trains_each_job_once(tmp_path, launcher):

@@ -40,6 +40,18 @@ def objective_value(final: dict[str, Any], metric: str) -> float:
     return float(values[metric])
 
 
+def process_rank() -> int:
+    """This process's rank among the processes of one job: torchrun's ``RANK``, or a submitit job's task
+    (``hydra.launcher.tasks_per_node=N``, before ``hardware.ddp`` exports it as ``RANK``); 0 for one process."""
+    if "RANK" in os.environ:
+        return int(os.environ["RANK"])
+    if "SUBMITIT_EXECUTOR" in os.environ:
+        from submitit import JobEnvironment
+
+        return JobEnvironment().global_rank
+    return 0
+
+
 def job_id(job_dir: Path, sweep_dir: Path) -> str:
     """A job's key in its sweep's index: its directory relative to the sweep's (absolute when outside it)."""
     try:
@@ -83,8 +95,9 @@ class SweepJob:
         return done if done.get("status") == "finished" else None
 
     def lock(self) -> JobLock:
-        """The lock its running process holds (``JobLock``)."""
-        return JobLock(self.index.path.parent, self.job_id)
+        """The lock its running process holds (``JobLock``): its first, where one job is several processes (DDP
+        ranks: each runs this job; the others would wait for the first, which waits for them to join it)."""
+        return JobLock(self.index.path.parent, self.job_id, enabled=process_rank() == 0)
 
     def say_waiting(self) -> None:
         """Log that another process runs this job and this one waits for it."""

@@ -295,16 +295,19 @@ class JobLock:
     interleave its logs and checkpoints. The lock is the kernel's (flock): a process that dies lets go of it.
     A file system without locks (some network mounts) runs the job unlocked, as before, with a warning."""
 
-    def __init__(self, sweep_dir: str | Path, job_id: str, poll_s: float = 0.5) -> None:
+    def __init__(self, sweep_dir: str | Path, job_id: str, poll_s: float = 0.5, enabled: bool = True) -> None:
         self.path = Path(sweep_dir) / RUNNING_DIR / f"{hashlib.sha1(job_id.encode()).hexdigest()[:16]}.lock"
         self.job_id = job_id
         self.poll_s = poll_s
+        self.enabled = enabled  # False: another process of the same job holds it (a DDP rank > 0)
         self._lock = FileLock(self.path)
         self.held = False
 
     def wait(self, give_up: Callable[[], bool], on_wait: Callable[[], None]) -> bool:
         """Take the lock, waiting (``on_wait()`` once) while another process holds it; False, not holding it,
         when ``give_up()`` first (a stop signal while waiting)."""
+        if not self.enabled:
+            return True
         self.path.parent.mkdir(parents=True, exist_ok=True)
         waited = False
         while True:
