@@ -14,8 +14,8 @@ import pytest
 import torch
 
 from ganlab.errors import Preempted
+from ganlab.launch.coordination import SweepStopping
 from ganlab.launch.preemption import INTERRUPT_SIGNALS, StopOnSignal
-from ganlab.launch.sweep import SweepStopping
 from ganlab.tracking import Tracker
 from ganlab.tracking.wandb_run import WandbLogger
 from ganlab.train import train
@@ -141,8 +141,12 @@ def test_a_stopped_local_parallel_sweep_checkpoints_every_running_job_and_the_sa
     if signum == signal.SIGINT:
         assert proc.stderr.splitlines()[-1] == "ganlab: interrupted (Ctrl-C); the same command resumes the sweep"
     jobs = json.loads((sweep / "sweep_index.json").read_text())["jobs"]
-    assert len(jobs) == 2 and {r["status"] for r in jobs.values()} == {"preempted"}  # the third never began
-    for job_id, record in jobs.items():
+    stopped = {job_id: r for job_id, r in jobs.items() if r["status"] == "preempted"}
+    # none left "running"; on a loaded machine one job may finish before the other logged its rows (its worker
+    # started seconds earlier), and the third then began in its place; else the third never began
+    finished = [job_id for job_id, r in jobs.items() if r["status"] == "finished"]
+    assert stopped and len(stopped) + len(finished) == len(jobs) and (len(jobs) == 2 or finished), (jobs, proc.stderr)
+    for job_id, record in stopped.items():
         step = record["stopped_at_step"]
         assert [p.name for p in (sweep / job_id / "checkpoints").glob("*.pt")] == [f"step_{step:08d}.pt"]
         assert 0 < step < 800
@@ -152,7 +156,7 @@ def test_a_stopped_local_parallel_sweep_checkpoints_every_running_job_and_the_sa
     run_ganlab(args, cwd=tmp_path)
     resumed = json.loads((sweep / "sweep_index.json").read_text())["jobs"]
     assert len(resumed) == 3 and {r["status"] for r in resumed.values()} == {"finished"}
-    for job_id in jobs:
+    for job_id in stopped:
         assert resumed[job_id]["attempts"] == 2
         assert logged_steps(sweep / job_id) == list(range(25, 801, 25))  # every row once, none lost or repeated
 

@@ -284,7 +284,7 @@ def test_hydras_override_dirname_subdir_with_a_path_value_keeps_one_index(tmp_pa
 
 
 def test_a_job_lock_waits_for_its_holder_and_a_stop_gives_up(tmp_path):
-    from ganlab.launch.sweep import JobLock
+    from ganlab.launch.coordination import JobLock
 
     first, second = JobLock(tmp_path, "job-000"), JobLock(tmp_path, "job-000")
     told = []

@@ -16,8 +16,9 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from ganlab.config import run_context
 from ganlab.errors import INTERRUPTED_EXIT, ConfigError, Preempted
+from ganlab.launch.coordination import JobLock, SweepStopping
 from ganlab.launch.preemption import INTERRUPT_SIGNALS, PREEMPT_SIGNALS, StopOnSignal
-from ganlab.launch.sweep import JobLock, SweepIndex, SweepStopping
+from ganlab.launch.sweep import SweepIndex
 
 log = logging.getLogger(__name__)
 
@@ -193,7 +194,8 @@ def run_sweep_job(cfg: DictConfig, hc: DictConfig, train: Callable[..., dict[str
         return None
     # Ctrl-C too where a terminal's Ctrl-C reaches the job: in the command's own process or a local worker of it
     # (not a Slurm task)
-    stop = StopOnSignal(INTERRUPT_SIGNALS if launcher.endswith("BasicLauncher") or stopping else PREEMPT_SIGNALS)
+    in_reach = launcher.endswith("BasicLauncher") or stopping is not None
+    stop = StopOnSignal(INTERRUPT_SIGNALS if in_reach else PREEMPT_SIGNALS)
     requested = stop.requested if stopping is None else lambda: stop.requested() or stopping()
     with stop, job.lock() as lock:  # the index records what happened before the lock is let go
         if lock.wait(requested, on_wait=job.say_waiting):

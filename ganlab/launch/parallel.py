@@ -14,9 +14,9 @@ from typing import Any, Sequence
 
 from hydra.core.utils import JobReturn
 
+from ganlab.launch.coordination import SweepStopping
 from ganlab.launch.job import leave_preempted
 from ganlab.launch.preemption import INTERRUPT_SIGNALS, StopOnSignal
-from ganlab.launch.sweep import SweepStopping
 
 
 def launch_stoppably(launcher: Any, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> list[JobReturn]:

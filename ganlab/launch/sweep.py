@@ -17,9 +17,9 @@ import re
 import sys
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
-from filelock import FileLock, Timeout
+from filelock import FileLock
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
@@ -27,8 +27,6 @@ from ganlab.errors import ConfigError
 from ganlab.naming import dir_label, short_override
 
 INDEX_NAME = "sweep_index.json"
-STOPPING_NAME = ".stopping"  # see SweepStopping
-RUNNING_DIR = ".running"  # the jobs' locks: see JobLock
 # overrides that do not change what a job computes, so they do not change its identity
 IDENTITY_EXCLUDED = ("resume", "launcher")  # how a job is started is not what it computes
 
@@ -259,80 +257,6 @@ def sweep_summary(sweep_dir: Path) -> str:
     lines.append(f"  index: {sweep_dir / INDEX_NAME}")
     lines.append(f"  compare: python -m ganlab.compare {sweep_dir}")
     return "\n".join(lines)
-
-
-class SweepStopping:
-    """``<sweep dir>/.stopping``: the command was told to stop (Ctrl-C, SIGTERM) and waits for the jobs it runs
-    in other processes (``launcher=local_parallel``) to checkpoint. Those jobs look for it, as well as for
-    signals of their own (``kill -INT`` reaches the launching process alone): a running job stops at its next
-    step, one not begun does not begin. Calling it looks at the file at most every ``every_s`` seconds (a
-    stat per step would cost a CUDA-graphed step a few percent); once seen it stays seen."""
-
-    def __init__(self, sweep_dir: str | Path, every_s: float = 0.2) -> None:
-        self.path = Path(sweep_dir) / STOPPING_NAME
-        self.every_s = every_s
-        self._seen = False
-        self._next_look = 0.0
-
-    def mark(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.path.touch()
-
-    def clear(self) -> None:
-        self.path.unlink(missing_ok=True)
-
-    def __call__(self) -> bool:
-        if not self._seen and time.monotonic() >= self._next_look:
-            self._seen = self.path.exists()
-            self._next_look = time.monotonic() + self.every_s
-        return self._seen
-
-
-class JobLock:
-    """Held by the process that runs a job, while it runs it: a second process asked to run the same job (the
-    same sweep command in another terminal, or run again after a Ctrl-C left its Slurm jobs going) waits for the
-    first, then takes its result or goes on from its checkpoint; two processes writing one run folder would
-    interleave its logs and checkpoints. The lock is the kernel's (flock): a process that dies lets go of it.
-    A file system without locks (some network mounts) runs the job unlocked, as before, with a warning."""
-
-    def __init__(self, sweep_dir: str | Path, job_id: str, poll_s: float = 0.5, enabled: bool = True) -> None:
-        self.path = Path(sweep_dir) / RUNNING_DIR / f"{hashlib.sha1(job_id.encode()).hexdigest()[:16]}.lock"
-        self.job_id = job_id
-        self.poll_s = poll_s
-        self.enabled = enabled  # False: another process of the same job holds it (a DDP rank > 0)
-        self._lock = FileLock(self.path)
-        self.held = False
-
-    def wait(self, give_up: Callable[[], bool], on_wait: Callable[[], None]) -> bool:
-        """Take the lock, waiting (``on_wait()`` once) while another process holds it; False, not holding it,
-        when ``give_up()`` first (a stop signal while waiting)."""
-        if not self.enabled:
-            return True
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        waited = False
-        while True:
-            try:
-                self._lock.acquire(timeout=self.poll_s if waited else 0)
-                self.held = True
-                return True
-            except Timeout:
-                if not waited:
-                    on_wait()
-                    waited = True
-                if give_up():
-                    return False
-            except OSError as err:  # not a Timeout (caught above): flock refused
-                print(f"ganlab: warning: no lock for job {self.job_id} ({self.path}: {err.strerror}); it runs "
-                      "unlocked: do not run the same sweep twice at once", file=sys.stderr, flush=True)
-                return True
-
-    def __enter__(self) -> "JobLock":
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        if self.held:
-            self._lock.release()
-            self.held = False
 
 
 class SweepIndex:
