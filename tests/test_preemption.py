@@ -151,7 +151,7 @@ def test_a_stopped_local_parallel_sweep_checkpoints_every_running_job_and_the_sa
         assert [p.name for p in (sweep / job_id / "checkpoints").glob("*.pt")] == [f"step_{step:08d}.pt"]
         assert 0 < step < 800
     assert not (sweep / ".stopping").exists()
-    if signum == signal.SIGTERM:
+    if not to_group:  # the resume is the same after either stop; once is enough for the suite's time
         return
     run_ganlab(args, cwd=tmp_path)
     resumed = json.loads((sweep / "sweep_index.json").read_text())["jobs"]
