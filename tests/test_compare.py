@@ -100,22 +100,38 @@ def test_compare_sorts_by_recall_descending_and_shows_the_prdc_columns(sweep, tm
     assert all(f"eval/{k}" in table for k in ("precision", "recall", "density", "coverage"))
 
 
-def test_short_loss_curves_tell_g_loss_from_d_loss_by_marker():
-    # one logged point per key: line styles draw nothing, so the markers must differ
+def test_a_colour_is_a_loss_in_every_panel_and_a_rank_its_marker():
+    # the top panels coloured by loss, the curves by rank, from one palette: C0 was bce above and #1 (hinge) below.
+    # One logged point per key: line styles draw nothing, so g_loss and d_loss differ by fill
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.colors import to_hex
 
-    from ganlab.report.plots import _curves
+    from ganlab.report.plots import _curves, _metric_vs, loss_colours
     from ganlab.report.runs import ConfigRow, RunRecord
 
-    run = RunRecord(path=Path("."), overrides=[], config={}, choices={}, final={},
-                    curves=[{"step": 3, "g_loss": 0.7, "d_loss": 1.4}])
-    fig, ax = plt.subplots()
-    _curves(ax, [ConfigRow("a", [run], {})], "metrics", ("g_loss", "d_loss"), "losses")
-    lines = {line.get_label(): line for line in ax.get_lines()}
-    assert set(lines) == {"#1 g_loss", "#1 d_loss"}
-    assert lines["#1 g_loss"].get_marker() != lines["#1 d_loss"].get_marker()
-    assert lines["#1 g_loss"].get_color() == lines["#1 d_loss"].get_color()  # one config, one colour
+    def run(loss: str, lr: float, fid: float) -> RunRecord:
+        return RunRecord(path=Path("."), overrides=[], config={"optimizer": {"generator": {"lr": lr}}},
+                         choices={"loss": loss}, final={"eval/fid_clf": fid},
+                         curves=[{"step": 3, "g_loss": 0.7, "d_loss": 1.4}])
+
+    rows = [ConfigRow("h", [run("hinge", 2e-4, 10.0)], {}), ConfigRow("b", [run("bce", 1e-4, 20.0)], {}),
+            ConfigRow("b2", [run("bce", 2e-4, 30.0)], {})]  # best first, as compare sorts them
+    colours = loss_colours(rows)
+    assert colours == {"bce": "C0", "hinge": "C1"}
+    fig, (top, curves) = plt.subplots(1, 2)
+    _metric_vs(top, rows, "eval/fid_clf", "optimizer.generator.lr", "lr", log_x=True, colours=colours)
+    handles, labels = top.get_legend_handles_labels()
+    hexes = {label: to_hex(handle.lines[0].get_color()) for handle, label in zip(handles, labels)}
+    assert hexes == {"loss=bce": to_hex("C0"), "loss=hinge": to_hex("C1")}
+    _curves(curves, rows, "metrics", ("g_loss", "d_loss"), "losses", colours)
+    lines = {line.get_label(): line for line in curves.get_lines()}
+    assert set(lines) == {f"#{r} {k}" for r in (1, 2, 3) for k in ("g_loss", "d_loss")}
+    assert [to_hex(lines[f"#{r} g_loss"].get_color()) for r in (1, 2, 3)] == [hexes["loss=hinge"], hexes["loss=bce"],
+                                                                               hexes["loss=bce"]]
+    assert len({lines[f"#{r} g_loss"].get_marker() for r in (1, 2, 3)}) == 3  # the two bce configs apart
+    assert lines["#1 g_loss"].get_marker() == lines["#1 d_loss"].get_marker()
+    assert lines["#1 g_loss"].get_markerfacecolor() != lines["#1 d_loss"].get_markerfacecolor()
     plt.close(fig)

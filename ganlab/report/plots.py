@@ -1,4 +1,7 @@
-"""The comparison figure of a sweep: metric vs learning rate per loss, metric vs z_size, curves of the top configs."""
+"""The comparison figure of a sweep: metric vs learning rate per loss, metric vs z_size, curves of the top configs.
+
+A colour is a loss in every panel (the top configs' curves take their loss's colour); in the curves a config's
+rank is its marker and a key its line style and fill, so one logged point still tells them apart."""
 
 from __future__ import annotations
 
@@ -21,18 +24,24 @@ def _by_loss(rows: list[ConfigRow], metric: str, x_key: str) -> dict[str, dict[f
         for run in row.runs:
             x, y = run.value(x_key), run.final.get(metric)
             if isinstance(x, (int, float)) and y is not None and math.isfinite(y):
-                loss = run.choices.get("loss") or str(run.value("loss._target_")).rsplit(".", 1)[-1]
-                out.setdefault(loss, {}).setdefault(float(x), []).append(y)
+                out.setdefault(run.loss, {}).setdefault(float(x), []).append(y)
     return out
 
 
-def _metric_vs(ax: plt.Axes, rows: list[ConfigRow], metric: str, x_key: str, label: str, log_x: bool) -> None:
+def loss_colours(rows: list[ConfigRow]) -> dict[str, str]:
+    """Each loss of the sweep its colour, the same in every panel."""
+    losses = sorted({run.loss for row in rows for run in row.runs})
+    return {loss: f"C{i % 10}" for i, loss in enumerate(losses)}
+
+
+def _metric_vs(ax: plt.Axes, rows: list[ConfigRow], metric: str, x_key: str, label: str, log_x: bool,
+               colours: dict[str, str]) -> None:
     series = _by_loss(rows, metric, x_key)
     for loss, points in sorted(series.items()):
         xs = sorted(points)
         means = [statistics.fmean(points[x]) for x in xs]
         stds = [statistics.stdev(points[x]) if len(points[x]) > 1 else 0.0 for x in xs]
-        ax.errorbar(xs, means, yerr=stds, marker="o", capsize=3, label=f"loss={loss}")
+        ax.errorbar(xs, means, yerr=stds, marker="o", capsize=3, color=colours[loss], label=f"loss={loss}")
     if log_x and series:
         ax.set_xscale("log")
     ax.set_xlabel(label)
@@ -48,19 +57,25 @@ def _first_run(row: ConfigRow) -> RunRecord:
     return row.runs[0]
 
 
-def _curves(ax: plt.Axes, rows: list[ConfigRow], source: str, keys: tuple[str, ...], title: str) -> None:
+RANK_MARKERS = ("o", "s", "^", "D", "v", "P", "*", "X")
+
+
+def _curves(ax: plt.Axes, rows: list[ConfigRow], source: str, keys: tuple[str, ...], title: str,
+            colours: dict[str, str] | None = None) -> None:
     drawn = False
     for rank, row in enumerate(rows, 1):
         run = _first_run(row)
         points = run.curves if source == "metrics" else run.evals
-        # the rank is the colour, the key the line style; a short series is a few dots, so each key also
-        # gets its own marker (a single logged point would otherwise draw g_loss and d_loss alike)
-        for key, style, marker in zip(keys, ("-", "--"), ("o", "x")):
+        colour = (colours or {}).get(run.loss, f"C{(rank - 1) % 10}")
+        marker = RANK_MARKERS[(rank - 1) % len(RANK_MARKERS)]
+        # the loss is the colour, the rank the marker (about ten along a curve), the key the line style and the
+        # fill: a single logged point still tells g_loss (filled) from d_loss (hollow)
+        for key, style, fill in zip(keys, ("-", "--"), (colour, "none")):
             xy = [(p["step"], p[key]) for p in points if key in p and p[key] is not None and math.isfinite(p[key])]
             if xy:
                 steps, values = zip(*xy)
-                ax.plot(steps, values, style, color=f"C{rank - 1}", label=f"#{rank} {key}",
-                        marker=marker if len(xy) < 20 else None)
+                ax.plot(steps, values, style, color=colour, label=f"#{rank} {key}", marker=marker,
+                        markerfacecolor=fill, markevery=max(1, len(xy) // 10))
                 drawn = True
     ax.set_xlabel("step")
     ax.set_title(title)
@@ -74,11 +89,13 @@ def plot_comparison(rows: list[ConfigRow], metric: str, path: Path, top: int = 3
     """One PNG with four panels; the top configs are ``rows[:top]`` (rows come sorted best first)."""
     best = rows[:top]
     fig, axes = plt.subplots(2, 2, figsize=(11, 8), dpi=80)
-    _metric_vs(axes[0, 0], rows, metric, "optimizer.generator.lr", "learning rate (G)", log_x=True)
-    _metric_vs(axes[0, 1], rows, metric, "model.z_size", "z_size", log_x=False)
-    _curves(axes[1, 0], best, "metrics", ("g_loss", "d_loss"), f"losses of the top {len(best)} configs (first seed)")
+    colours = loss_colours(rows)
+    _metric_vs(axes[0, 0], rows, metric, "optimizer.generator.lr", "learning rate (G)", log_x=True, colours=colours)
+    _metric_vs(axes[0, 1], rows, metric, "model.z_size", "z_size", log_x=False, colours=colours)
+    _curves(axes[1, 0], best, "metrics", ("g_loss", "d_loss"), f"losses of the top {len(best)} configs (first seed)",
+            colours)
     source = "eval" if metric.startswith("eval/") else "metrics"
-    _curves(axes[1, 1], best, source, (metric,), f"{metric} of the top {len(best)} configs (first seed)")
+    _curves(axes[1, 1], best, source, (metric,), f"{metric} of the top {len(best)} configs (first seed)", colours)
     shared = shared_overrides(rows)
     legend = "\n".join(f"#{i}: {label(row, shared)}" for i, row in enumerate(best, 1))
     fig.text(0.01, 0.005, legend, fontsize=7, va="bottom", family="monospace")

@@ -55,6 +55,11 @@ class RunRecord:
         kept = [o for o in self.overrides if not o.lstrip("+~").startswith(BOOKKEEPING)]
         return ",".join(sorted(kept)) or "(defaults)"
 
+    @property
+    def loss(self) -> str:
+        """The loss option the run chose (its Hydra choice, else its loss class)."""
+        return self.choices.get("loss") or str(self.value("loss._target_")).rsplit(".", 1)[-1]
+
     def value(self, dotted: str) -> Any:
         """A config value by dotted key, None when absent."""
         node: Any = self.config

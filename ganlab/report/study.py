@@ -33,11 +33,6 @@ class LossStudy:
         return min(scored, key=lambda vr: vr[0])[1] if scored else None
 
 
-def loss_of(run: RunRecord) -> str:
-    """The loss option a run chose (its Hydra choice, else its loss class)."""
-    return run.choices.get("loss") or str(run.value("loss._target_")).rsplit(".", 1)[-1]
-
-
 def is_random_search(runs: list[RunRecord]) -> bool:
     """True when the runs came from a random-search sweeper (Optuna's RandomSampler): a study."""
     return any(str(r.hydra_value(SAMPLER_KEY)).endswith("RandomSampler") for r in runs)
@@ -47,7 +42,7 @@ def studies(runs: list[RunRecord], metric: str, descending: bool = False) -> lis
     """The runs grouped by loss, each group's budget curve on ``metric`` (lower is better unless descending)."""
     by_loss: dict[str, list[RunRecord]] = {}
     for run in sorted(runs, key=lambda r: (r.num if r.num is not None else 0, str(r.path))):  # trial order
-        by_loss.setdefault(loss_of(run), []).append(run)
+        by_loss.setdefault(run.loss, []).append(run)
     out = []
     for loss, members in sorted(by_loss.items()):
         values = [r.final.get(metric) if isinstance(r.final.get(metric), (int, float)) else None for r in members]
