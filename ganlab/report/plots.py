@@ -61,12 +61,12 @@ RANK_MARKERS = ("o", "s", "^", "D", "v", "P", "*", "X")
 
 
 def _curves(ax: plt.Axes, rows: list[ConfigRow], source: str, keys: tuple[str, ...], title: str,
-            colours: dict[str, str] | None = None) -> None:
+            colours: dict[str, str]) -> None:
     drawn = False
     for rank, row in enumerate(rows, 1):
         run = _first_run(row)
         points = run.curves if source == "metrics" else run.evals
-        colour = (colours or {}).get(run.loss, f"C{(rank - 1) % 10}")
+        colour = colours[run.loss]
         marker = RANK_MARKERS[(rank - 1) % len(RANK_MARKERS)]
         # the loss is the colour, the rank the marker (about ten along a curve), the key the line style and the
         # fill: a single logged point still tells g_loss (filled) from d_loss (hollow)

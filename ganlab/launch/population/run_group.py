@@ -43,7 +43,7 @@ def train_group(jobs: list[Job], stop: StopOnSignal | None = None, worker: int |
 
 def _train_group(jobs: list[Job], stop: StopOnSignal, worker: int | None) -> bool:
     with contextlib.ExitStack() as held:  # each job's lock (JobLock), let go once its record says how it ended
-        ready = []
+        taken = set()  # ids of the jobs another process finished while this one waited
         for job in sorted(jobs, key=lambda j: j.name):  # one order for every process: none waits on a waiter
             lock = held.enter_context(job.record.lock())
             if not lock.wait(stop.requested, on_wait=job.record.say_waiting):
@@ -51,10 +51,8 @@ def _train_group(jobs: list[Job], stop: StopOnSignal, worker: int | None) -> boo
             done = job.record.taken_over()
             if done is not None:
                 job.result = done["objective"]
-            else:
-                ready.append(job)
-        ready_ids = {id(job) for job in ready}
-        ready = [job for job in jobs if id(job) in ready_ids]  # the program's own order (by z_size)
+                taken.add(id(job))
+        ready = [job for job in jobs if id(job) not in taken]  # the program's own order (by z_size)
         return _train_ready(ready, stop, worker) if ready else False
 
 
