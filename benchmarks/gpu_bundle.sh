@@ -3,6 +3,7 @@
 # machine, which has torch but no Hydra and no network (see /work/shared/gpu-notes.md):
 # .whl/ (hydra-core, omegaconf, antlr4, submitit, the submitit launcher, pytest) and .bench_data/
 # (Fashion-MNIST's four .gz files). Both are git-ignored: name them in the device call's carry.
+# The joblib and Optuna plugin wheels: ganlab registers its launchers and sweeper built on them at start-up.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 exclude=$(git rev-parse --git-path info/exclude)
@@ -13,6 +14,7 @@ done
 python3 -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
   --platform manylinux2014_x86_64 -d .whl \
   hydra-core==1.3.8 omegaconf==2.3.1 submitit==1.5.4 hydra-submitit-launcher==1.2.0 \
+  hydra-joblib-launcher==1.2.0 hydra-optuna-sweeper==1.3.0 \
   pytest==9.2.0 pluggy==1.7.0 iniconfig==2.3.1 packaging==26.4   # pytest: tests/test_step.py's CUDA tests
 python3 -m pip wheel -q --no-deps antlr4-python3-runtime==4.9.3 -w .whl   # PyPI has only its sdist
 mkdir -p .bench_data

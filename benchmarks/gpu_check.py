@@ -1,21 +1,23 @@
 """Every GPU check of the speed work in one short run (for the few minutes a GPU is lent).
 
-1. correctness: the CUDA-graph step against the eager step (losses, grad norms, weights), blog and
-   bce configs, fp32; and bf16 autocast finite; 2. no host sync in plain steps
-   (``torch.cuda.set_sync_debug_mode("error")`` around eager and replayed steps); 3. speed:
-   benchmarks/speed_vs_blog.py on CUDA (blog vs ganlab eager / graph / graph+tf32);
-   4. many runs on one GPU: benchmarks/sweep_throughput.py with 1, 8 and 16 concurrent jobs;
-   5. launcher=population: benchmarks/gpu_population.py (graph vs eager members, a graphed population of
-      27 against one graphed run);
-   6. tests/test_step.py under pytest when pytest is importable.
-Everything printed is also written to $OUT/gpu_check.txt when $OUT is set.
+In this order, so that a loan cut short answers the open question first:
+1. launcher=population: benchmarks/gpu_population.py (a graphed population of 27 against one graphed
+   run, the same population eager / with TF32 / twice as large, then graph vs eager members);
+2. correctness: the CUDA-graph step against the eager step (losses, grad norms, weights), blog and
+   bce configs, fp32; no host sync in plain steps (``torch.cuda.set_sync_debug_mode("error")``
+   around eager and replayed steps); bf16 autocast finite;
+3. speed: benchmarks/speed_vs_blog.py on CUDA (blog vs ganlab eager / graph / graph+tf32);
+4. many runs on one GPU: benchmarks/sweep_throughput.py with 1 and 8 concurrent jobs;
+5. tests/test_step.py under pytest when pytest is importable.
+No section starts after ``--budget`` seconds. Every line said is written to $OUT/gpu_check.txt at
+once when $OUT is set, so a call cut short still brings back what was measured.
 
 On the GPU machine (no network, no Hydra; see /work/shared/gpu-notes.md):
     benchmarks/gpu_bundle.sh          # here: .whl/ and .bench_data/, carried to the device call
     # there:
     python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site \
       .whl/*.whl && export PYTHONPATH=/tmp/site:$PWD && python3 benchmarks/gpu_check.py --root .bench_data
-About 8-9 minutes in all (give the device call timeout_s=570); --skip drops parts to rerun the rest.
+About 8 minutes in all (give the device call timeout_s=570); --skip drops parts to rerun the rest.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import argparse
 import os
 import subprocess
 import sys
+import threading
 import time
 import traceback
 from pathlib import Path
@@ -33,9 +36,11 @@ LOG: list[str] = []
 
 
 def say(text: str) -> None:
-    """Print and keep for $OUT/gpu_check.txt."""
+    """Print, and write to $OUT/gpu_check.txt at once (a device call cut short still returns what was said)."""
     print(text, flush=True)
     LOG.append(text)
+    if os.environ.get("OUT"):
+        Path(os.environ["OUT"], "gpu_check.txt").write_text("\n".join(LOG) + "\n")
 
 
 def compose(overrides: list[str]):
@@ -134,33 +139,52 @@ def check_bf16(root: str) -> bool:
     return finite
 
 
-def run_script(args: list[str], timeout: int) -> None:
-    """Run a benchmark script, echoing its output into the log."""
+def run_script(args: list[str], timeout: int) -> bool:
+    """Run a script, echoing its output into the log line by line; whether it exited 0 within ``timeout``."""
     say(f"$ {' '.join(args)}")
     start = time.time()
-    try:
-        proc = subprocess.run([sys.executable, *args], cwd=REPO, capture_output=True, text=True, timeout=timeout)
-        say(proc.stdout.strip() + (f"\n{proc.stderr[-2000:]}" if proc.returncode else ""))
-    except subprocess.TimeoutExpired as err:
-        say(f"timed out after {timeout} s; partial output:\n{(err.stdout or b'')[-2000:]}")
+    proc = subprocess.Popen([sys.executable, *args], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    timer = threading.Timer(timeout, proc.kill)
+    timer.start()
+    for line in proc.stdout:
+        say(line.rstrip())
+    code = proc.wait()
+    timer.cancel()
+    if code != 0:
+        say(f"exit {code}{' (killed at the timeout)' if time.time() - start >= timeout else ''}")
     say(f"({time.time() - start:.0f} s)")
+    return code == 0
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--root", default="/usr/share/datasets/fashion-mnist")
-    parser.add_argument("--skip", default="", help="comma list of: correctness, speed, sweep, population, pytest")
+    parser.add_argument("--skip", default="", help="comma list of: population, correctness, speed, sweep, pytest")
+    parser.add_argument("--budget", type=float, default=500, help="seconds: no section starts after this")
     args = parser.parse_args()
     sys.path.insert(0, str(REPO))
     import torch
 
+    start = time.time()
     root = str(Path(args.root).resolve())
     skip = set(args.skip.split(","))
     device = torch.cuda.get_device_name() if torch.cuda.is_available() else "no CUDA device (every check fails)"
     say(f"torch {torch.__version__}, {device}, {os.cpu_count()} CPUs")
+
+    def wanted(section: str) -> bool:
+        if section in skip:
+            return False
+        if time.time() - start > args.budget:
+            say(f"{section}: skipped, past the {args.budget:.0f} s budget")
+            return False
+        return True
+
     ok = True
     try:
-        if "correctness" not in skip:
+        if wanted("population"):  # first: the one target no GPU has measured yet (issue 11)
+            ok &= run_script(["benchmarks/gpu_population.py", "--root", root], timeout=360)
+        if wanted("correctness"):
             # each check on its own: a failed capture must not cost the rest of a short GPU loan
             for check in (check_graph_vs_eager, check_no_sync, check_bf16):
                 try:
@@ -168,26 +192,22 @@ def main() -> None:
                 except Exception:  # noqa: BLE001 - reported, then the next check runs
                     ok = False
                     say(f"{check.__name__}: FAIL with an exception\n{traceback.format_exc(limit=-8)}")
-        if "speed" not in skip:
+        if wanted("speed"):
             run_script(["benchmarks/speed_vs_blog.py", "--device", "cuda", "--root", root, "--epochs", "3",
-                        "--repeats", "2", "--contenders", "blog,ganlab,ganlab+graph,ganlab+graph+tf32"], timeout=240)
-        if "sweep" not in skip:
-            run_script(["benchmarks/sweep_throughput.py", "--device", "cuda", "--root", root, "--jobs", "1,8,16",
-                        "--steps", "1000", "--", "hardware.cuda_graph=true"], timeout=240)
-        if "population" not in skip:
-            run_script(["benchmarks/gpu_population.py", "--root", root], timeout=300)
-        if "pytest" not in skip:
+                        "--repeats", "1", "--contenders", "blog,ganlab,ganlab+graph,ganlab+graph+tf32"], timeout=150)
+        if wanted("sweep"):
+            run_script(["benchmarks/sweep_throughput.py", "--device", "cuda", "--root", root, "--jobs", "1,8",
+                        "--steps", "1000", "--", "hardware.cuda_graph=true"], timeout=120)
+        if wanted("pytest"):
             try:
                 import pytest  # noqa: F401
 
-                # -o addopts=: pyproject's addopts ask for pytest-xdist, which is not bundled (one file, one process)
-                run_script(["-m", "pytest", "-q", "-o", "addopts=", "tests/test_step.py"], timeout=120)
+                # -o addopts=: pyproject's addopts ask for pytest-xdist, which may not be there (one file, one process)
+                ok &= run_script(["-m", "pytest", "-q", "-o", "addopts=", "tests/test_step.py"], timeout=120)
             except ImportError:
                 say("pytest not installed here: tests/test_step.py skipped (the checks above cover it)")
     finally:
-        say(f"correctness: {'all OK' if ok else 'FAILURES above'}")
-        if os.environ.get("OUT"):
-            Path(os.environ["OUT"], "gpu_check.txt").write_text("\n".join(LOG) + "\n")
+        say(f"correctness: {'all OK' if ok else 'FAILURES above'} ({time.time() - start:.0f} s)")
     sys.exit(0 if ok else 1)
 
 

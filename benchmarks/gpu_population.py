@@ -1,12 +1,16 @@
-"""launcher=population on a GPU, through the real entry point: graph vs eager, and aggregate throughput.
+"""launcher=population on a GPU, through the real entry point: aggregate throughput, and graph vs eager.
 
-1. correctness: the same 4-member population (the blog's Fashion-MNIST config, two seeds x two
+1. speed: one CUDA-graphed run of the blog's config against a CUDA-graphed population of 27 of them
+   (seeds 0..26): images/s from the runs' own metrics.jsonl (the median after warm-up), the
+   population's aggregate = 27 x a member's. Targets: >= 5M images/s, >= 6x the single run;
+2. correctness: the same 4-member population (the blog's Fashion-MNIST config, two seeds x two
    learning rates) eager and with ``hardware.cuda_graph=true``, 40 steps: every member's weights
    agree to 1e-4 of each tensor's scale (the captured step replays the eager step's kernels);
-2. speed: one CUDA-graphed run of the blog's config against a CUDA-graphed population of 27 of
-   them (seeds 0..26): images/s from the runs' own metrics.jsonl (the median after warm-up),
-   the population's aggregate = 27 x a member's. Targets: >= 5M images/s, >= 6x the single run.
-Run by benchmarks/gpu_check.py (section "population"); alone: python benchmarks/gpu_population.py --root DIR
+3. so that one short GPU loan also says where the time goes: the population of 1. with TF32
+   matmuls, eager, and twice as large (scaling), each with its wall time (start-up included).
+Run by benchmarks/gpu_check.py (section "population"), speed first; alone:
+    python benchmarks/gpu_population.py --root DIR
+``--device cpu`` (no graph, small sizes) tries the script itself on a machine without a GPU.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import torch
@@ -24,15 +29,21 @@ import torch
 REPO = Path(__file__).resolve().parent.parent
 
 
-def ganlab(args: list[str], timeout: int) -> None:
+def ganlab(args: list[str], timeout: int) -> float:
+    """Run ``python -m ganlab ARGS``; its wall time in seconds."""
+    start = time.time()
     proc = subprocess.run([sys.executable, "-m", "ganlab", *args], cwd=REPO, capture_output=True, text=True,
                           timeout=timeout)
     if proc.returncode != 0:
         raise RuntimeError(f"ganlab {' '.join(args)} failed:\n{proc.stderr[-3000:]}")
+    return time.time() - start
 
 
-def blog(root: str, steps: int) -> list[str]:
-    return ["experiment=seed", "data=fashion_mnist", f"data.root={root}", "hardware=gpu", "logger=none",
+BATCH: list[str] = []  # --batch-size, as an override (the blog's 512 by default)
+
+
+def blog(root: str, steps: int, device: str) -> list[str]:
+    return [*BATCH, "experiment=seed", "data=fashion_mnist", f"data.root={root}", f"hardware={device}", "logger=none",
             "trainer.progress=false", f"trainer.max_steps={steps}", "trainer.log_every=50", "eval.every=0",
             f"trainer.ckpt_every={steps}", f"trainer.sample_every={steps}"]
 
@@ -42,11 +53,42 @@ def images_per_s(job: Path) -> float:
     return statistics.median(r["images_per_s"] for r in rows[2:])  # past the warm-up and the capture
 
 
+def population(root: str, work: Path, name: str, members: int, steps: int, device: str, extra: list[str]) -> float:
+    """A population of ``members`` seeds of the blog's config: its aggregate images/s (printed with its wall time)."""
+    folder = work / name
+    wall = ganlab(["-m", f"seed=range(0,{members})", *blog(root, steps, device), "launcher=population", *extra,
+                   f"hydra.sweep.dir={folder}"], timeout=400)
+    member = statistics.median(images_per_s(job) for job in folder.glob("job-*"))
+    print(f"  population of {members} [{name}] {steps} steps: {members * member:,.0f} images/s aggregate "
+          f"({member:,.0f} per member), {wall:.0f} s wall", flush=True)
+    return members * member
+
+
+def measure_speed(root: str, work: Path, members: int, steps: int, device: str) -> None:
+    graph = ["hardware.cuda_graph=true"] if device == "gpu" else []
+    single = work / "single"
+    wall = ganlab([*blog(root, steps, device), *graph, f"hydra.run.dir={single}"], timeout=300)
+    one = images_per_s(single)
+    print(f"  one run {'graphed ' if graph else ''}[{' '.join(graph) or 'eager'}] {steps} steps: {one:,.0f} images/s, "
+          f"{wall:.0f} s wall", flush=True)
+    aggregate = population(root, work, "graph" if graph else "eager", members, steps, device, graph)
+    print(f"population of {members}: {aggregate:,.0f} images/s aggregate = {aggregate / one:.1f}x one run "
+          f"(targets on an H100/H200 with the graph: >= 5,000,000 and >= 6x)", flush=True)
+
+
+def measure_more(root: str, work: Path, members: int, steps: int) -> None:
+    """What else one loan can say about the graphed population: TF32, eager, twice the members."""
+    print("the same population, other ways:", flush=True)
+    population(root, work, "graph+tf32", members, steps, "gpu", ["hardware.cuda_graph=true", "hardware.tf32=true"])
+    population(root, work, "eager", members, max(steps // 5, 150), "gpu", [])
+    population(root, work, "graph-x2", 2 * members, steps, "gpu", ["hardware.cuda_graph=true"])
+
+
 def check_graph_matches_eager(root: str, work: Path) -> bool:
     sweeps = {}
     for mode in ("eager", "graph"):
-        sweeps[mode] = work / mode
-        ganlab(["-m", "seed=0,1", "optimizer.lr=2e-4,5e-4", *blog(root, 40), "launcher=population",
+        sweeps[mode] = work / f"check-{mode}"
+        ganlab(["-m", "seed=0,1", "optimizer.lr=2e-4,5e-4", *blog(root, 40, "gpu"), "launcher=population",
                 f"hardware.cuda_graph={mode == 'graph'}", f"hydra.sweep.dir={sweeps[mode]}"], timeout=300)
     worst = 0.0
     for job in sorted(p.name for p in sweeps["eager"].glob("job-*")):
@@ -63,28 +105,23 @@ def check_graph_matches_eager(root: str, work: Path) -> bool:
     return ok
 
 
-def measure_speed(root: str, work: Path, members: int, steps: int) -> None:
-    single = work / "single"
-    ganlab([*blog(root, steps), "hardware.cuda_graph=true", f"hydra.run.dir={single}"], timeout=300)
-    population = work / "population"
-    ganlab(["-m", f"seed=range(0,{members})", *blog(root, steps), "hardware.cuda_graph=true", "launcher=population",
-            f"hydra.sweep.dir={population}"], timeout=600)
-    one = images_per_s(single)
-    member = statistics.median(images_per_s(job) for job in population.glob("job-*"))
-    aggregate = members * member
-    print(f"one graphed run: {one:,.0f} images/s; graphed population of {members}: {aggregate:,.0f} images/s "
-          f"aggregate ({aggregate / one:.1f}x; targets >= 5,000,000 and >= 6x)", flush=True)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--root", default="/usr/share/datasets/fashion-mnist")
     parser.add_argument("--members", type=int, default=27)
     parser.add_argument("--steps", type=int, default=1500)
+    parser.add_argument("--device", choices=["cuda", "cpu"], default="cuda")
+    parser.add_argument("--batch-size", type=int, help="instead of the blog's 512 (tiny data sets)")
     args = parser.parse_args()
+    if args.batch_size:
+        BATCH.append(f"data.batch_size={args.batch_size}")
     work = Path(tempfile.mkdtemp(prefix="ganlab_gpu_population_"))
-    ok = check_graph_matches_eager(args.root, work)
-    measure_speed(args.root, work, args.members, args.steps)
+    device = "gpu" if args.device == "cuda" else "cpu"
+    measure_speed(args.root, work, args.members, args.steps, device)
+    ok = True
+    if device == "gpu":
+        ok = check_graph_matches_eager(args.root, work)
+        measure_more(args.root, work, args.members, args.steps)
     sys.exit(0 if ok else 1)
 
 

@@ -74,7 +74,22 @@ def test_gpu_check_reports_each_failed_check_and_goes_on(tmp_path):
     for check in ("check_graph_vs_eager", "check_no_sync", "check_bf16"):
         assert f"{check}: FAIL with an exception" in proc.stdout
     assert proc.stdout.count("ConfigError: hardware=gpu asks for CUDA") == 3  # the error itself, each time
-    assert (tmp_path / "gpu_check.txt").read_text().strip().endswith("correctness: FAILURES above")
+    assert (tmp_path / "gpu_check.txt").read_text().strip().splitlines()[-1].startswith("correctness: FAILURES above")
+    said = subprocess.run([sys.executable, str(REPO / "benchmarks" / "gpu_check.py"), "--budget", "0"],
+                          capture_output=True, text=True, timeout=300, cwd=REPO).stdout
+    for section in ("population", "correctness", "speed", "sweep", "pytest"):  # none starts past the budget
+        assert f"{section}: skipped, past the 0 s budget" in said
+
+
+@pytest.mark.slow
+def test_gpu_population_runs_its_speed_section_on_the_cpu(tiny_fashion):
+    out = bench("gpu_population.py", "--device", "cpu", "--root", str(tiny_fashion), "--members", "2",
+                "--steps", "150", "--batch-size", "16")
+    single = re.search(r"one run \[eager\] 150 steps: ([\d,]+) images/s", out)
+    member = re.search(r"population of 2 \[eager\] 150 steps: ([\d,]+) images/s aggregate \(([\d,]+) per member", out)
+    assert single and member, out
+    assert int(member[1].replace(",", "")) >= 2 * int(member[2].replace(",", "")) - 2  # aggregate = 2 x a member's
+    assert re.search(r"population of 2: [\d,]+ images/s aggregate = \d+\.\dx one run", out)
 
 
 def test_ema_decays_prints_the_raw_g_and_each_decay_as_a_run_with_that_decay_would(tmp_path):
