@@ -77,11 +77,26 @@ def grad_scale(module: torch.nn.Module) -> float:
 
 @pytest.mark.parametrize("name,path", RUNS)
 def test_forward_backward_and_running_stats_match_members(name, path):
+    exact = path == "auto" and name.startswith("mlp")  # the folded path
+    check_matches_members(name, path, exact)
+
+
+def test_one_channel_batchnorm_in_one_call_matches_members(monkeypatch):
+    """Off the CPU (CUDA), the blog D's BatchNorm1d(1) runs as one call over (B, K), not one per member:
+    the same values to float tolerance (another kernel), the same running statistics."""
+    from ganlab.launch.population import fold
+
+    calls = []
+    monkeypatch.setattr(fold, "one_channel_per_member", lambda device: calls.append(device) or False)
+    check_matches_members("mlp_d_blog", "fold", exact=False)
+    assert calls  # the one-call path ran
+
+
+def check_matches_members(name: str, path: str, exact: bool) -> None:
     build, in_shape = CASES[name]
     alone = members(build)
     stacked = StackedModule(copy.deepcopy(alone), path=path)
-    exact = stacked.path == "fold"
-    assert exact == (name.startswith("mlp") and path == "auto")
+    assert (stacked.path == "fold") == (path in ("auto", "fold") and name.startswith("mlp"))
     gen = torch.Generator().manual_seed(0)
     for _ in range(2):
         x = torch.randn(K, B, *in_shape, generator=gen).requires_grad_()

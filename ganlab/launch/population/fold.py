@@ -19,7 +19,9 @@ a 784-output layer's input gradient below 192 (Fashion-MNIST's MLPs at small bat
 members agree with their jobs to float tolerance; the blog's 512 is exact); and an elementwise op's
 vectorised loop takes 2 x (vector width) floats a step (32 with AVX512) and finishes a shorter tail with scalar code, so
 a member whose tensor is not a whole number of steps rounds its tail differently alone than inside
-the stack (a (B, 1) sigmoid with B = 16 on an AVX512 CPU: 1 ulp); batches of 32s are exact.
+the stack (a (B, 1) sigmoid with B = 16 on an AVX512 CPU: 1 ulp); batches of 32s are exact. On CUDA the
+members agree with their jobs to float tolerance (other kernels, no bit-equality claimed), and the one-channel
+BatchNorm1d is one call like the others.
 
 Folding is only right for a forward that treats samples independently outside these layers, so it
 is used for the classes listed in ``FOLDABLE`` (the blog's MLPs); anything else takes vmap.
@@ -151,9 +153,11 @@ class FoldedBatchNorm1d(nn.BatchNorm1d):
         use_batch_stats = self.training or self.running_mean is None
         track = not self.training or self.track_running_stats
         stats = [self.running_mean if track else None, self.running_var if track else None]
-        if C == 1:
-            # one channel (D's output_batchnorm): torch's kernel takes another path for (B, 1) than for
-            # (B, K); a call per member keeps each bit-identical to the member alone (K small ops)
+        if C == 1 and one_channel_per_member(x.device):
+            # one channel (D's output_batchnorm): torch's CPU kernel takes another path for (B, 1) than
+            # for (B, K); a call per member keeps each bit-identical to the member alone (K small ops).
+            # Not on CUDA, where no bit-equality is claimed: there the K calls, their backward and the
+            # per-member grads of weight and bias were ~1,300 tiny kernels a step for 27 members
             per_member = x.view(K, -1, 1)
             return torch.cat([F.batch_norm(per_member[k], *[_row(t, k) for t in (*stats, self.weight, self.bias)],
                                            use_batch_stats, self.momentum, self.eps) for k in range(K)])
@@ -162,6 +166,11 @@ class FoldedBatchNorm1d(nn.BatchNorm1d):
         out = F.batch_norm(wide, *[_flat(t) for t in (*stats, self.weight, self.bias)],
                            use_batch_stats, self.momentum, self.eps)
         return out.view(-1, K, C).transpose(0, 1).reshape(-1, C)
+
+
+def one_channel_per_member(device: torch.device) -> bool:
+    """Whether a one-channel BatchNorm1d runs per member: on the CPU, for bit-identity with the member alone."""
+    return device.type == "cpu"
 
 
 def _flat(t: torch.Tensor | None) -> torch.Tensor | None:
