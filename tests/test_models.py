@@ -105,3 +105,25 @@ def test_mlp_hidden_layers():
         MLPGenerator(z_size=8, middle_size=16, img_shape=(2,), hidden_layers=0)
     with pytest.raises(ConfigError, match="hidden_layers must be >= 1"):
         MLPDiscriminator(middle_size=16, img_shape=(2,), hidden_layers=0)
+
+
+def test_biases_before_batchnorm_are_the_ones_batchnorm_cancels():
+    """The names are those of biases whose gradient is zero in training mode (a BatchNorm follows), and only those."""
+    from ganlab.models.inert import biases_before_batchnorm
+
+    torch.manual_seed(0)
+    models = {"blog_g": MLPGenerator(8, 16, (1, 4, 4)),
+              "blog_d": MLPDiscriminator(16, (1, 4, 4), output_batchnorm=True, sigmoid=True),
+              "mlp_d": MLPDiscriminator(16, (1, 4, 4)), "dcgan_g": DCGANGenerator(8, 4, (1, 8, 8))}
+    assert biases_before_batchnorm(models["blog_g"]) == ["net.0.bias"]
+    assert biases_before_batchnorm(models["blog_d"]) == [f"net.{models['blog_d'].head}.bias"]
+    assert biases_before_batchnorm(models["mlp_d"]) == biases_before_batchnorm(models["dcgan_g"]) == []
+    for name, model in models.items():
+        x = torch.randn(32, 8) if name.endswith("_g") else torch.randn(32, 1, 4, 4)
+        model(x).double().square().sum().backward()
+        inert = set(biases_before_batchnorm(model))
+        scale = max(p.grad.abs().max().item() for p in model.parameters())
+        for pname, p in model.named_parameters():
+            if pname.endswith("bias"):
+                tiny = p.grad.abs().max().item() < 1e-4 * scale  # float32 rounding noise, not a gradient
+                assert tiny == (pname in inert), f"{name} {pname}: grad {p.grad.abs().max().item():.1e}"

@@ -220,8 +220,25 @@ def test_cuda_graph_replay_matches_eager(name):
         for a, b in ((e.d_loss, g.d_loss), (e.g_loss, g.g_loss), (e.d_grad, g.d_grad), (e.g_grad, g.g_grad)):
             torch.testing.assert_close(b, a, rtol=1e-4, atol=1e-5)
     assert graph_step.graph is not None
-    for key, value in state(eager).items():
-        torch.testing.assert_close(state(graph)[key].float(), value.float(), rtol=1e-3, atol=1e-4, msg=key)
+    want, got = comparable_state(eager), comparable_state(graph)
+    assert want.keys() == got.keys()
+    for key, value in want.items():
+        torch.testing.assert_close(got[key], value, rtol=1e-3, atol=1e-4, msg=lambda m, key=key: f"{key}: {m}")
+
+
+def comparable_state(run) -> dict:
+    """``state(run)`` on the CPU in float32 (an eager run keeps Adam's step counters on the CPU, a captured
+    one on the GPU), without the biases a BatchNorm cancels and their optimizer state: rounding noise
+    that Adam scales up (ganlab.models.inert), so eager and graph runs move them differently."""
+    from ganlab.models.inert import biases_before_batchnorm
+
+    skip = {f"G.{n}" for n in biases_before_batchnorm(run.generator)} | \
+        {f"D.{n}" for n in biases_before_batchnorm(run.discriminator)}
+    for prefix, module in (("g_opt", run.generator), ("d_opt", run.discriminator)):
+        net = prefix[0].upper()
+        skip |= {f"{prefix}.{i}." for i, (n, _) in enumerate(module.named_parameters()) if f"{net}.{n}" in skip}
+    return {k: v.detach().float().cpu() for k, v in state(run).items()
+            if k not in skip and not any(k.startswith(s) for s in skip if s.endswith("."))}
 
 
 def test_hardware_accepts_a_bare_device():
