@@ -82,7 +82,7 @@ def test_gpu_check_reports_each_failed_check_and_goes_on(tmp_path):
 
 
 @pytest.mark.slow
-def test_gpu_population_runs_its_speed_section_on_the_cpu(tiny_fashion):
+def test_gpu_population_runs_its_speed_and_check_sections_on_the_cpu(tiny_fashion):
     out = bench("gpu_population.py", "--device", "cpu", "--root", str(tiny_fashion), "--members", "2",
                 "--steps", "150", "--batch-size", "16")
     single = re.search(r"one run \[eager\] 150 steps: ([\d,]+) images/s", out)
@@ -90,6 +90,7 @@ def test_gpu_population_runs_its_speed_section_on_the_cpu(tiny_fashion):
     assert single and member, out
     assert int(member[1].replace(",", "")) >= 2 * int(member[2].replace(",", "")) - 2  # aggregate = 2 x a member's
     assert re.search(r"population of 2: [\d,]+ images/s aggregate = \d+\.\dx one run", out)
+    assert "population graph vs eager, 4 members x 40 steps: worst weight diff 0.00e+00 of scale -> OK" in out
 
 
 def test_ema_decays_prints_the_raw_g_and_each_decay_as_a_run_with_that_decay_would(tmp_path):
@@ -106,3 +107,13 @@ def test_ema_decays_prints_the_raw_g_and_each_decay_as_a_run_with_that_decay_wou
     assert set(rows[-1]) == {"step", "train_s", "g", "0.5", "0.5_bn", "0.9", "0.9_bn"}
     final = train(compose_cfg([*FAST, *args, "trainer.g_ema=0.9", "eval.every=4"], run_dir=tmp_path))
     assert rows[-1]["g"] == round(final["eval_g/fid_clf"], 2) and rows[-1]["0.9"] == round(final["eval/fid_clf"], 2)
+
+
+def test_population_profile_prints_each_part_of_a_step_and_the_costliest_ops(tiny_fashion):
+    out = bench("population_profile.py", "--root", str(tiny_fashion), "--members", "1,2", "--batch-size", "16",
+                "--steps", "3", "--rows", "5")
+    for k in (1, 2):
+        row = re.search(rf"^eager\s+K={k}\s+inputs\s+([\d.]+)\s+step\s+([\d.]+)\s+loop\s+([\d.]+) ms/step\s+->\s+"
+                        r"([\d,]+) images/s aggregate", out, re.M)
+        assert row and all(float(row[i].replace(",", "")) > 0 for i in range(1, 5)), out
+    assert "costliest ops, K=2, 3 eager steps" in out and "aten::" in out

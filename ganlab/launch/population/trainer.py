@@ -96,12 +96,7 @@ def train_population(members: list[Member], evaluator: Evaluator | None,
             break
         runs = [m.run for m in pop.members]
         is_log = step % tc.log_every == 0 or step == total
-        reals = [stack_batches(runs, (step - 1) * tc.n_critic + c) for c in range(tc.n_critic)]
-        # each member's z in the order its run alone draws them: the D updates' z first, then G's
-        z_d = [[r.latent(r.batches.batch_size) for r in runs] for _ in range(tc.n_critic)]
-        z_g = [r.latent(r.batches.batch_size) for r in runs]
-        out = pop.step(reals, [stack_latents(z, pop.z_max) for z in z_d], stack_latents(z_g, pop.z_max),
-                       grad_norms=is_log)
+        out = pop.step(*step_inputs(runs, step, tc.n_critic, pop.z_max), grad_norms=is_log)
         bad = ~(torch.isfinite(out.d_loss) & torch.isfinite(out.g_loss))
         first_bad = torch.where(bad & (first_bad < 0), step, first_bad)
         window_steps += 1
@@ -133,6 +128,16 @@ def train_population(members: list[Member], evaluator: Evaluator | None,
     for k, member in enumerate(pop.members):
         outcomes[member.name] = Outcome(final={**metrics[k], **member.record.summary(), "step": total})
     return outcomes
+
+
+def step_inputs(runs: list[Any], step: int, n_critic: int, z_max: int
+                ) -> tuple[list[torch.Tensor], list[torch.Tensor], torch.Tensor]:
+    """The population step's inputs at ``step``: per D update the (K, B, ...) real batches and (K, B, z_max)
+    latents, and G's (K, B, z_max) latents; each member's in the order its run alone draws them."""
+    reals = [stack_batches(runs, (step - 1) * n_critic + c) for c in range(n_critic)]
+    z_d = [[r.latent(r.batches.batch_size) for r in runs] for _ in range(n_critic)]  # the D updates' z first
+    z_g = [r.latent(r.batches.batch_size) for r in runs]
+    return reals, [stack_latents(z, z_max) for z in z_d], stack_latents(z_g, z_max)
 
 
 def stack_latents(z: list[torch.Tensor], z_max: int) -> torch.Tensor:
