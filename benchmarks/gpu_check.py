@@ -174,6 +174,7 @@ def main() -> None:
     parser.add_argument("--root", default="/usr/share/datasets/fashion-mnist")
     parser.add_argument("--skip", default="", help="comma list of: population, correctness, speed, sweep, pytest")
     parser.add_argument("--budget", type=float, default=500, help="seconds: no section starts after this")
+    parser.add_argument("--more", action="store_true", help="gpu_population.py's part 3 too")
     args = parser.parse_args()
     sys.path.insert(0, str(REPO))
     import torch
@@ -195,7 +196,10 @@ def main() -> None:
     ok = True
     try:
         if wanted("population"):  # first: the one target no GPU has measured yet (issue 11)
-            ok &= run_script(["benchmarks/gpu_population.py", "--root", root], timeout=360)
+            # part 3 of gpu_population (TF32, eager, 54 members end to end) only on --more: the profile below
+            # measures TF32 and eager in-process, in a fraction of the loan
+            ok &= run_script(["benchmarks/gpu_population.py", "--root", root,
+                              "--more" if args.more else "--no-more"], timeout=360)
             run_script(["benchmarks/population_profile.py", "--device", "cuda", "--root", root, "--members", "1,27",
                         "--graph"], timeout=180)
         if wanted("correctness"):
