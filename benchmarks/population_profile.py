@@ -5,10 +5,10 @@ The members are built as the population launcher builds them (``build_member`` u
 one shared data set, ``Population``); the blog's Fashion-MNIST config by default. Per population
 size it prints ms per step of:
 
-- ``inputs``: ``step_inputs`` alone (each member's real batches and z, stacked; host time, launches
-  only on CUDA);
-- ``step``:   the step on fixed inputs (eager; on CUDA, with ``--graph``, the copy into the graph's
-  buffers and the replay), waited for;
+- ``inputs``: ``step_reals`` alone (each member's real batches, stacked; host time, launches only on
+  CUDA);
+- ``step``:   the step on fixed real batches, its z draws included (eager; on CUDA, with ``--graph``,
+  the copy into the graph's buffers and the replay), waited for;
 - ``loop``:   inputs + step + the loop's NaN bookkeeping, as the trainer runs them: what images/s sees;
 then torch.profiler's costliest ops of a few eager steps and, on CUDA, the kernels launched per step.
 
@@ -32,7 +32,7 @@ sys.path.insert(0, str(REPO))
 from ganlab.build import build_data  # noqa: E402
 from ganlab.config import RunContext  # noqa: E402
 from ganlab.launch.population.members import Population, build_member  # noqa: E402
-from ganlab.launch.population.trainer import step_inputs  # noqa: E402
+from ganlab.launch.population.trainer import step_reals  # noqa: E402
 
 
 def compose(overrides: list[str]):
@@ -76,19 +76,19 @@ def measure(args: argparse.Namespace, members: int, label: str, extra: list[str]
     runs = [m.run for m in pop.members]
     first = runs[0]
     n_critic, batch = first.trainer.n_critic, first.batches.batch_size
-    fixed = step_inputs(runs, 1, n_critic, pop.z_max)
+    fixed = step_reals(runs, 1, n_critic)
     for step in range(1, 6):  # warm-up; with the graph: 3 eager steps, the capture, a replay
-        pop.step(*step_inputs(runs, step, n_critic, pop.z_max))
+        pop.step(step_reals(runs, step, n_critic))
     first_bad = torch.full((members,), -1, dtype=torch.long, device=first.device)
 
     def loop(step: int) -> None:
         nonlocal first_bad
-        out = pop.step(*step_inputs(runs, step + 6, n_critic, pop.z_max))
+        out = pop.step(step_reals(runs, step + 6, n_critic))
         bad = ~(torch.isfinite(out.d_loss) & torch.isfinite(out.g_loss))
         first_bad = torch.where(bad & (first_bad < 0), step, first_bad)
 
-    inputs = ms_per_step(lambda step: step_inputs(runs, step + 6, n_critic, pop.z_max), args.steps, args.device)
-    step = ms_per_step(lambda _: pop.step(*fixed), args.steps, args.device)
+    inputs = ms_per_step(lambda step: step_reals(runs, step + 6, n_critic), args.steps, args.device)
+    step = ms_per_step(lambda _: pop.step(fixed), args.steps, args.device)
     whole = ms_per_step(loop, args.steps, args.device)
     images = members * batch * n_critic / whole * 1e3
     print(f"{label:<14} K={members:<3} inputs {inputs:7.2f}  step {step:7.2f}  loop {whole:7.2f} ms/step  "
@@ -103,14 +103,14 @@ def profile_ops(args: argparse.Namespace, members: int) -> None:
     runs = [m.run for m in pop.members]
     n_critic = runs[0].trainer.n_critic
     for step in range(1, 4):
-        pop.step(*step_inputs(runs, step, n_critic, pop.z_max))
+        pop.step(step_reals(runs, step, n_critic))
     cuda = args.device == "cuda"
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
     steps = 3
     sync(args.device)
     with profile(activities=activities) as prof:
         for step in range(4, 4 + steps):
-            pop.step(*step_inputs(runs, step, n_critic, pop.z_max))
+            pop.step(step_reals(runs, step, n_critic))
         sync(args.device)
     events = prof.key_averages()
     print(f"\ncostliest ops, K={members}, {steps} eager steps (inputs included):")

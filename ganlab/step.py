@@ -228,8 +228,9 @@ class CapturedStep:
             return out
         if self.graph is None:
             self.graph = torch.cuda.CUDAGraph()
-            generators = [*getattr(self.step, "noise_generators", []), getattr(self.step, "augment_gen", None)]
-            for generator in generators:  # a population's noise streams, DiffAugment's: replays draw anew
+            generators = [*getattr(self.step, "noise_generators", []), *getattr(self.step, "latent_generators", []),
+                          getattr(self.step, "augment_gen", None)]
+            for generator in generators:  # a population's noise and z streams, DiffAugment's: replays draw anew
                 if generator is not None and generator.device.type == "cuda":
                     self.graph.register_generator_state(generator)
             # grads set to None now are allocated from the graph's pool during capture

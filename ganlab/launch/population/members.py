@@ -24,7 +24,7 @@ from ganlab.data.batches import DataSet
 from ganlab.launch.job import SweepJob
 from ganlab.launch.population.optim import from_torch
 from ganlab.launch.population.stacked import StackedModule
-from ganlab.launch.population.step import PopulationStep
+from ganlab.launch.population.step import DrawingStep, PopulationStep
 from ganlab.metrics.evaluator import EvalRecord
 from ganlab.run import Run, restore
 from ganlab.step import CapturedStep, set_capturable
@@ -96,7 +96,8 @@ class Population:
         self.d_opt = from_torch([r.d_opt for r in runs], self.discriminator)
         step = PopulationStep(self.generator, self.discriminator, [r.loss for r in runs], self.g_opt, self.d_opt,
                               [m.noise for m in members], first.trainer.detach_fake, first.hardware.autocast_dtype)
-        self.step = CapturedStep(step) if first.hardware.cuda_graph else step
+        drawing = DrawingStep(step, [r.latent for r in runs], first.batches.batch_size, self.generator.z_max)
+        self.step = CapturedStep(drawing) if first.hardware.cuda_graph else drawing
 
     @property
     def z_max(self) -> int:

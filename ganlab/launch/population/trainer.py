@@ -22,6 +22,7 @@ import torch
 from ganlab.checkpoint import prune_checkpoints, save_checkpoint, step_path
 from ganlab.errors import NonFiniteLossError, Preempted, user_error_line
 from ganlab.launch.population.members import Member, Population
+from ganlab.launch.population.step import stack_latents
 from ganlab.loop import as_probability, draw_samples
 from ganlab.metrics.evaluator import Evaluator
 from ganlab.progress import Progress, worker_bar
@@ -96,7 +97,7 @@ def train_population(members: list[Member], evaluator: Evaluator | None,
             break
         runs = [m.run for m in pop.members]
         is_log = step % tc.log_every == 0 or step == total
-        out = pop.step(*step_inputs(runs, step, tc.n_critic, pop.z_max), grad_norms=is_log)
+        out = pop.step(step_reals(runs, step, tc.n_critic), grad_norms=is_log)
         bad = ~(torch.isfinite(out.d_loss) & torch.isfinite(out.g_loss))
         first_bad = torch.where(bad & (first_bad < 0), step, first_bad)
         window_steps += 1
@@ -130,24 +131,10 @@ def train_population(members: list[Member], evaluator: Evaluator | None,
     return outcomes
 
 
-def step_inputs(runs: list[Any], step: int, n_critic: int, z_max: int
-                ) -> tuple[list[torch.Tensor], list[torch.Tensor], torch.Tensor]:
-    """The population step's inputs at ``step``: per D update the (K, B, ...) real batches and (K, B, z_max)
-    latents, and G's (K, B, z_max) latents; each member's in the order its run alone draws them."""
-    reals = [stack_batches(runs, (step - 1) * n_critic + c) for c in range(n_critic)]
-    z_d = [[r.latent(r.batches.batch_size) for r in runs] for _ in range(n_critic)]  # the D updates' z first
-    z_g = [r.latent(r.batches.batch_size) for r in runs]
-    return reals, [stack_latents(z, z_max) for z in z_d], stack_latents(z_g, z_max)
-
-
-def stack_latents(z: list[torch.Tensor], z_max: int) -> torch.Tensor:
-    """Members' (B, z_k) latents as one (K, B, z_max) tensor, narrower ones zero-padded."""
-    if all(zk.shape[-1] == z_max for zk in z):
-        return torch.stack(z)
-    out = z[0].new_zeros(len(z), *z[0].shape[:-1], z_max)  # one copy per member, not a pad and a stack
-    for k, zk in enumerate(z):
-        out[k, ..., :zk.shape[-1]] = zk
-    return out
+def step_reals(runs: list[Any], step: int, n_critic: int) -> list[torch.Tensor]:
+    """The population step's real batches at ``step``: per D update each member's own batch, (K, B, ...)
+    (the step draws the z itself: DrawingStep)."""
+    return [stack_batches(runs, (step - 1) * n_critic + c) for c in range(n_critic)]
 
 
 def stack_batches(runs: list[Any], index: int) -> torch.Tensor:
