@@ -327,3 +327,34 @@ def test_cuda_graph_with_labels_matches_eager_and_trains_with_ema_and_augmentati
     states = [torch.load(run_dir / "checkpoints" / f"step_0000000{s}.pt", weights_only=True) for s in (4, 8)]
     assert not torch.equal(states[0]["rng"]["augment"], states[1]["rng"]["augment"])  # replays drew afresh
     assert all(torch.isfinite(v).all() for v in states[1]["generator_ema"].values() if v.is_floating_point())
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA graphs need a CUDA device (benchmarks/gpu_check.py "
+                    "runs this file on the GPU machine)")
+def test_population_graph_draws_each_members_z_stream_as_eager_and_as_the_member_alone(tmp_path):
+    """The population's captured step draws z inside the graph (DrawingStep, each z generator registered):
+    every replay must take each member's next z, as the eager population and the member alone do."""
+    from ganlab.config import RunContext
+    from ganlab.launch.population.members import Population, build_member
+    from ganlab.launch.population.trainer import step_reals
+
+    base = [*FAST, "model.middle_size=32", "hardware=gpu", "loss=bce"]
+    pops = {}
+    for mode in ("eager", "graph"):
+        members = [build_member(compose_cfg([*base, f"seed={k}", f"hardware.cuda_graph={mode == 'graph'}"]),
+                                RunContext(dir=tmp_path / mode / str(k)), None) for k in range(3)]
+        pops[mode] = Population(members)
+    alone = build_run(compose_cfg([*base, "seed=1"]))  # member 1 trained by itself
+    alone_step = build_step(alone.generator, alone.discriminator, alone.loss, alone.g_opt, alone.d_opt,
+                            alone.trainer.detach_fake, alone.hardware)
+    assert isinstance(pops["graph"].step, CapturedStep)
+    for step in range(1, 9):  # 3 warm-up steps, the capture, then replays
+        outs = {mode: pop.step(step_reals([m.run for m in pop.members], step, 1)) for mode, pop in pops.items()}
+        by_itself = alone_step(*inputs(alone, step))
+        torch.testing.assert_close(outs["graph"].d_loss, outs["eager"].d_loss, rtol=1e-4, atol=1e-5)
+        torch.testing.assert_close(outs["graph"].g_loss, outs["eager"].g_loss, rtol=1e-4, atol=1e-5)
+        torch.testing.assert_close(outs["eager"].d_loss[1], by_itself.d_loss, rtol=1e-4, atol=1e-5)
+    for k in range(3):  # every stream advanced by exactly the draws of 8 steps
+        states = [pop.members[k].run.latent.generator.get_state() for pop in (pops["eager"], pops["graph"])]
+        assert torch.equal(*states), f"member {k}: z generator state after 8 steps"
+    assert torch.equal(pops["graph"].members[1].run.latent.generator.get_state(), alone.latent.generator.get_state())
