@@ -226,3 +226,45 @@ def test_a_requeued_slurm_population_resumes_every_member(tmp_path, slurm):
         a = torch.load(sweep / job_id / "checkpoints" / f"step_{steps:08d}.pt", weights_only=True)
         b = torch.load(reference / job_id / "checkpoints" / f"step_{steps:08d}.pt", weights_only=True)
         assert all(torch.equal(v, b["generator"][k]) for k, v in a["generator"].items())
+
+
+@pytest.mark.parametrize("launcher", ["slurm", "slurm_population"])
+def test_a_rerun_does_not_submit_again_the_jobs_still_running_in_slurm(tmp_path, slurm, launcher):
+    """Ctrl-C of a Slurm sweep's command leaves its Slurm jobs going; the same command run again submits none of
+    them again (a second task would hold an allocation waiting on the job's lock): it waits for them here and
+    reports them. Each trained once, every step logged once."""
+    import signal
+
+    steps = 9000
+    sweep = tmp_path / "sweep"
+    keys = ["hydra.launcher.array_parallelism=2"] if launcher == "slurm" else ["hydra.launcher.members_per_task=2"]
+    args = [sys.executable, "-m", "ganlab", "-m", f"launcher={launcher}", "seed=0,1", f"trainer.max_steps={steps}",
+            "eval.every=0", "trainer.log_every=500", "trainer.progress=false", "logger=none",
+            "hydra.launcher.partition=debug", "hydra.launcher.timeout_min=7", "hydra.launcher.cpus_per_task=1",
+            "hydra.launcher.mem_gb=1", *keys, f"hydra.sweep.dir={sweep}"]
+    where = "Slurm job" if launcher == "slurm" else "Slurm task"
+    env = {**os.environ, **WANDB_ENV}
+    first = subprocess.Popen(args, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        jobs = wait_for(lambda: (j := index_jobs(sweep)) and len(j) == 2 and j, 120, "both jobs to start")
+        wait_for(lambda: all(last_logged_step(sweep / job_id) >= 500 for job_id in jobs), 120, "both jobs to train")
+        first.send_signal(signal.SIGINT)  # a terminal's Ctrl-C reaches the command; the Slurm jobs are elsewhere
+        out, _ = first.communicate(timeout=60)
+    finally:
+        first.kill()
+    assert first.returncode == 130 and "the sweep's Slurm jobs go on" in out, out
+    assert all(r["status"] == "running" for r in index_jobs(sweep).values()), "jobs ended before the rerun"
+    again = subprocess.run(args, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                           timeout=300)
+    said = again.stdout  # Hydra's log lines and ganlab's summary
+    assert again.returncode == 0, said[-3000:]
+    for job_id in jobs:
+        assert f"job {job_id} still runs in {'Slurm job' if launcher == 'slurm' else 'an earlier Slurm task'}" in said \
+            and f"job {job_id} ended in its earlier {where}: its result taken" in said, said[-3000:]
+    assert "2 jobs, 2 finished" in said
+    assert len(list((sweep / ".submitit").glob("*/*_submission.sh"))) == 1  # the first command's array alone
+    for job_id, record in index_jobs(sweep).items():
+        assert record["status"] == "finished" and record["attempts"] == 1, record
+        logged = [json.loads(line)["step"] for line in (sweep / job_id / "metrics.jsonl").read_text().splitlines()]
+        total = logged[-1]  # digits' epochs may end it before max_steps
+        assert logged == [*range(500, total, 500), total] and total > 5000, logged

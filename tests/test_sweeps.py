@@ -298,6 +298,35 @@ def test_a_job_lock_waits_for_its_holder_and_a_stop_gives_up(tmp_path):
     assert told == ["second"]
 
 
+def test_a_slurm_rerun_finds_the_jobs_running_elsewhere_and_reads_how_they_ended(tmp_path):
+    """What launcher=slurm run again uses (ganlab.launch.slurm_rerun): a job recorded running whose lock another
+    process holds is not submitted again; one recorded running whose lock is free (its task died) is."""
+    from hydra.core.utils import JobStatus
+
+    from ganlab.launch.coordination import JobLock
+    from ganlab.launch.slurm_rerun import result_of, running_elsewhere
+    from ganlab.launch.sweep import SweepIndex
+
+    index = SweepIndex(tmp_path)
+    for job_id, overrides, status in (("job-a", ["x=1"], "running"), ("job-b", ["x=2"], "running"),
+                                      ("job-c", ["x=3"], "finished")):
+        index.update(job_id, overrides=overrides, status=status)
+    probe = JobLock(tmp_path, "job-a")
+    assert not probe.held_elsewhere()  # nobody holds it (no .running/ folder yet)
+    with JobLock(tmp_path, "job-a") as held:
+        assert held.wait(lambda: False, on_wait=lambda: None)
+        assert probe.held_elsewhere() and not JobLock(tmp_path, "job-b").held_elsewhere()
+        assert running_elsewhere(tmp_path, [["x=1"], ["x=2"], ["x=3"], ["x=4"]]) == {0: "job-a"}
+    assert running_elsewhere(tmp_path, [["x=1"]]) == {}
+    assert probe.wait(lambda: True, on_wait=lambda: None)  # the look took nothing with it
+
+    done = result_of({"status": "finished", "objective": 0.25}, ["x=1"])
+    assert done.status == JobStatus.COMPLETED and done.return_value == 0.25 and done.overrides == ["x=1"]
+    failed = result_of({"status": "failed", "error": "NonFiniteLossError: step 7: NaN"}, ["x=2"])
+    assert failed.status == JobStatus.COMPLETED and failed.return_value is None  # as a failing job returns
+    assert result_of({"status": "preempted"}, ["x=3"]) is None and result_of({"status": "running"}, ["x=3"]) is None
+
+
 def test_only_a_jobs_first_process_takes_its_lock(tmp_path, monkeypatch):
     # a DDP job is several processes each running it: rank 1 waited for rank 0's lock, rank 0 for rank 1 to join
     from ganlab.launch.job import SweepJob, process_rank

@@ -81,6 +81,19 @@ class JobLock:
                       "unlocked: do not run the same sweep twice at once", file=sys.stderr, flush=True)
                 return True
 
+    def held_elsewhere(self) -> bool:
+        """Whether another process holds the lock now (a look: taken and let go at once when free)."""
+        if not self.path.parent.is_dir():
+            return False
+        try:
+            self._lock.acquire(timeout=0)
+        except Timeout:
+            return True
+        except OSError:  # no flock here: nothing can be known, as JobLock.wait runs such jobs unlocked
+            return False
+        self._lock.release()
+        return False
+
     def __enter__(self) -> "JobLock":
         return self
 

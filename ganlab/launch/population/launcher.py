@@ -88,23 +88,45 @@ def uses_cuda(cfg: Any) -> bool:
 
 
 def launch_on_slurm(launcher: Any, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> list[JobReturn]:
-    """Each group, in packs of ``members_per_task``, as one Slurm task (submitit) training a population."""
+    """Each group, in packs of ``members_per_task``, as one Slurm task (submitit) training a population.
+    Jobs still running in an earlier Slurm task (the command run again after a Ctrl-C) are not packed again:
+    this command waits for them (ganlab.launch.slurm_rerun) and packs those that stopped unfinished."""
     import submitit
 
     from ganlab.launch.population.run_group import PackTask
+    from ganlab.launch.slurm_rerun import wait_for
 
     jobs = prepare_all(launcher, job_overrides, initial_job_idx)
-    packs = groups_of(jobs, launcher.members_per_task)
     sweep_dir = Path(str(launcher.config.hydra.sweep.dir))
+    elsewhere = [job for job in jobs if not job.extra.get("skipped") and job.record.lock().held_elsewhere()]
+    for job in elsewhere:
+        job.extra["skipped"] = True
+        log.warning("job %s still runs in an earlier Slurm task: not packed again, this command waits for it", job.name)
     executor = submitit.AutoExecutor(folder=str(sweep_dir / ".submitit" / "%j"), cluster="slurm",
                                      slurm_max_num_timeout=launcher.max_num_timeout)
     executor.update_parameters(**launcher.slurm_parameters())
-    if packs:
+
+    def submit(packs: list[list[Any]]) -> list[tuple[list[Any], Any]]:
+        if not packs:
+            return []
         submitted = executor.map_array(PackTask(), [[job.spec() for job in pack] for pack in packs])
         for pack, task in zip(packs, submitted):
             log.info("pack of %d members: Slurm job %s", len(pack), task.job_id)
-        for pack, task in zip(packs, submitted):
-            results = task.results()[0]
-            for job in pack:
-                job.result = results.get(job.name)
+        return list(zip(packs, submitted))
+
+    running = submit(groups_of(jobs, launcher.members_per_task))
+    again = []
+    for job in elsewhere:
+        record = wait_for(sweep_dir, job.name)
+        if record.get("status") in ("finished", "failed"):  # a failed one: None, as a member failing here
+            job.result = record.get("objective") if record["status"] == "finished" else None
+            log.info("job %s ended in its earlier Slurm task: its result taken", job.name)
+        else:  # stopped unfinished (preempted, or its task died): packed now, it resumes from its checkpoint
+            job.extra["skipped"] = False
+            again.append(job)
+    running += submit(groups_of(again, launcher.members_per_task))
+    for pack, task in running:
+        results = task.results()[0]
+        for job in pack:
+            job.result = results.get(job.name)
     return [job_return(job, launcher.hydra_context) for job in jobs]
