@@ -9,7 +9,7 @@ In this order, so that a loan cut short answers the open question first:
    around eager and replayed steps); bf16 autocast finite;
 3. speed: benchmarks/speed_vs_blog.py on CUDA (blog vs ganlab eager / graph / graph+tf32);
 4. many runs on one GPU: benchmarks/sweep_throughput.py with 1 and 8 concurrent jobs;
-5. tests/test_step.py under pytest when pytest is importable.
+5. tests/test_step.py and the CUDA tests of test_ema.py and test_augment.py under pytest, when importable.
 No section starts after ``--budget`` seconds. Every line said is written to $OUT/gpu_check.txt at
 once when $OUT is set, so a call cut short still brings back what was measured.
 
@@ -224,6 +224,9 @@ def main() -> None:
 
                 # -o addopts=: pyproject's addopts ask for pytest-xdist, which may not be there (one file, one process)
                 ok &= run_script(["-m", "pytest", "-q", "-o", "addopts=", "tests/test_step.py"], timeout=120)
+                # the other files' CUDA tests: the EMA update captured in a graph, DiffAugment on the GPU
+                ok &= run_script(["-m", "pytest", "-q", "-o", "addopts=", "tests/test_ema.py", "tests/test_augment.py",
+                                  "-k", "cuda"], timeout=90)
             except ImportError:
                 say("pytest not installed here: tests/test_step.py skipped (the checks above cover it)")
     finally:
