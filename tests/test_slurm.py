@@ -229,42 +229,50 @@ def test_a_requeued_slurm_population_resumes_every_member(tmp_path, slurm):
 
 
 @pytest.mark.parametrize("launcher", ["slurm", "slurm_population"])
-def test_a_rerun_does_not_submit_again_the_jobs_still_running_in_slurm(tmp_path, slurm, launcher):
+def test_a_rerun_submits_neither_the_finished_jobs_nor_those_still_running_in_slurm(tmp_path, slurm, launcher):
     """Ctrl-C of a Slurm sweep's command leaves its Slurm jobs going; the same command run again submits none of
-    them again (a second task would hold an allocation waiting on the job's lock): it waits for them here and
-    reports them. Each trained once, every step logged once."""
+    them again: the finished one's result is taken from the index, the running one is waited for here (a second
+    task would hold an allocation waiting on the job's lock). Each trained once, every step logged once."""
     import signal
 
-    # long enough (~45 s alone) that both still run at the rerun also when one started late on a loaded machine
-    steps = 25000
+    # job 0 short, job 1 long (~40 s alone): array tasks start in order, so the long one still runs at the rerun
+    # also when a CPU of the node is taken (by another test's job) and the two run one after the other
+    long = 12000
     sweep = tmp_path / "sweep"
     keys = ["hydra.launcher.array_parallelism=2"] if launcher == "slurm" else ["hydra.launcher.members_per_task=2"]
-    args = [sys.executable, "-m", "ganlab", "-m", f"launcher={launcher}", "seed=0,1", f"trainer.max_steps={steps}",
+    args = [sys.executable, "-m", "ganlab", "-m", f"launcher={launcher}", f"trainer.max_steps=50,{long}",
             "trainer.epochs=1000", "eval.every=0", "trainer.log_every=500", "trainer.progress=false", "logger=none",
             "hydra.launcher.partition=debug", "hydra.launcher.timeout_min=7", "hydra.launcher.cpus_per_task=1",
             "hydra.launcher.mem_gb=1", *keys, f"hydra.sweep.dir={sweep}"]
-    where = "Slurm job" if launcher == "slurm" else "Slurm task"
     env = {**os.environ, **WANDB_ENV}
     first = subprocess.Popen(args, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+    def job_of(steps: int) -> str | None:
+        return next((j for j, r in index_jobs(sweep).items() if f"trainer.max_steps={steps}" in r["overrides"]), None)
+
     try:
-        jobs = wait_for(lambda: (j := index_jobs(sweep)) and len(j) == 2 and j, 120, "both jobs to start")
-        wait_for(lambda: all(last_logged_step(sweep / job_id) >= 500 for job_id in jobs), 120, "both jobs to train")
+        short = wait_for(lambda: job_of(50) if index_jobs(sweep).get(job_of(50), {}).get("status") == "finished"
+                         else None, 180, "the short job to finish")
+        running = wait_for(lambda: (j := job_of(long)) and last_logged_step(sweep / j) >= 500 and j, 180,
+                           "the long job to train")
         first.send_signal(signal.SIGINT)  # a terminal's Ctrl-C reaches the command; the Slurm jobs are elsewhere
         out, _ = first.communicate(timeout=60)
     finally:
         first.kill()
     assert first.returncode == 130 and "the sweep's Slurm jobs go on" in out, out
-    assert all(r["status"] == "running" for r in index_jobs(sweep).values()), "jobs ended before the rerun"
+    assert index_jobs(sweep)[running]["status"] == "running", index_jobs(sweep)
     again = subprocess.run(args, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                            timeout=300)
     said = again.stdout  # Hydra's log lines and ganlab's summary
     assert again.returncode == 0, said[-3000:]
-    for job_id in jobs:
-        assert f"job {job_id} still runs in {'Slurm job' if launcher == 'slurm' else 'an earlier Slurm task'}" in said \
-            and f"job {job_id} ended in its earlier {where}: its result taken" in said, said[-3000:]
+    where = "Slurm job" if launcher == "slurm" else "Slurm task"
+    assert f"job {running} still runs in {'Slurm job' if launcher == 'slurm' else 'an earlier Slurm task'}" in said \
+        and f"job {running} ended in its earlier {where}: its result taken" in said, said[-3000:]
+    assert f"job {short} already finished (sweep index)" in said, said[-3000:]
     assert "2 jobs, 2 finished" in said
     assert len(list((sweep / ".submitit").glob("*/*_submission.sh"))) == 1  # the first command's array alone
     for job_id, record in index_jobs(sweep).items():
         assert record["status"] == "finished" and record["attempts"] == 1, record
+        steps = 50 if job_id == short else long
         logged = [json.loads(line)["step"] for line in (sweep / job_id / "metrics.jsonl").read_text().splitlines()]
-        assert logged == list(range(500, steps + 1, 500))
+        assert logged == [*range(500, steps, 500), steps]

@@ -298,26 +298,31 @@ def test_a_job_lock_waits_for_its_holder_and_a_stop_gives_up(tmp_path):
     assert told == ["second"]
 
 
-def test_a_slurm_rerun_finds_the_jobs_running_elsewhere_and_reads_how_they_ended(tmp_path):
-    """What launcher=slurm run again uses (ganlab.launch.slurm_rerun): a job recorded running whose lock another
-    process holds is not submitted again; one recorded running whose lock is free (its task died) is."""
+def test_a_slurm_rerun_finds_the_jobs_finished_or_running_elsewhere_and_reads_how_they_ended(tmp_path):
+    """What launcher=slurm run again uses (ganlab.launch.slurm_rerun): a job recorded finished, or running with its
+    lock held by another process, is not submitted again; one recorded running whose lock is free (its task died),
+    failed, or of another job number (the sweep changed) is."""
     from hydra.core.utils import JobStatus
 
     from ganlab.launch.coordination import JobLock
-    from ganlab.launch.slurm_rerun import result_of, running_elsewhere
+    from ganlab.launch.slurm_rerun import earlier_jobs, result_of
     from ganlab.launch.sweep import SweepIndex
 
     index = SweepIndex(tmp_path)
-    for job_id, overrides, status in (("job-a", ["x=1"], "running"), ("job-b", ["x=2"], "running"),
-                                      ("job-c", ["x=3"], "finished")):
-        index.update(job_id, overrides=overrides, status=status)
+    for num, (job_id, status) in enumerate((("job-a", "running"), ("job-b", "running"), ("job-c", "finished"),
+                                            ("job-d", "failed"))):
+        index.update(job_id, overrides=[f"x={num}"], num=num, status=status,
+                     objective=0.5 if status == "finished" else None)
     probe = JobLock(tmp_path, "job-a")
     assert not probe.held_elsewhere()  # nobody holds it (no .running/ folder yet)
+    jobs = [["x=0"], ["x=1"], ["x=2"], ["x=3"], ["x=4"]]
     with JobLock(tmp_path, "job-a") as held:
         assert held.wait(lambda: False, on_wait=lambda: None)
         assert probe.held_elsewhere() and not JobLock(tmp_path, "job-b").held_elsewhere()
-        assert running_elsewhere(tmp_path, [["x=1"], ["x=2"], ["x=3"], ["x=4"]]) == {0: "job-a"}
-    assert running_elsewhere(tmp_path, [["x=1"]]) == {}
+        finished, running = earlier_jobs(tmp_path, jobs, 0)
+        assert list(finished) == [2] and finished[2]["objective"] == 0.5 and running == {0: "job-a"}
+        assert earlier_jobs(tmp_path, jobs, 10) == ({}, {})  # other job numbers: other jobs
+    assert earlier_jobs(tmp_path, jobs[:2], 0) == ({}, {})
     assert probe.wait(lambda: True, on_wait=lambda: None)  # the look took nothing with it
 
     done = result_of({"status": "finished", "objective": 0.25}, ["x=1"])

@@ -1,7 +1,8 @@
-"""``launcher=slurm`` run again while some of the sweep's jobs still run in Slurm (the command stopped by Ctrl-C,
-which leaves its Slurm jobs going): those jobs are not submitted again. A second submission would only wait on
-the job's lock (``JobLock``) holding an allocation, a GPU each on a GPU partition, until the first ended; the
-command waits for them itself and takes their results from the sweep's index, and submits the rest as one array.
+"""``launcher=slurm`` run again: the jobs of the sweep that finished, or still run in Slurm (the command stopped by
+Ctrl-C, which leaves its Slurm jobs going), are not submitted again. A finished job's task would only start to
+skip it; a running job's second task would wait on the job's lock (``JobLock``) holding an allocation, a GPU each
+on a GPU partition, until the first ended. The command takes their results from the sweep's index (waiting for
+the running ones) and submits the rest as one array.
 """
 
 from __future__ import annotations
@@ -21,16 +22,21 @@ from ganlab.launch.sweep import SweepIndex
 log = logging.getLogger(__name__)
 
 
-def running_elsewhere(sweep_dir: Path, job_overrides: Sequence[Sequence[str]]) -> dict[int, str]:
-    """The jobs (position: id in the sweep's index) that another process runs now: recorded running, lock held."""
+def earlier_jobs(sweep_dir: Path, job_overrides: Sequence[Sequence[str]], initial_job_idx: int
+                 ) -> tuple[dict[int, dict[str, Any]], dict[int, str]]:
+    """What the sweep's index knows of these jobs (by position; the same overrides and job number): the finished
+    ones (their records, with ``job_id``) and the ones another process runs now (their ids: recorded running,
+    lock held)."""
     records = SweepIndex.peek(sweep_dir)["jobs"]
-    running = {tuple(r.get("overrides") or ()): job_id for job_id, r in records.items() if r.get("status") == "running"}
-    found = {}
+    by_job = {(tuple(r.get("overrides") or ()), r.get("num")): (job_id, r) for job_id, r in records.items()}
+    finished, running = {}, {}
     for position, overrides in enumerate(job_overrides):
-        job_id = running.get(tuple(overrides))
-        if job_id is not None and JobLock(sweep_dir, job_id).held_elsewhere():
-            found[position] = job_id
-    return found
+        job_id, record = by_job.get((tuple(overrides), initial_job_idx + position), (None, {}))
+        if record.get("status") == "finished":
+            finished[position] = {**record, "job_id": job_id}
+        elif record.get("status") == "running" and JobLock(sweep_dir, job_id).held_elsewhere():
+            running[position] = job_id
+    return finished, running
 
 
 def wait_for(sweep_dir: Path, job_id: str) -> dict[str, Any]:
@@ -54,22 +60,25 @@ def result_of(record: dict[str, Any], overrides: Sequence[str]) -> JobReturn | N
     return ret
 
 
-def launch_around_running(launcher: Any, elsewhere: dict[int, str], job_overrides: Sequence[Sequence[str]],
-                          initial_job_idx: int) -> list[JobReturn]:
-    """Submit the jobs no other process runs, wait here for the others (``elsewhere``: ``running_elsewhere``'s),
-    then submit those of them that stopped unfinished; the JobReturns in job order."""
+def launch_around_earlier(launcher: Any, finished: dict[int, dict[str, Any]], running: dict[int, str],
+                          job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> list[JobReturn]:
+    """The jobs ``earlier_jobs`` found: the finished ones' results taken, the running ones waited for here; the
+    others submitted as one array, and then those of the waited-for that stopped unfinished; in job order."""
     sweep_dir = Path(str(launcher.config.hydra.sweep.dir))
+    results: dict[int, JobReturn] = {}
+    for position, record in finished.items():
+        log.info("job %s already finished (sweep index): not submitted again", record["job_id"])
+        results[position] = result_of(record, job_overrides[position])
     records = SweepIndex.peek(sweep_dir)["jobs"]
-    for job_id in elsewhere.values():
+    for job_id in running.values():
         log.warning("job %s still runs in Slurm job %s: not submitted again, this command waits for it", job_id,
                     records.get(job_id, {}).get("slurm_job_id") or "?")
-    free = [p for p in range(len(job_overrides)) if p not in elsewhere]
+    free = [p for p in range(len(job_overrides)) if p not in running and p not in finished]
     waits = {}
     if free:
         waits[tuple(free)] = submit_array(launcher, [(initial_job_idx + p, job_overrides[p]) for p in free])
-    results: dict[int, JobReturn] = {}
     again = []
-    for position, job_id in elsewhere.items():
+    for position, job_id in running.items():
         ret = result_of(wait_for(sweep_dir, job_id), job_overrides[position])
         if ret is None:
             again.append(position)
