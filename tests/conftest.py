@@ -137,8 +137,8 @@ def write_idx_images(path: Path, images: np.ndarray, gz: bool) -> None:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """The Slurm group first (one xdist worker runs it in turn, mostly waiting on Slurm), the rest in pytest's
-    order. In collection order it came last (test_slurm.py sorts late) and ran alone for its last minutes
+    """The Slurm group first (meant for one xdist worker in turn, mostly waiting on Slurm; see pyproject), the rest
+    in pytest's order. In collection order it came last (test_slurm.py sorts late) and ran alone for its last minutes
     with the other worker idle; first, its waits overlap the other worker's tests. (Also putting the slow
     tests first was slower, 20.5 min against 19: two heavy multi-process tests at once oversubscribe 2 cores.)"""
     items.sort(key=lambda item: item.get_closest_marker("xdist_group") is None)  # stable
