@@ -94,7 +94,7 @@ def launch_on_slurm(launcher: Any, job_overrides: Sequence[Sequence[str]], initi
     import submitit
 
     from ganlab.launch.population.run_group import PackTask
-    from ganlab.launch.slurm_rerun import wait_for
+    from ganlab.launch.slurm_rerun import result_of, wait_for
 
     jobs = prepare_all(launcher, job_overrides, initial_job_idx)
     sweep_dir = Path(str(launcher.config.hydra.sweep.dir))
@@ -117,9 +117,9 @@ def launch_on_slurm(launcher: Any, job_overrides: Sequence[Sequence[str]], initi
     running = submit(groups_of(jobs, launcher.members_per_task))
     again = []
     for job in elsewhere:
-        record = wait_for(sweep_dir, job.name)
-        if record.get("status") in ("finished", "failed"):  # a failed one: None, as a member failing here
-            job.result = record.get("objective") if record["status"] == "finished" else None
+        ended = result_of(wait_for(sweep_dir, job.name), job.overrides)
+        if ended is not None:
+            job.result = ended.return_value
             log.info("job %s ended in its earlier Slurm task: its result taken", job.name)
         else:  # stopped unfinished (preempted, or its task died): packed now, it resumes from its checkpoint
             job.extra["skipped"] = False
