@@ -136,12 +136,34 @@ def write_idx_images(path: Path, images: np.ndarray, gz: bool) -> None:
         f.write(payload)
 
 
+@pytest.hookimpl(trylast=True)  # after xdist's own hook, which tags the groups where pytest < 9 reads them
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """The Slurm group first (meant for one xdist worker in turn, mostly waiting on Slurm; see pyproject), the rest
+    """The Slurm group first (one xdist worker runs it, test after test, mostly waiting on Slurm), the rest
     in pytest's order. In collection order it came last (test_slurm.py sorts late) and ran alone for its last minutes
     with the other worker idle; first, its waits overlap the other worker's tests. (Also putting the slow
     tests first was slower, 20.5 min against 19: two heavy multi-process tests at once oversubscribe 2 cores.)"""
+    if getattr(config.option, "loadgroup", False):  # set on xdist's workers under --dist loadgroup
+        for item in items:
+            tag_xdist_group(item)
     items.sort(key=lambda item: item.get_closest_marker("xdist_group") is None)  # stable
+
+
+def tag_xdist_group(item: pytest.Item) -> None:
+    """Give a grouped test the ``@group`` node-id suffix by which xdist's loadgroup keeps a group on one worker.
+
+    pytest-xdist (3.8) writes it into ``item._nodeid``, where pytest < 9 keeps the node id; pytest 9 keeps it in
+    ``item._id`` (a NodeId) and never reads ``_nodeid``, so the suffix was lost and the Slurm tests spread over the
+    workers, two jobs at once on the one-node cluster's 2 CPUs. Where xdist's tag took, this does nothing.
+    """
+    names = sorted({str(mark.args[0] if mark.args else mark.kwargs.get("name", "default"))
+                    for mark in item.iter_markers("xdist_group")})
+    nodeid = item.nodeid
+    if not names or nodeid.rfind("@") > nodeid.rfind("]"):
+        return
+    node_id = getattr(item, "_id", None)
+    if node_id is None or isinstance(node_id, str):
+        raise RuntimeError(f"pytest {pytest.__version__}: no NodeId in item._id to tag {nodeid} with its xdist group")
+    item._id = type(node_id).parse(f"{nodeid}@{'_'.join(names)}")
 
 
 @pytest.fixture

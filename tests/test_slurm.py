@@ -17,8 +17,8 @@ import torch
 from conftest import run_ganlab
 from wandb_reader import find_runs, read_run
 
-# meant for one xdist worker in turn (the cluster's one node has 2 CPUs for them all); see pyproject's addopts:
-# at present they may run two at once, on two workers
+# one xdist worker runs them in turn (the cluster's one node has 2 CPUs for them all): pyproject's --dist loadgroup,
+# and conftest's tag_xdist_group under pytest 9
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("slurm")]
 WANDB_ENV = {"WANDB_SILENT": "true", "OMP_NUM_THREADS": "1"}  # one thread: same float sums in and out of Slurm
 
