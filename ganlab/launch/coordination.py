@@ -47,7 +47,8 @@ class JobLock:
     """Held by the process that runs a job, while it runs it: a second process asked to run the same job (the
     same sweep command in another terminal, or run again after a Ctrl-C left its Slurm jobs going) waits for the
     first, then takes its result or goes on from its checkpoint; two processes writing one run folder would
-    interleave its logs and checkpoints. The lock is the kernel's (flock): a process that dies lets go of it.
+    interleave its logs and checkpoints (launcher=basic first puts such a job off until its other jobs are done:
+    ganlab.launch.job_order). The lock is the kernel's (flock): a process that dies lets go of it.
     A file system without locks (some network mounts) runs the job unlocked, as before, with a warning."""
 
     def __init__(self, sweep_dir: str | Path, job_id: str, poll_s: float = 0.5, enabled: bool = True) -> None:

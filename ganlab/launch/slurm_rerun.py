@@ -17,6 +17,7 @@ from hydra.core.utils import JobReturn, JobStatus, filter_overrides
 from omegaconf import OmegaConf
 
 from ganlab.launch.coordination import JobLock
+from ganlab.launch.job_order import records_by_job
 from ganlab.launch.sweep import SweepIndex
 
 log = logging.getLogger(__name__)
@@ -27,8 +28,7 @@ def earlier_jobs(sweep_dir: Path, job_overrides: Sequence[Sequence[str]], initia
     """What the sweep's index knows of these jobs (by position; the same overrides and job number): the finished
     ones (their records, with ``job_id``) and the ones another process runs now (their ids: recorded running,
     lock held)."""
-    records = SweepIndex.peek(sweep_dir)["jobs"]
-    by_job = {(tuple(r.get("overrides") or ()), r.get("num")): (job_id, r) for job_id, r in records.items()}
+    by_job = records_by_job(sweep_dir)
     finished, running = {}, {}
     for position, overrides in enumerate(job_overrides):
         job_id, record = by_job.get((tuple(overrides), initial_job_idx + position), (None, {}))

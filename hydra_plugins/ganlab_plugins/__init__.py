@@ -1,5 +1,5 @@
 """ganlab's Hydra plugins: the ``sweep`` config group served from ``sweeps/``, the Optuna sweeper of
-``sweep=optuna``, the population launchers, the local parallel launcher and the Slurm launcher.
+``sweep=optuna``, the population launchers, the basic, local parallel and Slurm launchers.
 
 Hydra finds plugins by scanning the ``hydra_plugins`` namespace package; an editable install
 (``pip install -e .``) hides this folder from that scan, so ganlab also registers them itself
@@ -22,10 +22,12 @@ def register_plugins() -> None:
     """Make ganlab's Hydra plugins known to Hydra's plugin registry (the sweeper, the launchers)."""
     from hydra.core.plugins import Plugins
 
+    from hydra_plugins.ganlab_plugins.basic_launcher import BasicLauncher
     from hydra_plugins.ganlab_plugins.optuna_sweeper import OptunaSweeper
     from hydra_plugins.ganlab_plugins.parallel_launcher import LocalParallelLauncher
     from hydra_plugins.ganlab_plugins.population_launcher import PopulationLauncher, SlurmPopulationLauncher
     from hydra_plugins.ganlab_plugins.slurm_launcher import SlurmLauncher
 
-    for plugin in (OptunaSweeper, LocalParallelLauncher, PopulationLauncher, SlurmPopulationLauncher, SlurmLauncher):
+    for plugin in (OptunaSweeper, BasicLauncher, LocalParallelLauncher, PopulationLauncher, SlurmPopulationLauncher,
+                   SlurmLauncher):
         Plugins.instance().register(plugin)
