@@ -52,7 +52,11 @@ def test_launchers_compose_with_every_hardware_option():
     slurm = compose_cfg(["launcher=slurm"], hydra_config=True)
     assert slurm.hydra.launcher._target_.endswith("SlurmLauncher") and slurm.hydra.launcher.max_num_timeout == 3
     basic = compose_cfg([], hydra_config=True)
-    assert basic.hydra.launcher._target_.endswith("BasicLauncher") and basic.hardware.device == "auto"
+    assert basic.hydra.launcher._target_ == "hydra_plugins.ganlab_plugins.basic_launcher.BasicLauncher"
+    assert basic.hardware.device == "auto"
+    # a Hydra launcher chosen directly replaces the basic one whole (no ganlab key left in its config)
+    local = compose_cfg(["hydra/launcher=submitit_local"], hydra_config=True).hydra.launcher
+    assert local._target_ == "hydra_plugins.hydra_submitit_launcher.submitit_launcher.LocalLauncher", local
     for launcher in ("basic", "local_parallel", "slurm"):
         for hardware, device in (("auto", "auto"), ("cpu", "cpu"), ("gpu", "cuda"), ("ddp", "auto")):
             cfg = compose_cfg([f"launcher={launcher}", f"hardware={hardware}"], hydra_config=True)
