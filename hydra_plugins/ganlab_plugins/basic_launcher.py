@@ -29,10 +29,13 @@ class BasicLauncher(HydraBasicLauncher):
         sweep_dir.mkdir(parents=True, exist_ok=True)
         log.info(f"Launching {len(job_overrides)} jobs locally")
 
+        said: set[int] = set()
+
         def busy(position: int) -> bool:
             job_id = running_elsewhere(sweep_dir, job_overrides[position], initial_job_idx + position)
-            if job_id is not None:
+            if job_id is not None and position not in said:  # once: the put-off ones are looked at again
                 log.info(f"\t#{initial_job_idx + position} : runs in another process now (job {job_id}): put off")
+                said.add(position)
             return job_id is not None
 
         runs: dict[int, JobReturn] = {}
