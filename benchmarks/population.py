@@ -20,6 +20,7 @@ their median.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shutil
@@ -58,11 +59,18 @@ def tree_pss_kb(root: int) -> int:
     return total
 
 
-def peak_memory(process: subprocess.Popen, every: float = 0.25) -> dict:
-    """Sample the process tree's PSS every ``every`` seconds until ``process`` ends; {'peak_kb': ...} after."""
+def peak_memory(process: subprocess.Popen, every: float = 1.0) -> dict:
+    """Sample the process tree's PSS every ``every`` seconds until ``process`` ends; {'peak_kb': ...} after.
+
+    A sample is not free: smaps_rollup walks each process's page tables, 50-100 ms for the population's four
+    processes with torch loaded (2026-12-04, AMD EPYC). Every 0.25 s at normal priority that took a quarter of
+    a core from a sweep that uses both, and made the population's wall 45-50 s against 37-39 s unsampled. So:
+    every second, from a thread at the lowest priority (Linux sets a niceness per thread)."""
     peak = {"peak_kb": 0}
 
     def sample() -> None:
+        with contextlib.suppress(OSError, AttributeError):  # not Linux: sampled at normal priority
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
         while process.poll() is None:
             peak["peak_kb"] = max(peak["peak_kb"], tree_pss_kb(process.pid))
             time.sleep(every)
