@@ -23,13 +23,17 @@ def records_by_job(sweep_dir: str | Path) -> dict[tuple[tuple[str, ...], Any], t
     return {(tuple(r.get("overrides") or ()), r.get("num")): (job_id, r) for job_id, r in records.items()}
 
 
+def runs_elsewhere(sweep_dir: str | Path, job_id: str | None, record: dict[str, Any]) -> bool:
+    """Whether job ``job_id`` (its index ``record``) runs in another process now: recorded running and its lock
+    held (not: not begun, ended, or recorded running by a process that is gone)."""
+    return job_id is not None and record.get("status") == "running" and JobLock(sweep_dir, job_id).held_elsewhere()
+
+
 def running_elsewhere(sweep_dir: str | Path, overrides: Sequence[str], num: int) -> str | None:
-    """The id of the job (these overrides, this number) when the index says it runs and another process holds its
-    lock now; else None (not begun, ended, or its process gone)."""
+    """The id of the job (these overrides, this number) when it runs in another process now (``runs_elsewhere``);
+    else None."""
     job_id, record = records_by_job(sweep_dir).get((tuple(overrides), num), (None, {}))
-    if job_id is None or record.get("status") != "running":
-        return None
-    return job_id if JobLock(sweep_dir, job_id).held_elsewhere() else None
+    return job_id if runs_elsewhere(sweep_dir, job_id, record) else None
 
 
 def job_order(count: int, busy: Callable[[int], bool]) -> Iterator[int]:

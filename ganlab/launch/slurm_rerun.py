@@ -17,7 +17,7 @@ from hydra.core.utils import JobReturn, JobStatus, filter_overrides
 from omegaconf import OmegaConf
 
 from ganlab.launch.coordination import JobLock
-from ganlab.launch.job_order import records_by_job
+from ganlab.launch.job_order import records_by_job, runs_elsewhere
 from ganlab.launch.sweep import SweepIndex
 
 log = logging.getLogger(__name__)
@@ -34,7 +34,7 @@ def earlier_jobs(sweep_dir: Path, job_overrides: Sequence[Sequence[str]], initia
         job_id, record = by_job.get((tuple(overrides), initial_job_idx + position), (None, {}))
         if record.get("status") == "finished":
             finished[position] = {**record, "job_id": job_id}
-        elif record.get("status") == "running" and JobLock(sweep_dir, job_id).held_elsewhere():
+        elif runs_elsewhere(sweep_dir, job_id, record):
             running[position] = job_id
     return finished, running
 
