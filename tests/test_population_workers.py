@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import subprocess
 import sys
 
 import pytest
@@ -74,9 +75,12 @@ def test_each_running_worker_has_its_own_progress_row(monkeypatch):
     assert [task[0].result for task in tasks[:2]] == [0, 1] and tasks[2][0].result in (0, 1)
 
 
+PRELOADED = ("torch", "torch._dynamo", "torchvision.utils", "ganlab.launch.population.run_group",
+             "ganlab.launch.population.forkserver_exit")
+
+
 def _imported_on_arrival(conn) -> None:
-    conn.send(sorted(m for m in ("torch", "torch._dynamo", "torchvision.utils", "ganlab.launch.population.run_group")
-                     if m in sys.modules))
+    conn.send(sorted(m for m in PRELOADED if m in sys.modules))
     conn.close()
 
 
@@ -90,9 +94,26 @@ def test_workers_arrive_with_the_training_path_imported_and_say_whether_cuda_is_
     process = context.Process(target=_imported_on_arrival, args=(send,), daemon=True)
     process.start()
     send.close()
-    assert receive.recv() == ["ganlab.launch.population.run_group", "torch", "torch._dynamo", "torchvision.utils"]
+    assert receive.recv() == sorted(PRELOADED)
     process.join(timeout=30)
     assert process.exitcode == 0
+    # the forkserver's quick exit is the forkserver's alone: this (launching) process ends as usual
+    assert "ganlab.launch.population.forkserver_exit" not in sys.modules
+
+
+def test_the_forkserver_leaves_without_the_interpreters_teardown_after_flushing(tmp_path):
+    """forkserver_exit, imported in a process: at its exit the output written so far comes out, and nothing
+    registered before it (multiprocessing's and torch's own exit work, here a marker) runs."""
+    marker = tmp_path / "teardown_ran"
+    code = ("import atexit, pathlib, sys\n"
+            f"atexit.register(pathlib.Path({str(marker)!r}).write_text, 'ran')\n"
+            "import ganlab.launch.population.forkserver_exit\n"
+            "sys.stdout.write('written before the exit')\n"  # block-buffered into a pipe: flushed by exit_now
+            "sys.exit(0)\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == "written before the exit"
+    assert not marker.exists()
 
 
 @pytest.mark.parametrize("worker", [None, 1])

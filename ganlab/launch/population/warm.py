@@ -11,6 +11,9 @@ jobs). ``PopulationLauncher.setup`` runs before that composition and starts the 
 sweeper composes. Each worker is then forked from it in milliseconds with everything imported,
 its shard passed as plain specs (``Job.spec``); later batches of the sweep (Optuna's) reuse it.
 
+The forkserver leaves without the interpreter's teardown once the launching process has ended
+(forkserver_exit.py): it holds the command's output open, and finalizing torch took it 0.8 s.
+
 The forkserver never runs a torch op, so no OpenMP thread pool exists in it to be copied half-alive
 into a worker (a fork of a process that has used one can hang in its first parallel region): its
 workers may have any number of threads, whatever the launching process has done (a notebook that
@@ -36,7 +39,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 # what the forkserver imports before forking any worker: a worker then starts in milliseconds
-PRELOAD = ("torch", "torch._dynamo", "torchvision.utils", "ganlab", "ganlab.launch.population.run_group")
+PRELOAD = ("torch", "torch._dynamo", "torchvision.utils", "ganlab", "ganlab.launch.population.run_group",
+           "ganlab.launch.population.forkserver_exit")  # last: its exit hook runs before the others
 
 
 def train_shard(jobs: list[Job] | list[dict[str, Any]], threads: int, conn: Connection, slot: int = 0) -> None:
