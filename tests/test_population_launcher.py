@@ -156,14 +156,15 @@ def test_every_loss_of_the_zoo_with_mixed_lr_trains_bit_identically_to_the_job_a
 
 
 def test_one_program_in_this_process_is_bit_identical_to_the_jobs_alone_at_torchs_default_threads(tmp_path):
-    args = ["-m", "loss=bce,hinge,wgan_gp", *TINY, *FAST]
+    # the losses interleaved in job order (bce, wgan_gp, bce, wgan_gp): the population puts each loss's side by side
+    args = ["-m", "optimizer.lr=1e-4,5e-4", "loss=bce,wgan_gp", *TINY, *FAST]
     run_ganlab([*args, "launcher=population", "hydra.launcher.processes=1", f"hydra.sweep.dir={tmp_path / 'p'}"],
                cwd=tmp_path)
     run_ganlab([*args, f"hydra.sweep.dir={tmp_path / 'basic'}"], cwd=tmp_path)
     for job_id, record in index(tmp_path / "p").items():
         assert record["objective"] == index(tmp_path / "basic")[job_id]["objective"]
         assert_same_job(tmp_path / "basic" / job_id, tmp_path / "p" / job_id, exact=True)
-    assert "trains in a population of 3 members" in (tmp_path / "p" / job_id / "ganlab.log").read_text()
+    assert "trains in a population of 4 members" in (tmp_path / "p" / job_id / "ganlab.log").read_text()
 
 
 def test_mixed_z_size_and_losses_agree_with_the_jobs_alone_to_float_rounding(tmp_path):

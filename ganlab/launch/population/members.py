@@ -24,7 +24,7 @@ from ganlab.data.batches import DataSet
 from ganlab.launch.job import SweepJob
 from ganlab.launch.population.optim import from_torch
 from ganlab.launch.population.stacked import StackedModule
-from ganlab.launch.population.step import DrawingStep, PopulationStep
+from ganlab.launch.population.step import DrawingStep, PopulationStep, loss_groups
 from ganlab.metrics.evaluator import EvalRecord
 from ganlab.run import Run, restore
 from ganlab.step import CapturedStep, set_capturable
@@ -84,8 +84,10 @@ class Population:
     """The stacked program of some members: G and D stacked, their optimizers vectorised, one step."""
 
     def __init__(self, members: list[Member]) -> None:
-        self.members = members
-        runs = [m.run for m in members]
+        # each loss's members side by side (stable: in their given order within a loss): the step then
+        # takes a loss's rows as a slice; ``members`` is this order everywhere a population is read
+        self.members = [members[k] for _, ks in loss_groups([m.run.loss for m in members]) for k in ks]
+        runs = [m.run for m in self.members]
         first = runs[0]
         self.hardware = first.hardware
         self.generator = StackedModule([r.generator for r in runs])
@@ -95,7 +97,7 @@ class Population:
         self.g_opt = from_torch([r.g_opt for r in runs], self.generator)
         self.d_opt = from_torch([r.d_opt for r in runs], self.discriminator)
         step = PopulationStep(self.generator, self.discriminator, [r.loss for r in runs], self.g_opt, self.d_opt,
-                              [m.noise for m in members], first.trainer.detach_fake, first.hardware.autocast_dtype)
+                              [m.noise for m in self.members], first.trainer.detach_fake, first.hardware.autocast_dtype)
         drawing = DrawingStep(step, [r.latent for r in runs], first.batches.batch_size, self.generator.z_max)
         self.step = CapturedStep(drawing) if first.hardware.cuda_graph else drawing
 

@@ -78,9 +78,16 @@ class PopulationStep:
         self.g_opt, self.d_opt = g_opt, d_opt
         self.detach_fake, self.autocast_dtype = detach_fake, autocast_dtype
         device = discriminator.params[0].device
+        groups = loss_groups(losses)
         # member indices on the device (indexing with a host tensor would copy it every step, which a
         # CUDA graph cannot capture), and as host lists for the loops over members
-        self.groups = [(loss, torch.tensor(members, device=device), members) for loss, members in loss_groups(losses)]
+        self.groups = [(loss, torch.tensor(members, device=device), members) for loss, members in groups]
+        # each loss's members side by side (Population orders them so): every group's rows come from one
+        # split of the (K, ...) outputs, views whose backward is one cat, instead of an index and an
+        # index_put per group and output (three losses, 14 members, one CPU thread: the losses' forward
+        # and backward 0.77 -> 0.59 ms, ~1% of the step; a dozen fewer kernels on CUDA)
+        in_order = [k for _, members in groups for k in members] == list(range(len(losses)))
+        self.split_sizes = [len(members) for _, members in groups] if in_order else None
         self.num_members = len(losses)
         self.noise_generators = list(noise_generators)
         self.penalised = [k for k, loss in enumerate(losses) if loss.has_penalty]
@@ -96,28 +103,34 @@ class PopulationStep:
             return contextlib.nullcontext()
         return torch.autocast(device_type, dtype=self.autocast_dtype, cache_enabled=False)
 
-    def _per_member(self, values: list[tuple[torch.Tensor, torch.Tensor]]) -> torch.Tensor:
-        """(K,) from each group's (member indices, (k,) values)."""
+    def _per_member(self, values: list[torch.Tensor]) -> torch.Tensor:
+        """(K,) from each group's (k,) values, in the order of ``self.groups``."""
         if len(values) == 1:  # one loss for all: the values are already in member order
-            return values[0][1]
-        out = torch.empty(self.num_members, device=values[0][1].device, dtype=values[0][1].dtype)
-        for members, v in values:
+            return values[0]
+        if self.split_sizes is not None:  # the groups side by side, in order
+            return torch.cat(values)
+        out = torch.empty(self.num_members, device=values[0].device, dtype=values[0].dtype)
+        for (_, members, _), v in zip(self.groups, values):
             out[members] = v
         return out
 
-    def _rows(self, out: torch.Tensor, members: torch.Tensor) -> torch.Tensor:
-        return out if len(self.groups) == 1 else out[members]  # one loss for all: every row, in order
+    def _split(self, out: torch.Tensor) -> list[torch.Tensor] | tuple[torch.Tensor, ...]:
+        """Each group's rows of a (K, ...) tensor, in the order of ``self.groups``."""
+        if len(self.groups) == 1:  # one loss for all: every row, in order
+            return [out]
+        if self.split_sizes is not None:
+            return out.split(self.split_sizes)
+        return [out[members] for _, members, _ in self.groups]
 
     def d_losses(self, real_out: torch.Tensor, fake_out: torch.Tensor) -> torch.Tensor:
         """(K,) each member's D loss from its own loss on its (B,) outputs."""
-        return self._per_member([(members, by_member(loss.d_loss)(self._rows(real_out, members),
-                                                                  self._rows(fake_out, members)))
-                                 for loss, members, _ in self.groups])
+        return self._per_member([by_member(loss.d_loss)(real, fake) for (loss, _, _), real, fake
+                                 in zip(self.groups, self._split(real_out), self._split(fake_out))])
 
     def g_losses(self, fake_out: torch.Tensor) -> torch.Tensor:
         """(K,) each member's G loss."""
-        return self._per_member([(members, by_member(loss.g_loss)(self._rows(fake_out, members)))
-                                 for loss, members, _ in self.groups])
+        return self._per_member([by_member(loss.g_loss)(fake)
+                                 for (loss, _, _), fake in zip(self.groups, self._split(fake_out))])
 
     def penalties(self, real: torch.Tensor, fake: torch.Tensor, real_out: torch.Tensor) -> torch.Tensor:
         """(K,) each penalised member's penalty (0 for the others), from one batched input-gradient pass."""
@@ -136,11 +149,9 @@ class PopulationStep:
                 shaped = keep.view(-1, *[1] * (buffer.dim() - 1))
                 buffer.copy_(torch.where(shaped, before, buffer))
         values = []
-        for loss, members, _ in self.groups:
-            if loss.has_penalty:
-                values.append((members, vmap(loss.penalty)(grad[members], real_out[members])))
-            else:
-                values.append((members, torch.zeros(len(members), device=grad.device, dtype=grad.dtype)))
+        for (loss, _, members), grads, outs in zip(self.groups, self._split(grad), self._split(real_out)):
+            values.append(vmap(loss.penalty)(grads, outs) if loss.has_penalty else
+                          torch.zeros(len(members), device=grad.device, dtype=grad.dtype))
         return self._per_member(values)
 
     def __call__(self, reals: Sequence[torch.Tensor], z_d: Sequence[torch.Tensor], z_g: torch.Tensor,
