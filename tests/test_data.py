@@ -132,3 +132,16 @@ def test_max_train_is_a_fixed_subset_with_its_labels_and_evaluation_sees_the_who
                                  "data.batch_size=8"]))
     assert run.batches.per_epoch == 20 // 8
     assert len(digits_set(max_train=100).images) == 100
+
+
+@pytest.mark.parametrize("std", [1.0, 1, 0.1])
+def test_latents_are_the_seeds_standard_normals_times_std_bit_for_bit(std):
+    """N(0, std²) z: the generator's standard normals scaled by std (at std 1 the product is skipped: x * 1.0 is x)."""
+    from ganlab.data.batches import LatentSampler
+
+    latent = LatentSampler(5, "normal", std, torch.device("cpu"), seed=3)
+    stream = torch.Generator().manual_seed(3)
+    for _ in range(2):  # draw after draw from the sampler's own stream
+        assert torch.equal(latent(7), torch.randn(7, 5, generator=stream) * float(std))
+    uniform = LatentSampler(5, "uniform", std, torch.device("cpu"), seed=3)(1000)
+    assert uniform.abs().max() <= std * 3**0.5 and abs(float(uniform.std()) - std) < 0.05 * std

@@ -104,7 +104,9 @@ class LatentSampler:
     def __call__(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
         gen = generator or self.generator
         if self.dist == "normal":
-            return torch.randn(n, self.z_size, device=self.device, generator=gen) * self.std
+            z = torch.randn(n, self.z_size, device=self.device, generator=gen)
+            # x * 1.0 is x exactly: the default std skips a pass (a population draws 2 z per member and step)
+            return z if self.std == 1.0 else z * self.std
         half_width = self.std * 3**0.5  # U(-a, a) has std a / sqrt(3)
         return (torch.rand(n, self.z_size, device=self.device, generator=gen) * 2 - 1) * half_width
 
