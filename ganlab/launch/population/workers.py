@@ -12,7 +12,7 @@ it has members up to the process count, and the shards of all programs run at mo
 a time, each trained by ``run_group.train_group`` in a worker with ``cores / processes`` torch
 threads. A member computes bit for bit what its job computes alone **at the worker's thread
 count**: CPU reductions split their sums by threads, so a job run with 2 threads rounds differently
-from the same job with 1 (tests/test_population_launcher.py compares both ways).
+from the same job with 1 (tests/test_population_equivalence.py compares both ways).
 
 Workers are forked from multiprocessing's forkserver, which imported the training path while the
 sweeper composed the jobs (warm.py): a worker starts in milliseconds with torch imported, and,
