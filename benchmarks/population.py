@@ -5,7 +5,7 @@ embedded digits by default, the same steps per job and evaluation on (eval.every
 launcher runs the whole sweep in a child process of its own, into its own sweep directory; the
 script prints the wall time of each sweep, the aggregate images/s (jobs x steps x batch x n_critic
 / wall), the peak memory of the sweep's processes together (their proportional set size, sampled
-every 0.25 s: the population's workers share the pages of torch's libraries), the ratio, and how far
+every second at niceness 19: the population's workers share the pages of torch's libraries), the ratio, and how far
 the two sweeps' objectives are apart.
 
 On a shared or virtual machine the speed drifts by tens of percent within minutes, and the two
