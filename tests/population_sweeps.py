@@ -1,4 +1,4 @@
-"""What the population launcher's tests share: a tiny sweep's settings and readers of what a sweep leaves."""
+"""What the sweep tests share: a tiny population sweep's settings and readers of what a sweep leaves."""
 
 from __future__ import annotations
 

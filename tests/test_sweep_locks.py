@@ -1,33 +1,17 @@
-"""Sweeps and jobs that meet another process: two sweeps started in one second, a job's lock (held by the
-process running it, waited for by another, taken by a DDP job's first rank only), what a Slurm sweep run again
-finds of its earlier jobs, and the same sweep run twice at once."""
+"""Jobs that meet another process: a job's lock (held by the process running it, waited for by another, taken
+by a DDP job's first rank only), what a Slurm sweep run again finds of its earlier jobs, and the same sweep run
+twice at once."""
 
 from __future__ import annotations
 
 import json
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
 from conftest import FAST
-
-TINY = ["trainer.max_steps=2", "model.middle_size=16", "trainer.progress=false"]
-
-
-def index(sweep: Path) -> dict:
-    return json.loads((sweep / "sweep_index.json").read_text())
-
-
-def test_two_sweeps_started_together_never_share_a_dir(tmp_path):
-    procs = [subprocess.Popen([sys.executable, "-m", "ganlab", "-m", "seed=0", *extra, *TINY, *FAST], cwd=tmp_path,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-             for extra in ([], ["loss=mse"])]  # both in the same second
-    assert [p.wait(timeout=300) for p in procs] == [0, 0]
-    sweeps = sorted((tmp_path / "multirun").iterdir())
-    assert len(sweeps) == 2 and all(s.name.startswith("multirun-") for s in sweeps)
-    assert all(len(index(s)["jobs"]) == 1 for s in sweeps)
+from population_sweeps import index
 
 
 def test_a_job_lock_waits_for_its_holder_and_a_stop_gives_up(tmp_path):
@@ -114,7 +98,7 @@ def test_the_same_sweep_run_twice_at_once_trains_each_job_once(tmp_path, launche
     assert [proc.returncode for proc in procs] == [0, 0], outs
     for out in outs:
         assert "2 jobs, 2 finished" in out, out
-    jobs = index(sweep)["jobs"]
+    jobs = index(sweep)
     assert len(jobs) == 2 and all(r["status"] == "finished" and r["attempts"] == 1 for r in jobs.values()), jobs
     for job_id in jobs:
         steps = [json.loads(line)["step"] for line in (sweep / job_id / "metrics.jsonl").read_text().splitlines()]

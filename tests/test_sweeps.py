@@ -1,11 +1,13 @@
 """Sweeps from sweeps/: composing them, the sweep index, skipping finished and resuming unfinished
 jobs, failures, the parallel local launcher, the Optuna search and the objective a run returns.
-Sweeps and jobs that meet another process (two commands at once, job locks, a Slurm rerun):
+Jobs that meet another process (job locks, a Slurm rerun, one sweep run twice at once):
 test_sweep_locks.py."""
 
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -122,6 +124,16 @@ def test_grid_sweep_composes_with_overrides_skips_finished_and_resumes_unfinishe
     runs = [read_run(f) for f in find_runs(sweep / unfinished)]
     assert len(runs) == 2 and len({r.run_id for r in runs}) == 1  # the W&B run continues
     assert [h["_step"] for h in runs[-1].history if "d_loss" in h] == [2]
+
+
+def test_two_sweeps_started_together_never_share_a_dir(tmp_path):
+    procs = [subprocess.Popen([sys.executable, "-m", "ganlab", "-m", "seed=0", *extra, *TINY, *FAST], cwd=tmp_path,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+             for extra in ([], ["loss=mse"])]  # both in the same second
+    assert [p.wait(timeout=300) for p in procs] == [0, 0]
+    sweeps = sorted((tmp_path / "multirun").iterdir())
+    assert len(sweeps) == 2 and all(s.name.startswith("multirun-") for s in sweeps)
+    assert all(len(index(s)["jobs"]) == 1 for s in sweeps)
 
 
 def test_a_crashed_job_is_marked_failed_and_the_others_run(tmp_path):
