@@ -4,14 +4,13 @@ twice at once."""
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 
 import pytest
 
 from conftest import FAST
-from population_sweeps import index
+from population_sweeps import index, rows
 
 
 def test_a_job_lock_waits_for_its_holder_and_a_stop_gives_up(tmp_path):
@@ -101,6 +100,6 @@ def test_the_same_sweep_run_twice_at_once_trains_each_job_once(tmp_path, launche
     jobs = index(sweep)
     assert len(jobs) == 2 and all(r["status"] == "finished" and r["attempts"] == 1 for r in jobs.values()), jobs
     for job_id in jobs:
-        steps = [json.loads(line)["step"] for line in (sweep / job_id / "metrics.jsonl").read_text().splitlines()]
+        steps = [row["step"] for row in rows(sweep / job_id / "metrics.jsonl")]
         assert steps == list(range(25, 301, 25)), steps
     assert "".join(outs).count("finished at step 300") == 2, outs  # each job trained by one of them
