@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import io
+import json
 import os
 import struct
 import subprocess
@@ -108,6 +109,21 @@ def signal_once_logging(args: list[str], run_dirs: str, cwd: Path, runs: int, si
         (os.killpg if to_group else os.kill)(child.pid, signum)
         code = child.wait(timeout=120)
     return subprocess.CompletedProcess(child.args, code, out.read_text(), err.read_text())
+
+
+def jsonl_rows(path: Path) -> list[dict]:
+    """The rows of a run's metrics.jsonl or eval.jsonl."""
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def sweep_index(sweep: Path) -> dict:
+    """A sweep's index: each job's record by its id."""
+    return json.loads((sweep / "sweep_index.json").read_text())["jobs"]
+
+
+def checkpoint_at(job: Path, step: int) -> dict:
+    """A run's checkpoint of ``step``, loaded as ganlab loads it."""
+    return torch.load(job / "checkpoints" / f"step_{step:08d}.pt", weights_only=True)
 
 
 def grid_cells(grid: np.ndarray, rows: int, per_row: int, size: int, pad: int = 2) -> np.ndarray:

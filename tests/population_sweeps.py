@@ -1,30 +1,15 @@
-"""What the sweep tests share: a tiny population sweep's settings and readers of what a sweep leaves."""
+"""What the population tests share: a tiny sweep's settings and the entry point run in this process."""
 
 from __future__ import annotations
 
-import json
 import sys
-from pathlib import Path
 
 import pytest
-import torch
 
 TINY = ["model.middle_size=16", "trainer.max_steps=20", "trainer.log_every=5", "trainer.ckpt_every=10",
         "eval.every=10", "eval.n_samples=128", "eval.kid_subsets=3"]
 ZOO = "loss=bce,minimax,mse,hinge,wgan,wgan_gp,bce_r1"
 ONE = "hydra.launcher.processes=1"  # every program in the launching process: what a test of grouping counts
-
-
-def index(sweep: Path) -> dict:
-    return json.loads((sweep / "sweep_index.json").read_text())["jobs"]
-
-
-def rows(path: Path) -> list[dict]:
-    return [json.loads(line) for line in path.read_text().splitlines()]
-
-
-def checkpoint(job: Path, step: int) -> dict:
-    return torch.load(job / "checkpoints" / f"step_{step:08d}.pt", weights_only=True)
 
 
 def run_main(argv: list[str], monkeypatch: pytest.MonkeyPatch) -> int:

@@ -1,7 +1,6 @@
 """DiffAugment: identity, shapes, differentiability, the ops' exact form, reproducibility, bad values."""
 
 import copy
-import json
 
 import pytest
 import torch
@@ -13,7 +12,7 @@ from ganlab.models.mlp import MLPDiscriminator, MLPGenerator
 from ganlab.step import GANStep
 from ganlab.train import build_run
 
-from conftest import FAST, assert_same_weights, compose_cfg, train_straight_and_resumed
+from conftest import FAST, assert_same_weights, compose_cfg, jsonl_rows, train_straight_and_resumed
 
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 SHAPES = [(1, 8, 8), (1, 28, 28), (3, 32, 32)]
@@ -232,7 +231,7 @@ def test_resume_with_augmentation_is_bit_identical(tmp_path, loss):
     a, b, half = train_straight_and_resumed(args, tmp_path)
     assert "augment" in torch.load(half, weights_only=True)["rng"]  # the augmentation's stream is checkpointed
     assert_same_weights(b, a)
-    straight, split = [[json.loads(line) for line in (tmp_path / d / "metrics.jsonl").read_text().splitlines()]
+    straight, split = [jsonl_rows(tmp_path / d / "metrics.jsonl")
                        for d in ("straight", "split")]
     assert [{k: v for k, v in r.items() if k != "images_per_s"} for r in straight] == \
         [{k: v for k, v in r.items() if k != "images_per_s"} for r in split]

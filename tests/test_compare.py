@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 from test_entry import job_dirs
 
-from conftest import run_ganlab
+from conftest import jsonl_rows, run_ganlab
 
 
 @pytest.fixture(scope="module")
@@ -82,7 +82,7 @@ def test_eval_of_a_checkpoint_matches_the_runs_own_final_evaluation(sweep, tmp_p
                       module="ganlab.eval")
     result = json.loads(out.read_text())
     assert json.loads(proc.stdout) == result and result["step"] == 12
-    final = [json.loads(line) for line in (job / "eval.jsonl").read_text().splitlines()][-1]
+    final = jsonl_rows(job / "eval.jsonl")[-1]
     for key in ("eval/fid_clf", "eval/kid_clf", "eval/classes_hit", "eval/d_real", "eval/d_fake"):
         assert result[key] == pytest.approx(final[key], rel=1e-5), key  # same G, z, real subset, classifier
     proc = run_ganlab([str(job / "checkpoints" / "step_00000012.pt"), "--n-samples", "50", "--features", "none"],

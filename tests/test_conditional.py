@@ -3,8 +3,6 @@ networks, one class per grid row, cond_accuracy, resume, and the one-line errors
 
 from __future__ import annotations
 
-import json
-
 import numpy as np
 import pytest
 import torch
@@ -18,7 +16,15 @@ from ganlab.models.dcgan import DCGANDiscriminator, DCGANGenerator
 from ganlab.models.mlp import MLPDiscriminator, MLPGenerator
 from ganlab.train import build_run, train
 
-from conftest import FAST, assert_same_weights, compose_cfg, grid_cells, run_ganlab, train_straight_and_resumed
+from conftest import (
+    FAST,
+    assert_same_weights,
+    compose_cfg,
+    grid_cells,
+    jsonl_rows,
+    run_ganlab,
+    train_straight_and_resumed,
+)
 
 RUN = [*FAST, "trainer.log_every=1", "trainer.ckpt_every=3", "eval.n_samples=100", "eval.kid_subsets=2"]
 MLP = ["model.middle_size=32"]
@@ -103,7 +109,7 @@ def test_resume_of_a_conditional_acgan_run_is_bit_identical(tmp_path):
     args = [*RUN, *DCGAN, "model.conditional=concat", "loss=acgan"]
     a, b, _ = train_straight_and_resumed(args, tmp_path)
     assert_same_weights(b, a)
-    rows = [json.loads(line) for line in (tmp_path / "straight" / "metrics.jsonl").read_text().splitlines()]
+    rows = jsonl_rows(tmp_path / "straight" / "metrics.jsonl")
     assert all(r["d_class"] > 0 and r["g_class"] > 0 for r in rows)  # the class losses, logged beside the game's
     assert all(r["d_loss"] > r["d_class"] for r in rows)  # inside d_loss
 

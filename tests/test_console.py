@@ -4,7 +4,6 @@ step after a hard kill and resume, and W&B failures that never stop training."""
 from __future__ import annotations
 
 import io
-import json
 import os
 import signal
 import subprocess
@@ -19,7 +18,7 @@ from ganlab.tracking import Tracker, drop_rows_after
 from ganlab.tracking.wandb_run import WandbLogger
 from ganlab.train import train
 
-from conftest import FAST, Terminal, compose_cfg, run_ganlab
+from conftest import FAST, Terminal, compose_cfg, jsonl_rows, run_ganlab
 
 
 def test_outside_a_terminal_progress_is_a_line_at_most_every_30_s():
@@ -86,8 +85,8 @@ def test_run_summary_without_evaluation_or_wandb(tmp_path):
                                  f"  samples: {tmp_path / 'samples'}"]
 
 
-def rows(path) -> list[int]:
-    return [json.loads(line)["step"] for line in path.read_text().splitlines()]
+def logged_steps(path) -> list[int]:
+    return [row["step"] for row in jsonl_rows(path)]
 
 
 def test_a_resume_drops_the_rows_logged_after_its_checkpoint(tmp_path):
@@ -101,8 +100,8 @@ def test_a_resume_drops_the_rows_logged_after_its_checkpoint(tmp_path):
     with open(killed / "metrics.jsonl", "a") as f:
         f.write('{"step": 11, "d_lo')  # and cut off mid-line
     train(compose_cfg([*base, "trainer.max_steps=10", "resume=auto"], run_dir=killed))
-    assert rows(killed / "metrics.jsonl") == list(range(1, 11))
-    assert rows(killed / "eval.jsonl") == [2, 4, 6, 8, 10]
+    assert logged_steps(killed / "metrics.jsonl") == list(range(1, 11))
+    assert logged_steps(killed / "eval.jsonl") == [2, 4, 6, 8, 10]
     a = torch.load(straight / "checkpoints" / "step_00000010.pt", weights_only=True)
     b = torch.load(killed / "checkpoints" / "step_00000010.pt", weights_only=True)
     assert all(torch.equal(a["generator"][k], v) for k, v in b["generator"].items())
@@ -121,10 +120,10 @@ def test_kill_9_then_resume_auto_logs_each_step_once(tmp_path):
         time.sleep(0.05)
     os.kill(child.pid, signal.SIGKILL)
     child.wait()
-    logged = rows(metrics) if metrics.exists() else []
+    logged = logged_steps(metrics) if metrics.exists() else []
     assert 250 <= len(logged) < 600  # killed mid-run, past a checkpoint
     run_ganlab([*common, "trainer.max_steps=600", "resume=auto"], cwd=tmp_path)
-    assert rows(metrics) == list(range(1, 601))
+    assert logged_steps(metrics) == list(range(1, 601))
 
 
 def test_drop_rows_after_keeps_a_file_without_later_rows_untouched(tmp_path):
@@ -132,9 +131,9 @@ def test_drop_rows_after_keeps_a_file_without_later_rows_untouched(tmp_path):
     path.write_text('{"step": 1}\n{"step": 2}\n')
     before = path.stat().st_mtime_ns
     drop_rows_after(path, 2)
-    assert path.stat().st_mtime_ns == before and rows(path) == [1, 2]
+    assert path.stat().st_mtime_ns == before and logged_steps(path) == [1, 2]
     drop_rows_after(path, 1)
-    assert rows(path) == [1]
+    assert logged_steps(path) == [1]
     drop_rows_after(tmp_path / "missing.jsonl", 0)  # nothing to do, no error
 
 
@@ -152,4 +151,4 @@ def test_a_dead_wandb_service_never_stops_evaluation_logging(tmp_path, monkeypat
     tracker.log_eval({"eval/fid_clf": 2.0}, step=4)  # no error, no second warning
     tracker.log_image("samples", torch.zeros(3, 4, 4, dtype=torch.uint8), step=4)
     tracker.finish(exit_code=0)
-    assert rows(tmp_path / "eval.jsonl") == [2, 4]  # the files got everything
+    assert logged_steps(tmp_path / "eval.jsonl") == [2, 4]  # the files got everything

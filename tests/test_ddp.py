@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
@@ -15,7 +14,7 @@ from test_entry import job_dirs
 from ganlab.hardware.ddp import shard
 from ganlab.train import build_run, train
 
-from conftest import FAST, compose_cfg, run_ganlab
+from conftest import FAST, compose_cfg, jsonl_rows, run_ganlab
 from wandb_reader import find_runs, read_run
 
 ARGS = ["hardware=ddp", "model.middle_size=16", "trainer.epochs=1", "trainer.log_every=5", "trainer.progress=false"]
@@ -41,7 +40,7 @@ def test_two_gloo_ranks_make_one_run_with_single_process_step_count(tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     single_total = build_run(compose_cfg([*FAST, *BLOG_STEP, "model.middle_size=16", "trainer.epochs=1"])).total_steps
     assert single_total == 1797 // 64 // 2  # digits, global batch 64, 2 batches per step: one epoch
-    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    rows = jsonl_rows(run_dir / "metrics.jsonl")
     assert [r["step"] for r in rows] == [5, 10, single_total]  # written once, by rank 0
     assert [p.name for p in (run_dir / "checkpoints").iterdir()] == [f"step_{single_total:08d}.pt"]
     [wandb_file] = find_runs(run_dir)  # one W&B run, not one per rank
@@ -77,7 +76,7 @@ def test_submitit_tasks_per_node_make_one_ddp_run(tmp_path):
                 "hydra.launcher.timeout_min=5", "model.middle_size=16", "trainer.max_steps=6", "trainer.log_every=2",
                 *FAST, f"hydra.sweep.dir={sweep}"], cwd=tmp_path)
     [job] = job_dirs(sweep)
-    rows = [json.loads(line) for line in (job / "metrics.jsonl").read_text().splitlines()]
+    rows = jsonl_rows(job / "metrics.jsonl")
     assert [r["step"] for r in rows] == [2, 4, 6]  # one writer: rank 0 (two independent runs would write 6 rows)
     assert (job / "checkpoints" / "step_00000006.pt").is_file()
     logs = sorted((sweep / ".submitit").glob("*/*_log.err"))
@@ -96,7 +95,7 @@ def test_ddp_with_ema_augmentation_conditioning_and_packing(tmp_path):
     [ckpt] = (run_dir / "checkpoints").iterdir()
     state = torch.load(ckpt, weights_only=True)
     assert "generator_ema" in state and state["n_classes"] == 10 and "augment" in state["rng"]
-    [row] = [json.loads(line) for line in (run_dir / "eval.jsonl").read_text().splitlines()]
+    [row] = jsonl_rows(run_dir / "eval.jsonl")
     assert "eval/cond_accuracy" in row and "eval_g/fid_clf" in row
     result = train(compose_cfg([*FAST, *options, "model.middle_size=16", "trainer.epochs=2", f"resume={ckpt}"],
                                run_dir=tmp_path / "r"))

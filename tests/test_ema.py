@@ -16,7 +16,7 @@ from ganlab.errors import ConfigError, ResumeError
 from ganlab.launch.job import objective_value
 from ganlab.train import build_run, train
 
-from conftest import FAST, compose_cfg
+from conftest import FAST, compose_cfg, jsonl_rows
 
 
 def tiny_generator() -> nn.Module:
@@ -224,10 +224,6 @@ RUN = [*FAST, "trainer.log_every=1", "trainer.ckpt_every=3", "trainer.ckpt_keep=
        "eval.every=3", "eval.n_samples=64", "eval.kid_subsets=2", "trainer.n_grid=8"]
 
 
-def rows(path: Path) -> list[dict]:
-    return [json.loads(line) for line in path.read_text().splitlines()]
-
-
 def ckpt(run_dir: Path, step: int) -> dict:
     return torch.load(run_dir / "checkpoints" / f"step_{step:08d}.pt", weights_only=True)
 
@@ -237,7 +233,7 @@ def test_a_run_samples_and_evaluates_the_ema_g_and_logs_the_raw_g_beside_it(tmp_
                               run_dir=tmp_path))
     state = ckpt(tmp_path, 6)
     assert state["generator_ema"].keys() == state["generator"].keys()
-    evals = rows(tmp_path / "eval.jsonl")
+    evals = jsonl_rows(tmp_path / "eval.jsonl")
     assert all("eval/fid_clf" in r and "eval_g/fid_clf" in r and r["eval/fid_clf"] != r["eval_g/fid_clf"]
                for r in evals)
     assert {p.name for p in (tmp_path / "samples").iterdir()} == {"samples_00000006.png", "samples_g_00000006.png"}
@@ -249,7 +245,7 @@ def test_a_run_samples_and_evaluates_the_ema_g_and_logs_the_raw_g_beside_it(tmp_
 
 def test_sample_from_g_keeps_g_as_the_sampler_and_logs_the_ema_as_eval_g_ema(tmp_path):
     train(compose_cfg([*RUN, "trainer.max_steps=3", "trainer.g_ema=0.8", "trainer.sample_from=g"], run_dir=tmp_path))
-    [row] = rows(tmp_path / "eval.jsonl")
+    [row] = jsonl_rows(tmp_path / "eval.jsonl")
     assert "eval_g_ema/fid_clf" in row and not any(k.startswith("eval_g/") for k in row)
     assert (tmp_path / "samples" / "samples_g_ema_00000003.png").is_file()
 
@@ -266,7 +262,7 @@ def test_resume_with_an_ema_is_bit_identical(tmp_path, extra):
     for net in ("generator", "generator_ema", "discriminator"):
         for key in a[net]:
             assert torch.equal(a[net][key], b[net][key]), f"{net}.{key}"
-    assert rows(tmp_path / "straight" / "eval.jsonl") == rows(tmp_path / "split" / "eval.jsonl")
+    assert jsonl_rows(tmp_path / "straight" / "eval.jsonl") == jsonl_rows(tmp_path / "split" / "eval.jsonl")
 
 
 def test_a_checkpoint_without_an_ema_resumes_with_one_started_from_its_g(tmp_path):
@@ -288,7 +284,7 @@ def test_a_checkpoint_without_an_ema_resumes_with_one_started_from_its_g(tmp_pat
 def test_the_commands_use_the_g_the_run_sampled_from(tmp_path):
     train(compose_cfg([*RUN, "trainer.max_steps=3", "trainer.g_ema=0.5"], run_dir=tmp_path))
     path = tmp_path / "checkpoints" / "step_00000003.pt"
-    [row] = rows(tmp_path / "eval.jsonl")
+    [row] = jsonl_rows(tmp_path / "eval.jsonl")
     for choice, prefix in (("auto", "eval/"), ("g_ema", "eval/"), ("g", "eval_g/")):
         out = tmp_path / f"{choice}.json"
         proc = subprocess.run([sys.executable, "-m", "ganlab.eval", str(path), "--generator", choice,

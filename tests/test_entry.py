@@ -12,13 +12,13 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import FAST, REPO, compose_cfg, grid_cells, run_ganlab
+from conftest import FAST, REPO, compose_cfg, grid_cells, jsonl_rows, run_ganlab, sweep_index
 from wandb_reader import find_runs, read_run
 
 
 def job_dirs(sweep_dir: Path) -> list[Path]:
     """The sweep's job dirs (job-<hash>) in launch order, from the sweep index."""
-    jobs = json.loads((sweep_dir / "sweep_index.json").read_text())["jobs"]
+    jobs = sweep_index(sweep_dir)
     return [sweep_dir / job_id for job_id, _ in sorted(jobs.items(), key=lambda item: item[1]["num"])]
 
 
@@ -30,7 +30,7 @@ def test_each_loss_trains_through_the_entry_point_with_one_wandb_run_per_job(tmp
     assert len(jobs) == 3
     groups, names = set(), set()
     for job, loss in zip(jobs, ["bce", "minimax", "mse"]):
-        rows = [json.loads(line) for line in (job / "metrics.jsonl").read_text().splitlines()]
+        rows = jsonl_rows(job / "metrics.jsonl")
         assert [r["step"] for r in rows] == [1, 2, 3]
         for key in ("d_loss", "g_loss", "d_real", "d_fake", "g_grad_norm", "d_grad_norm", "images_per_s"):
             assert all(np.isfinite(r[key]) for r in rows), key
@@ -66,7 +66,7 @@ def test_wandb_offline_run_reads_back(tmp_path):
     assert run.config["model"]["middle_size"] == 32 and run.config["seed"] == 0
     logged = [h for h in run.history if "d_loss" in h]
     assert [h["_step"] for h in logged] == [2, 4, 6]
-    local = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    local = jsonl_rows(run_dir / "metrics.jsonl")
     assert [h["g_loss"] for h in logged] == pytest.approx([r["g_loss"] for r in local])
     images = [h for h in run.history if "samples/_type" in h]
     assert [h["_step"] for h in images] == [3, 6] and images[0]["samples/_type"] == "image-file"
@@ -238,7 +238,7 @@ def test_wheel_install_runs_from_anywhere(tmp_path):
     sweep = workdir / "sweep"
     run_ganlab(["-m", "sweep=seeds", "seed=0,1", "trainer.max_steps=2", *FAST, f"hydra.sweep.dir={sweep}"],
                cwd=workdir, env={"PYTHONPATH": str(site)})
-    jobs = json.loads((sweep / "sweep_index.json").read_text())["jobs"]
+    jobs = sweep_index(sweep)
     assert sorted(j["overrides"][0] for j in jobs.values()) == ["seed=0", "seed=1"]
     assert {j["status"] for j in jobs.values()} == {"finished"}
     # the population launcher ships as a Hydra plugin (hydra_plugins/ganlab_plugins) with its configs
@@ -249,6 +249,6 @@ def test_wheel_install_runs_from_anywhere(tmp_path):
                        "hydra.launcher.processes=1", f"hydra.sweep.dir={population}"], cwd=workdir,
                       env={"PYTHONPATH": str(site)})
     assert "population of 2 members" in proc.stdout + proc.stderr
-    jobs = json.loads((population / "sweep_index.json").read_text())["jobs"]
+    jobs = sweep_index(population)
     assert len(jobs) == 2 and {j["status"] for j in jobs.values()} == {"finished"}
     shutil.rmtree(site)

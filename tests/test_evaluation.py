@@ -17,14 +17,10 @@ from ganlab.errors import ConfigError, FeaturesUnavailableError
 from ganlab.metrics.evaluator import Evaluator
 from ganlab.train import train
 
-from conftest import FAST, compose_cfg, run_ganlab
+from conftest import FAST, compose_cfg, jsonl_rows, run_ganlab
 from wandb_reader import find_runs, read_run
 
 BASE = [*FAST, "model.middle_size=32", "trainer.log_every=1", "eval.n_samples=128", "eval.kid_subsets=5"]
-
-
-def rows(path: Path) -> list[dict]:
-    return [json.loads(line) for line in path.read_text().splitlines()]
 
 
 def final_weights(run_dir: Path, step: int) -> dict[str, torch.Tensor]:
@@ -41,17 +37,17 @@ def test_evaluation_does_not_perturb_training(tmp_path, extra):
     a, b = final_weights(with_eval, 6), final_weights(without, 6)
     for key in a:
         assert torch.equal(a[key], b[key]), key  # bit-identical (BatchNorm running stats included)
-    assert rows(with_eval / "metrics.jsonl") == [
+    assert jsonl_rows(with_eval / "metrics.jsonl") == [
         {**r, "images_per_s": rw["images_per_s"]}
-        for r, rw in zip(rows(without / "metrics.jsonl"), rows(with_eval / "metrics.jsonl"))]
-    assert [r["step"] for r in rows(with_eval / "eval.jsonl")] == [2, 4, 6]
+        for r, rw in zip(jsonl_rows(without / "metrics.jsonl"), jsonl_rows(with_eval / "metrics.jsonl"))]
+    assert [r["step"] for r in jsonl_rows(with_eval / "eval.jsonl")] == [2, 4, 6]
     assert not (without / "eval.jsonl").exists()
     assert not any(k.startswith("eval/") for k in json.loads((without / "summary.json").read_text()))
 
 
 def test_eval_rows_and_summary_hold_final_and_best_with_its_step(tmp_path):
     result = train(compose_cfg([*BASE, "trainer.max_steps=9", "eval.every=3"], run_dir=tmp_path))
-    evals = rows(tmp_path / "eval.jsonl")
+    evals = jsonl_rows(tmp_path / "eval.jsonl")
     assert [r["step"] for r in evals] == [3, 6, 9]
     for key in ("eval/fid_clf", "eval/kid_clf", "eval/classes_hit", "eval/class_kl", "eval/max_softmax",
                 "eval/d_real", "eval/d_fake"):
@@ -69,7 +65,7 @@ def test_eval_rows_and_summary_hold_final_and_best_with_its_step(tmp_path):
 def test_best_values_survive_a_resume(tmp_path):
     args = [*BASE, "trainer.max_steps=6", "eval.every=2", "trainer.ckpt_every=2"]
     straight = train(compose_cfg(args, run_dir=tmp_path / "straight"))
-    evals = rows(tmp_path / "straight" / "eval.jsonl")
+    evals = jsonl_rows(tmp_path / "straight" / "eval.jsonl")
     ckpt = torch.load(tmp_path / "straight" / "checkpoints" / "step_00000004.pt", weights_only=True)
     first_half = [r for r in evals if r["step"] <= 4]
     best = min(first_half, key=lambda r: r["eval/fid_clf"])

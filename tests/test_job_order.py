@@ -14,8 +14,7 @@ from ganlab.launch.coordination import JobLock
 from ganlab.launch.job_order import job_order, running_elsewhere
 from ganlab.launch.sweep import SweepIndex
 
-from conftest import FAST
-from population_sweeps import index, rows
+from conftest import FAST, jsonl_rows, sweep_index
 
 
 def test_a_busy_job_is_put_off_and_the_put_off_go_free_ones_first():
@@ -75,7 +74,7 @@ def test_the_same_basic_sweep_in_two_terminals_splits_its_jobs(tmp_path):
     assert [first.returncode, second.returncode] == [0, 0], outs
     for out in outs:
         assert "4 jobs, 4 finished" in out, out
-    jobs = index(sweep)
+    jobs = sweep_index(sweep)
     assert len(jobs) == 4 and all(r["status"] == "finished" and r["attempts"] == 1 for r in jobs.values()), jobs
     assert {r["pid"] for r in jobs.values()} == {first.pid, second.pid}, (jobs, outs)
     # at the same time: before, they took turns (one trained a job while the other waited on its lock)
@@ -83,5 +82,5 @@ def test_the_same_basic_sweep_in_two_terminals_splits_its_jobs(tmp_path):
     assert any(a[2] != b[2] and a[0] < b[1] and b[0] < a[1] for a in spans for b in spans), spans
     assert "put off" in outs[1], outs[1]
     for job_id in jobs:  # each trained once: every logged step once
-        steps = [row["step"] for row in rows(sweep / job_id / "metrics.jsonl")]
+        steps = [row["step"] for row in jsonl_rows(sweep / job_id / "metrics.jsonl")]
         assert steps == list(range(500, 2001, 500)), (job_id, steps)

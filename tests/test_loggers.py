@@ -5,7 +5,6 @@ the tensorboard package's own event reader."""
 from __future__ import annotations
 
 import csv
-import json
 import sys
 from pathlib import Path
 
@@ -20,7 +19,7 @@ from ganlab.tracking.tensorboard_run import TensorBoardLogger
 from ganlab.tracking.wandb_run import WandbLogger
 from ganlab.train import train
 
-from conftest import compose_cfg, run_ganlab
+from conftest import compose_cfg, jsonl_rows, run_ganlab
 from wandb_reader import find_runs, read_run
 
 pytest.importorskip("tensorboard")
@@ -47,10 +46,10 @@ def test_tensorboard_event_files_read_back_with_tensorboards_reader(tmp_path):
     proc = run_ganlab(["logger=tensorboard", *SHORT, f"hydra.run.dir={run_dir}"], cwd=tmp_path)
     assert f"TensorBoard: tensorboard --logdir {run_dir / 'tensorboard'}" in proc.stdout
     tb = events(run_dir / "tensorboard")
-    local = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    local = jsonl_rows(run_dir / "metrics.jsonl")
     assert [e.step for e in tb.Scalars("d_loss")] == [2, 4, 6]
     assert [e.value for e in tb.Scalars("g_loss")] == pytest.approx([r["g_loss"] for r in local])
-    evals = [json.loads(line) for line in (run_dir / "eval.jsonl").read_text().splitlines()]
+    evals = jsonl_rows(run_dir / "eval.jsonl")
     assert [e.step for e in tb.Scalars("eval/fid_clf")] == [3, 6]
     assert [e.value for e in tb.Scalars("eval/fid_clf")] == pytest.approx([r["eval/fid_clf"] for r in evals])
     images = tb.Images("samples")
@@ -65,7 +64,7 @@ def test_tensorboard_event_files_read_back_with_tensorboards_reader(tmp_path):
 def test_csv_rows_match_the_json_lines_and_a_late_column_widens_the_header(tmp_path):
     run_dir = tmp_path / "run"
     run_ganlab(["logger=csv", *SHORT, f"hydra.run.dir={run_dir}"], cwd=tmp_path)
-    local = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    local = jsonl_rows(run_dir / "metrics.jsonl")
     written = rows(run_dir / "metrics.csv")
     assert [int(r["step"]) for r in written] == [2, 4, 6]
     assert [float(r["d_loss"]) for r in written] == pytest.approx([r["d_loss"] for r in local])

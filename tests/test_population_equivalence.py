@@ -18,8 +18,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import FAST, REPO, run_ganlab
-from population_sweeps import TINY, ZOO, checkpoint, index, rows
+from conftest import FAST, REPO, checkpoint_at, jsonl_rows, run_ganlab, sweep_index
+from population_sweeps import TINY, ZOO
 
 
 def pre_batchnorm_biases(state: dict) -> set[str]:
@@ -43,7 +43,7 @@ def pre_batchnorm_biases(state: dict) -> set[str]:
 def assert_same_job(basic: Path, population: Path, exact: bool = True) -> None:
     """The member's run equals the job run alone: logged rows, evaluations, checkpoints."""
     for name in ("metrics.jsonl", "eval.jsonl"):
-        a, b = rows(basic / name), rows(population / name)
+        a, b = jsonl_rows(basic / name), jsonl_rows(population / name)
         assert [r["step"] for r in a] == [r["step"] for r in b] and a[0].keys() == b[0].keys(), name
         for ra, rb in zip(a, b):
             for key in ra:
@@ -55,7 +55,7 @@ def assert_same_job(basic: Path, population: Path, exact: bool = True) -> None:
                     assert rb[key] == pytest.approx(ra[key], rel=1e-3, abs=1e-4), (name, ra["step"], key)
     steps = sorted(int(p.stem.split("_")[1]) for p in (basic / "checkpoints").glob("step_*.pt"))
     assert steps == sorted(int(p.stem.split("_")[1]) for p in (population / "checkpoints").glob("step_*.pt"))
-    a, b = checkpoint(basic, steps[-1]), checkpoint(population, steps[-1])
+    a, b = checkpoint_at(basic, steps[-1]), checkpoint_at(population, steps[-1])
     loose = set() if exact else pre_batchnorm_biases(a)
     for net in ("generator", "discriminator"):
         for key, value in a[net].items():
@@ -101,7 +101,7 @@ def same_sweep(tmp_path: Path, args: list[str], exact: bool, threads: int | None
         started = re.findall(r"worker \d+ \((\w+)\)", proc.stdout)
         assert started and set(started) == {"forkserver"}, proc.stdout
     run_ganlab([*args, f"hydra.sweep.dir={tmp_path / 'basic'}"], cwd=tmp_path, env=env)
-    basic, population = index(tmp_path / "basic"), index(tmp_path / "population")
+    basic, population = sweep_index(tmp_path / "basic"), sweep_index(tmp_path / "population")
     assert basic.keys() == population.keys()  # the launcher is not part of a job's identity
     for job_id, record in population.items():
         assert record["status"] == "finished"
@@ -126,8 +126,8 @@ def test_one_program_in_this_process_is_bit_identical_to_the_jobs_alone_at_torch
     run_ganlab([*args, "launcher=population", "hydra.launcher.processes=1", f"hydra.sweep.dir={tmp_path / 'p'}"],
                cwd=tmp_path)
     run_ganlab([*args, f"hydra.sweep.dir={tmp_path / 'basic'}"], cwd=tmp_path)
-    for job_id, record in index(tmp_path / "p").items():
-        assert record["objective"] == index(tmp_path / "basic")[job_id]["objective"]
+    for job_id, record in sweep_index(tmp_path / "p").items():
+        assert record["objective"] == sweep_index(tmp_path / "basic")[job_id]["objective"]
         assert_same_job(tmp_path / "basic" / job_id, tmp_path / "p" / job_id, exact=True)
     assert "trains in a population of 4 members" in (tmp_path / "p" / job_id / "ganlab.log").read_text()
 

@@ -11,8 +11,8 @@ import torch
 
 from ganlab.launch.population.step import PopulationStep
 
-from conftest import FAST, run_ganlab, signal_once_logging
-from population_sweeps import ONE, TINY, checkpoint, index, rows, run_main
+from conftest import FAST, checkpoint_at, jsonl_rows, run_ganlab, signal_once_logging, sweep_index
+from population_sweeps import ONE, TINY, run_main
 from wandb_reader import find_runs, read_run
 
 
@@ -32,14 +32,14 @@ def test_a_nan_member_fails_at_its_step_keeps_its_last_good_checkpoint_and_the_o
     code = run_main(["-m", "loss=bce,hinge,mse", *TINY, *FAST, "launcher=population", ONE, f"hydra.sweep.dir={sweep}"],
                     monkeypatch)
     assert code == 2  # a failed job: the sweep's summary, exit 2
-    jobs = sorted(index(sweep).items(), key=lambda kv: kv[1]["num"])
+    jobs = sorted(sweep_index(sweep).items(), key=lambda kv: kv[1]["num"])
     statuses = [r["status"] for _, r in jobs]
     assert statuses == ["finished", "failed", "finished"]
     failed_id, failed = jobs[1]
     assert failed["error"].startswith("NonFiniteLossError: step 13: d_loss or g_loss is NaN/inf")
     kept = sorted(p.name for p in (sweep / failed_id / "checkpoints").iterdir())
     assert kept == ["step_00000010.pt"]  # the last good checkpoint
-    assert [r["step"] for r in rows(sweep / failed_id / "metrics.jsonl")] == [5, 10]
+    assert [r["step"] for r in jsonl_rows(sweep / failed_id / "metrics.jsonl")] == [5, 10]
     for job_id, _ in (jobs[0], jobs[2]):
         assert (sweep / job_id / "checkpoints" / "step_00000020.pt").is_file()
 
@@ -66,7 +66,7 @@ def test_a_member_whose_checkpoint_cannot_be_written_fails_in_one_line_and_the_o
     stderr = capfd.readouterr().err
     assert code == 2, stderr  # a failed job: the sweep's summary, exit 2
     assert "Traceback" not in stderr
-    records = index(sweep)
+    records = sweep_index(sweep)
     failed = [job_id for job_id, r in records.items() if r["status"] == "failed"]
     assert len(failed) == 1 and "loss=hinge" in records[failed[0]]["overrides"]
     assert records[failed[0]]["error"].startswith("FileExistsError")
@@ -94,16 +94,16 @@ def test_a_preempted_population_resumes_every_member_where_it_stopped(tmp_path, 
     with monkeypatch.context() as patch:
         patch.setattr(StopOnSignal, "requested", stop_after_seven)
         assert run_main([*args, f"hydra.sweep.dir={sweep}"], monkeypatch) == 143  # as a preempted job exits
-    assert {r["status"] for r in index(sweep).values()} == {"preempted"}
-    assert all(r["stopped_at_step"] == 7 for r in index(sweep).values())
+    assert {r["status"] for r in sweep_index(sweep).values()} == {"preempted"}
+    assert all(r["stopped_at_step"] == 7 for r in sweep_index(sweep).values())
     assert run_main([*args, f"hydra.sweep.dir={sweep}"], monkeypatch) == 0  # the same command: resumes
-    for job_id, record in index(sweep).items():
+    for job_id, record in sweep_index(sweep).items():
         assert record["status"] == "finished" and record["attempts"] == 2
-        assert [r["step"] for r in rows(sweep / job_id / "metrics.jsonl")] == [5, 10, 15, 20]
-        a, b = checkpoint(straight / job_id, 20), checkpoint(sweep / job_id, 20)
+        assert [r["step"] for r in jsonl_rows(sweep / job_id / "metrics.jsonl")] == [5, 10, 15, 20]
+        a, b = checkpoint_at(straight / job_id, 20), checkpoint_at(sweep / job_id, 20)
         assert all(torch.equal(v, b["generator"][k]) for k, v in a["generator"].items())
     assert run_main([*args, f"hydra.sweep.dir={sweep}"], monkeypatch) == 0  # finished members are skipped
-    assert all(r["attempts"] == 2 for r in index(sweep).values())
+    assert all(r["attempts"] == 2 for r in sweep_index(sweep).values())
 
 
 def signal_once_logging_sweep(args: list[str], sweep: Path, cwd: Path, jobs: int, signum: int = signal.SIGTERM,
@@ -112,7 +112,7 @@ def signal_once_logging_sweep(args: list[str], sweep: Path, cwd: Path, jobs: int
     only, as a scheduler's kill of the job step's leader; Ctrl-C: its process group); the index."""
     proc = signal_once_logging(args, f"{sweep.name}/job-*/metrics.jsonl", cwd, jobs, signum, to_group)
     assert proc.returncode == 128 + signum, proc.stderr
-    found = index(sweep)
+    found = sweep_index(sweep)
     assert {r["status"] for r in found.values()} == {"preempted"} and len(found) == jobs
     if signum == signal.SIGINT:
         last = proc.stderr.strip().splitlines()[-1]
@@ -122,11 +122,11 @@ def signal_once_logging_sweep(args: list[str], sweep: Path, cwd: Path, jobs: int
 
 def assert_resumed_to_the_end(sweep: Path, stopped: dict[str, int]) -> None:
     """Every job finished on its second attempt, keeping its preemption checkpoint, every row logged once."""
-    for job_id, record in index(sweep).items():
+    for job_id, record in sweep_index(sweep).items():
         assert record["status"] == "finished" and record["attempts"] == 2
         saved = sorted(p.name for p in (sweep / job_id / "checkpoints").glob("*.pt"))
         assert saved == [f"step_{stopped[job_id]:08d}.pt", f"step_{LONG_STEPS:08d}.pt"]
-        assert [r["step"] for r in rows(sweep / job_id / "metrics.jsonl")] == list(range(50, LONG_STEPS + 1, 50))
+        assert [r["step"] for r in jsonl_rows(sweep / job_id / "metrics.jsonl")] == list(range(50, LONG_STEPS + 1, 50))
 
 
 LONG_STEPS = 1500  # SIGTERM comes at step 100 + one 0.2 s poll (~30 steps): the rest is margin for a busy CPU

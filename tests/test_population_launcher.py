@@ -9,8 +9,8 @@ from pathlib import Path
 
 from ganlab.launch.population import plan
 
-from conftest import FAST, run_ganlab
-from population_sweeps import ONE, TINY, index
+from conftest import FAST, run_ganlab, sweep_index
+from population_sweeps import ONE, TINY
 from wandb_reader import find_runs, read_run
 
 
@@ -22,7 +22,7 @@ def test_members_leave_what_a_basic_job_leaves(tmp_path):
     def layout(job: Path) -> set[str]:
         return {str(p.relative_to(job)) for p in job.rglob("*") if p.is_file() and "wandb" not in p.parts}
 
-    basic, population = index(tmp_path / "basic"), index(tmp_path / "population")
+    basic, population = sweep_index(tmp_path / "basic"), sweep_index(tmp_path / "population")
     for job_id in basic:
         a, b = tmp_path / "basic" / job_id, tmp_path / "population" / job_id
         assert layout(a) == layout(b)
@@ -46,7 +46,7 @@ def test_groups_that_cannot_share_run_one_after_another(tmp_path):
     proc = run_ganlab(["-m", "model.middle_size=8,16", "seed=0,1", *TINY[1:], *FAST, "launcher=population", ONE,
                        f"hydra.sweep.dir={sweep}"], cwd=tmp_path)
     assert (proc.stdout + proc.stderr).count("population of 2 members") == 2  # two widths: two programs of 2 seeds
-    assert {r["status"] for r in index(sweep).values()} == {"finished"} and len(index(sweep)) == 4
+    assert {r["status"] for r in sweep_index(sweep).values()} == {"finished"} and len(sweep_index(sweep)) == 4
 
 
 def test_group_keys_separate_what_members_cannot_differ_in():
@@ -89,7 +89,7 @@ def test_options_a_population_does_not_batch_make_a_job_run_alone(tmp_path):
                        f"hydra.sweep.dir={sweep}"], cwd=tmp_path)
     out = proc.stdout + proc.stderr
     assert "population of 2 members" in out and out.count("trainer.g_ema not batched in a population yet") == 2, out
-    assert {r["status"] for r in index(sweep).values()} == {"finished"} and len(index(sweep)) == 4
+    assert {r["status"] for r in sweep_index(sweep).values()} == {"finished"} and len(sweep_index(sweep)) == 4
 
 
 def test_optuna_trials_of_a_batch_train_as_one_population(tmp_path):
@@ -99,7 +99,7 @@ def test_optuna_trials_of_a_batch_train_as_one_population(tmp_path):
                        "trainer.n_critic=1", *TINY, *FAST, "launcher=population", ONE, f"hydra.sweep.dir={sweep}"],
                       cwd=tmp_path)
     assert (proc.stdout + proc.stderr).count("population of 2 members") == 2  # two batches of two trials
-    jobs = index(sweep)
+    jobs = sweep_index(sweep)
     assert len(jobs) == 4 and {r["status"] for r in jobs.values()} == {"finished"}
     best = json.loads(json.dumps(min(r["objective"] for r in jobs.values())))
     assert (sweep / "optimization_results.yaml").is_file() and str(round(best, 4))[:5] in \

@@ -1,6 +1,5 @@
 """Precision/recall/density/coverage: against the authors' prdc package, known answers, bad k."""
 
-import json
 
 import prdc
 import pytest
@@ -12,7 +11,7 @@ from ganlab.metrics.names import lower_is_better
 from ganlab.metrics.prdc import PRDC, compute_prdc
 from ganlab.train import build_run, train
 
-from conftest import FAST, compose_cfg
+from conftest import FAST, compose_cfg, jsonl_rows
 
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 KEYS = ("precision", "recall", "density", "coverage")
@@ -130,7 +129,7 @@ def test_real_images_score_near_one_and_the_metrics_reach_eval_jsonl(tmp_path):
     values = evaluator.prdc(real[torch.randperm(len(real), generator=torch.Generator().manual_seed(0))])
     assert values["precision"] == values["recall"] == values["coverage"] == 1.0  # a set against itself
     train(compose_cfg([*FAST, "model.middle_size=16", "trainer.max_steps=2", "eval.n_samples=64"], run_dir=tmp_path))
-    [row] = [json.loads(line) for line in (tmp_path / "eval.jsonl").read_text().splitlines()]
+    [row] = jsonl_rows(tmp_path / "eval.jsonl")
     assert all(0 <= row[f"eval/{k}"] for k in KEYS) and row["eval/precision"] <= 1 and row["eval/coverage"] <= 1
 
 

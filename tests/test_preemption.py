@@ -3,7 +3,6 @@ service that dies under a job (as it does when Slurm signals the whole job)."""
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import signal
@@ -20,7 +19,7 @@ from ganlab.tracking import Tracker
 from ganlab.tracking.wandb_run import WandbLogger
 from ganlab.train import train
 
-from conftest import FAST, compose_cfg, run_ganlab, signal_once_logging
+from conftest import FAST, compose_cfg, jsonl_rows, run_ganlab, signal_once_logging, sweep_index
 
 ARGS = ["trainer.max_steps=8", "trainer.ckpt_every=100", "trainer.ckpt_keep=null", "model.middle_size=16", *FAST]
 
@@ -90,7 +89,7 @@ LONG = ["model.middle_size=16", "trainer.max_steps=800", "trainer.log_every=25",
 
 
 def logged_steps(run: Path) -> list[int]:
-    return [json.loads(line)["step"] for line in (run / "metrics.jsonl").read_text().splitlines()]
+    return [row["step"] for row in jsonl_rows(run / "metrics.jsonl")]
 
 
 @pytest.mark.slow
@@ -119,10 +118,10 @@ def test_ctrl_c_stops_a_basic_sweep_and_the_same_command_resumes_it(tmp_path):
     proc = signal_once_logging(args, "sweep/job-*/metrics.jsonl", tmp_path, 1, signal.SIGINT, to_group=True)
     assert proc.returncode == 130, proc.stderr
     assert proc.stderr.strip().splitlines()[-1] == "ganlab: interrupted (Ctrl-C); the same command resumes the sweep"
-    [(job_id, record)] = json.loads((sweep / "sweep_index.json").read_text())["jobs"].items()  # the second never began
+    [(job_id, record)] = sweep_index(sweep).items()  # the second never began
     assert record["status"] == "preempted" and record["stopped_at_step"] < 800
     run_ganlab(args, cwd=tmp_path)
-    jobs = json.loads((sweep / "sweep_index.json").read_text())["jobs"]
+    jobs = sweep_index(sweep)
     assert {r["status"] for r in jobs.values()} == {"finished"} and len(jobs) == 2 and jobs[job_id]["attempts"] == 2
     assert logged_steps(sweep / job_id) == list(range(25, 801, 25))
 
@@ -140,7 +139,7 @@ def test_a_stopped_local_parallel_sweep_checkpoints_every_running_job_and_the_sa
     assert proc.returncode == 128 + signum and "Traceback" not in proc.stderr, proc.stderr
     if signum == signal.SIGINT:
         assert proc.stderr.splitlines()[-1] == "ganlab: interrupted (Ctrl-C); the same command resumes the sweep"
-    jobs = json.loads((sweep / "sweep_index.json").read_text())["jobs"]
+    jobs = sweep_index(sweep)
     stopped = {job_id: r for job_id, r in jobs.items() if r["status"] == "preempted"}
     # none left "running"; on a loaded machine one job may finish before the other logged its rows (its worker
     # started seconds earlier), and the third then began in its place; else the third never began
@@ -154,7 +153,7 @@ def test_a_stopped_local_parallel_sweep_checkpoints_every_running_job_and_the_sa
     if not to_group:  # the resume is the same after either stop; once is enough for the suite's time
         return
     run_ganlab(args, cwd=tmp_path)
-    resumed = json.loads((sweep / "sweep_index.json").read_text())["jobs"]
+    resumed = sweep_index(sweep)
     assert len(resumed) == 3 and {r["status"] for r in resumed.values()} == {"finished"}
     for job_id in stopped:
         assert resumed[job_id]["attempts"] == 2

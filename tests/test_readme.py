@@ -8,7 +8,6 @@ its comparison, its TensorBoard files, a sample export), shortened to a few step
 from __future__ import annotations
 
 import importlib
-import json
 import re
 import shlex
 import shutil
@@ -20,7 +19,7 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 
 from ganlab.config import validate
 
-from conftest import REPO, compose_cfg, run_ganlab
+from conftest import REPO, compose_cfg, run_ganlab, sweep_index
 
 README = (REPO / "README.md").read_text()
 BIN = Path(sys.executable).parent
@@ -199,4 +198,4 @@ def test_the_first_tour_runs_end_to_end(tmp_path):
             assert "wrote 64 images (1, 8, 8) uint8" in proc.stdout
         elif real[2] == "ganlab.sample":  # the newest checkpoint of the job's folder, drawn
             assert "wrote a picture of 64 samples (274x274 px)" in proc.stdout and (tmp_path / real[-1]).is_file()
-    assert sweep_dir is not None and json.loads((sweep_dir / "sweep_index.json").read_text())["jobs"]
+    assert sweep_dir is not None and sweep_index(sweep_dir)

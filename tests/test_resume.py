@@ -13,13 +13,13 @@ from ganlab.checkpoint import load_checkpoint, save_checkpoint
 from ganlab.errors import ResumeError
 from ganlab.train import train
 
-from conftest import FAST, compose_cfg
+from conftest import FAST, compose_cfg, jsonl_rows
 
 BASE = [*FAST, "model.middle_size=32", "trainer.log_every=1", "trainer.ckpt_every=4", "trainer.ckpt_keep=null"]
 
 
 def losses(run_dir: Path) -> list[tuple]:
-    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    rows = jsonl_rows(run_dir / "metrics.jsonl")
     return [(r["step"], r["d_loss"], r["g_loss"], r["d_real"], r["d_fake"]) for r in rows]
 
 

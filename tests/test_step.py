@@ -4,7 +4,6 @@ CUDA-graph capture (on CUDA only), and no host syncs outside log steps."""
 from __future__ import annotations
 
 import copy
-import json
 import sys
 from pathlib import Path
 
@@ -17,7 +16,7 @@ from ganlab.hardware.device import Hardware, setup
 from ganlab.step import CapturedStep, GANStep, build_step, grad_norm, set_capturable
 from ganlab.train import build_run, train
 
-from conftest import FAST, compose_cfg
+from conftest import FAST, compose_cfg, jsonl_rows
 
 CONFIGS = {
     "bce": ["model.middle_size=32"],
@@ -289,7 +288,7 @@ def test_logged_d_outputs_and_penalty_add_up_to_d_loss(tmp_path):
 
     def rows(name: str, overrides: list[str]) -> list[dict]:
         train(compose_cfg([*common, *overrides], run_dir=tmp_path / name))
-        return [json.loads(line) for line in (tmp_path / name / "metrics.jsonl").read_text().splitlines()]
+        return jsonl_rows(tmp_path / name / "metrics.jsonl")
 
     for r in rows("wgan", ["loss=wgan"]):  # critic loss: d_loss = mean D(G(z)) - mean D(x), raw scores
         assert "d_penalty" not in r

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 
@@ -12,7 +11,7 @@ from ganlab.build import build_loss, build_models
 from ganlab.report.budget import budget_curve, min_distribution
 from ganlab.study import LOSSES
 
-from conftest import compose_cfg, run_ganlab, signal_once_logging
+from conftest import compose_cfg, run_ganlab, signal_once_logging, sweep_index
 
 
 def spaces() -> dict:
@@ -97,13 +96,13 @@ def test_a_tiny_study_runs_end_to_end_and_draws_both_figures(tmp_path):
                        "trainer.n_critic=1",  # fixed: the trials of a loss then share one population (fast)
                        "logger=none", "trainer.progress=false"], cwd=tmp_path, module="ganlab.study")
     for loss in ("bce", "wgan_gp"):
-        jobs = json.loads((out / "search" / loss / "sweep_index.json").read_text())["jobs"]
+        jobs = sweep_index(out / "search" / loss)
         assert len(jobs) == 4 and {j["status"] for j in jobs.values()} == {"finished"}
         if loss == "wgan_gp":  # the loss's own key was searched, only for it
             assert all(any(o.startswith("loss.gp_weight=") for o in j["overrides"]) for j in jobs.values())
         else:
             assert not any(o.startswith("loss.") for j in jobs.values() for o in j["overrides"])
-        reruns = json.loads((out / "rerun" / loss / "sweep_index.json").read_text())["jobs"]
+        reruns = sweep_index(out / "rerun" / loss)
         seeds = sorted(o for j in reruns.values() for o in j["overrides"] if o.startswith("seed="))
         assert seeds == ["seed=0", "seed=1"]
     figures = out / "search" / "compare"
@@ -132,12 +131,12 @@ def test_ctrl_c_lets_the_search_checkpoint_and_the_same_command_resumes_the_stud
     assert proc.returncode == 130, proc.stderr
     assert proc.stderr.strip().splitlines()[-1] == "ganlab.study: interrupted (Ctrl-C); the same command resumes " \
                                                    "the study"
-    jobs = json.loads((out / "search" / "bce" / "sweep_index.json").read_text())["jobs"]
+    jobs = sweep_index(out / "search" / "bce")
     assert {j["status"] for j in jobs.values()} == {"preempted"} and len(jobs) == 2
     assert not (out / "search" / "hinge").exists()  # the study stopped there
     run_ganlab(args, cwd=tmp_path, module="ganlab.study")
     for loss, attempts in (("bce", 2), ("hinge", 1)):
-        jobs = json.loads((out / "search" / loss / "sweep_index.json").read_text())["jobs"]
+        jobs = sweep_index(out / "search" / loss)
         assert [(j["status"], j["attempts"]) for j in jobs.values()] == [("finished", attempts)] * 2
 
 

@@ -20,7 +20,7 @@ import torch
 
 from ganlab.train import train
 
-from conftest import REPO, assert_same_weights, compose_cfg, oracle
+from conftest import REPO, assert_same_weights, compose_cfg, jsonl_rows, oracle
 
 
 def oracle_file() -> Path:
@@ -51,7 +51,7 @@ def train_like_the_oracle(name: str, extra: list[str], run_dir: Path, classifier
     state = torch.load(run_dir / "checkpoints" / "step_00000004.pt", weights_only=True)
     rows = [{k: v for k, v in json.loads(line).items() if k != "images_per_s"}
             for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
-    evals = [json.loads(line) for line in (run_dir / "eval.jsonl").read_text().splitlines()]
+    evals = jsonl_rows(run_dir / "eval.jsonl")
     return state, rows, evals
 
 

@@ -22,7 +22,7 @@ from test_entry import job_dirs
 
 from ganlab.metrics.names import objective_problem, step_names
 
-from conftest import CONF_DIR, FAST, run_ganlab
+from conftest import CONF_DIR, FAST, jsonl_rows, run_ganlab
 from tiny_cifar import write_cifar_batches
 
 LOSSES = ["bce", "bce_r1", "hinge", "minimax", "mse", "wgan", "wgan_gp"]
@@ -76,7 +76,7 @@ def test_every_loss_and_model_trains_on(data, tmp_path, tiny_mnist):
     for job in job_dirs(sweep):
         choices = dict(o.split("=", 1) for o in yaml.safe_load((job / ".hydra" / "overrides.yaml").read_text())
                        if o.split("=", 1)[0] in ("model", "loss"))
-        rows = [json.loads(line) for line in (job / "metrics.jsonl").read_text().splitlines()]
+        rows = jsonl_rows(job / "metrics.jsonl")
         assert [r["step"] for r in rows] == [1, 2], job
         assert all(torch.isfinite(torch.tensor([r["d_loss"], r["g_loss"], r["d_grad_norm"]])).all() for r in rows)
         penalised = choices["loss"] in PENALISED
@@ -95,7 +95,7 @@ def job_results(sweep: Path, keys: tuple[str, ...]) -> list[tuple[dict[str, str]
     out = []
     for job in job_dirs(sweep):
         overrides = dict(o.split("=", 1) for o in yaml.safe_load((job / ".hydra" / "overrides.yaml").read_text()))
-        rows = [json.loads(line) for line in (job / "metrics.jsonl").read_text().splitlines()]
+        rows = jsonl_rows(job / "metrics.jsonl")
         assert [r["step"] for r in rows] == [1, 2], job
         assert all(torch.isfinite(torch.tensor([r["d_loss"], r["g_loss"], r["d_grad_norm"]])).all() for r in rows)
         out.append(({k: overrides[k] for k in keys}, rows, job))
@@ -116,7 +116,7 @@ def test_conditional_models_with_every_loss_ema_and_diffaugment_train_on(data, t
         state = torch.load(job / "checkpoints" / "step_00000002.pt", weights_only=True)
         assert state["n_classes"] == 10 and "generator_ema" in state and "augment" in state["rng"]
         assert {*rows[-1], "d_gap"} == set(step_names(choices["loss"] in PENALISED, choices["loss"] == "acgan")), job
-        evals = [json.loads(line) for line in (job / "eval.jsonl").read_text().splitlines()]
+        evals = jsonl_rows(job / "eval.jsonl")
         assert "eval_g/d_real" in evals[-1] and 0 <= evals[-1]["eval/cond_accuracy"] <= 1
         steps = step_names(choices["loss"] in PENALISED, choices["loss"] == "acgan")
         assert all(objective_problem(key, True, steps) is None for key in evals[-1] if key != "step")
@@ -142,7 +142,7 @@ def test_packing_and_the_ema_on_2d_points_with_every_loss(data, tmp_path):
     results = job_results(sweep, ("loss", "model.pack"))
     assert {tuple(c.values()) for c, _, _ in results} == {(loss, p) for loss in LOSSES for p in ("1", "4")}
     for choices, _, job in results:
-        evals = [json.loads(line) for line in (job / "eval.jsonl").read_text().splitlines()]
+        evals = jsonl_rows(job / "eval.jsonl")
         assert "eval/modes_covered" in evals[-1] and "eval_g/modes_covered" in evals[-1]
         # every metric an evaluation logs is one an objective may name (checked before a run trains)
         summary = json.loads((job / "summary.json").read_text())
