@@ -1,5 +1,6 @@
-"""launcher=basic with a second process on the same sweep: a job the other runs now is put off, so the two
-commands split the sweep (ganlab.launch.job_order, hydra_plugins/ganlab_plugins/basic_launcher.py)."""
+"""A second process on the same sweep: launcher=basic puts off a job the other runs now, launcher=population (in
+one process) a program, so the two commands split the sweep (ganlab.launch.job_order,
+hydra_plugins/ganlab_plugins/basic_launcher.py, ganlab/launch/population/run_group.py:train_programs)."""
 
 from __future__ import annotations
 
@@ -57,30 +58,48 @@ def test_running_elsewhere_needs_a_running_record_and_its_lock_held(tmp_path):
         holder.wait()
 
 
-@pytest.mark.slow
-def test_the_same_basic_sweep_in_two_terminals_splits_its_jobs(tmp_path):
-    # before, the second command waited on each job the first ran and reached the next one with it: one trained
-    sweep = tmp_path / "sweep"
-    args = [sys.executable, "-m", "ganlab", "-m", "seed=0,1,2,3", "model.middle_size=16", "trainer.max_steps=2000",
-            "trainer.log_every=500", "eval.every=0", *FAST, f"hydra.sweep.dir={sweep}"]
+def run_twice_at_once(args: list[str], sweep, cwd, jobs: int, logged_steps: list[int]) -> list[str]:
+    """The same sweep command twice, the second started once the first runs a job; asserts that they split the
+    jobs: both finish, each job trained once (one attempt, every logged step once), by both processes, two at
+    the same time (before, one trained while the other waited on its lock). Their outputs."""
     env = {**os.environ, "OMP_NUM_THREADS": "1"}  # two commands on the machine's cores
-    first = subprocess.Popen(args, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    first = subprocess.Popen(args, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     deadline = time.time() + 120
-    while not any(r.get("num") == 0 and r.get("status") == "running" for r in SweepIndex.peek(sweep)["jobs"].values()):
-        assert time.time() < deadline and first.poll() is None, "the first command never started job 0"
+    while not any(r.get("status") == "running" for r in SweepIndex.peek(sweep)["jobs"].values()):
+        assert time.time() < deadline and first.poll() is None, "the first command never started a job"
         time.sleep(0.2)
-    second = subprocess.Popen(args, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    second = subprocess.Popen(args, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     outs = [proc.communicate(timeout=300)[0] for proc in (first, second)]
     assert [first.returncode, second.returncode] == [0, 0], outs
     for out in outs:
-        assert "4 jobs, 4 finished" in out, out
-    jobs = sweep_index(sweep)
-    assert len(jobs) == 4 and all(r["status"] == "finished" and r["attempts"] == 1 for r in jobs.values()), jobs
-    assert {r["pid"] for r in jobs.values()} == {first.pid, second.pid}, (jobs, outs)
-    # at the same time: before, they took turns (one trained a job while the other waited on its lock)
-    spans = [(r["started"], r["finished"], r["pid"]) for r in jobs.values()]
+        assert f"{jobs} jobs, {jobs} finished" in out, out
+    records = sweep_index(sweep)
+    assert len(records) == jobs and all(r["status"] == "finished" and r["attempts"] == 1 for r in records.values())
+    assert {r["pid"] for r in records.values()} == {first.pid, second.pid}, (records, outs)
+    spans = [(r["started"], r["finished"], r["pid"]) for r in records.values()]
     assert any(a[2] != b[2] and a[0] < b[1] and b[0] < a[1] for a in spans for b in spans), spans
-    assert "put off" in outs[1], outs[1]
-    for job_id in jobs:  # each trained once: every logged step once
+    for job_id in records:
         steps = [row["step"] for row in jsonl_rows(sweep / job_id / "metrics.jsonl")]
-        assert steps == list(range(500, 2001, 500)), (job_id, steps)
+        assert steps == logged_steps, (job_id, steps)
+    return outs
+
+
+@pytest.mark.slow
+def test_the_same_basic_sweep_in_two_terminals_splits_its_jobs(tmp_path):
+    sweep = tmp_path / "sweep"
+    args = [sys.executable, "-m", "ganlab", "-m", "seed=0,1,2,3", "model.middle_size=16", "trainer.max_steps=2000",
+            "trainer.log_every=500", "eval.every=0", *FAST, f"hydra.sweep.dir={sweep}"]
+    outs = run_twice_at_once(args, sweep, tmp_path, jobs=4, logged_steps=[500, 1000, 1500, 2000])
+    assert "put off" in outs[1], outs[1]
+
+
+@pytest.mark.slow
+def test_the_same_population_sweep_in_two_terminals_splits_its_programs(tmp_path):
+    # in one process (hydra.launcher.processes=1, the CUDA default), programs of two members: before, the second
+    # command waited on each program the first trained and reached the next one with it
+    sweep = tmp_path / "sweep"
+    args = [sys.executable, "-m", "ganlab", "-m", "seed=0,1,2,3,4,5,6,7", "launcher=population",
+            "hydra.launcher.processes=1", "hydra.launcher.max_members=2", "model.middle_size=16",
+            "trainer.max_steps=1500", "trainer.log_every=500", "eval.every=0", *FAST, f"hydra.sweep.dir={sweep}"]
+    outs = run_twice_at_once(args, sweep, tmp_path, jobs=8, logged_steps=[500, 1000, 1500])
+    assert "put off" in outs[1], outs[1]

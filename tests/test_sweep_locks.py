@@ -21,10 +21,13 @@ def test_a_job_lock_waits_for_its_holder_and_a_stop_gives_up(tmp_path):
         assert first.wait(lambda: False, on_wait=lambda: told.append("first"))
         assert JobLock(tmp_path, "job-001").wait(lambda: False, on_wait=lambda: told.append("other job"))
         assert not second.wait(lambda: True, on_wait=lambda: told.append("second"))  # held: waits, then stops
+        assert not second.take() and not second.held  # a look that takes it only when free (a population's put_off)
     assert told == ["second"]
     with second:
         assert second.wait(lambda: True, on_wait=lambda: told.append("again"))  # let go: taken at once
     assert told == ["second"]
+    with JobLock(tmp_path, "job-000") as third:
+        assert third.take() and third.held and not first.take()
 
 
 def test_a_slurm_rerun_finds_the_jobs_finished_or_running_elsewhere_and_reads_how_they_ended(tmp_path):
@@ -102,3 +105,4 @@ def test_the_same_sweep_run_twice_at_once_trains_each_job_once(tmp_path, launche
         steps = [row["step"] for row in jsonl_rows(sweep / job_id / "metrics.jsonl")]
         assert steps == list(range(25, 301, 25)), steps
     assert "".join(outs).count("finished at step 300") == 2, outs  # each job trained by one of them
+

@@ -48,8 +48,9 @@ class JobLock:
     same sweep command in another terminal, or run again after a Ctrl-C left its Slurm jobs going) waits for the
     first, then takes its result or goes on from its checkpoint; two processes writing one run folder would
     interleave its logs and checkpoints (launcher=basic first puts such a job off until its other jobs are done:
-    ganlab.launch.job_order). The lock is the kernel's (flock): a process that dies lets go of it.
-    A file system without locks (some network mounts) runs the job unlocked, as before, with a warning."""
+    ganlab.launch.job_order; launcher=population in one process a program: run_group.train_programs). The lock
+    is the kernel's (flock): a process that dies lets go of it. A file system without locks (some network mounts)
+    runs the job unlocked, as before, with a warning."""
 
     def __init__(self, sweep_dir: str | Path, job_id: str, poll_s: float = 0.5, enabled: bool = True) -> None:
         self.path = Path(sweep_dir) / RUNNING_DIR / f"{hashlib.sha1(job_id.encode()).hexdigest()[:16]}.lock"
@@ -62,25 +63,31 @@ class JobLock:
     def wait(self, give_up: Callable[[], bool], on_wait: Callable[[], None]) -> bool:
         """Take the lock, waiting (``on_wait()`` once) while another process holds it; False, not holding it,
         when ``give_up()`` first (a stop signal while waiting)."""
+        waited = False
+        while not self.take(timeout=self.poll_s if waited else 0):
+            if not waited:
+                on_wait()
+                waited = True
+            if give_up():
+                return False
+        return True
+
+    def take(self, timeout: float = 0) -> bool:
+        """Take the lock if no other process holds it (within ``timeout`` seconds); whether this process holds it
+        now. Where flock is refused the job runs unlocked, with a warning (True)."""
         if not self.enabled:
             return True
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        waited = False
-        while True:
-            try:
-                self._lock.acquire(timeout=self.poll_s if waited else 0)
-                self.held = True
-                return True
-            except Timeout:
-                if not waited:
-                    on_wait()
-                    waited = True
-                if give_up():
-                    return False
-            except OSError as err:  # not a Timeout (caught above): flock refused
-                print(f"ganlab: warning: no lock for job {self.job_id} ({self.path}: {err.strerror}); it runs "
-                      "unlocked: do not run the same sweep twice at once", file=sys.stderr, flush=True)
-                return True
+        try:
+            self._lock.acquire(timeout=timeout)
+        except Timeout:
+            return False
+        except OSError as err:  # not a Timeout (caught above): flock refused
+            print(f"ganlab: warning: no lock for job {self.job_id} ({self.path}: {err.strerror}); it runs "
+                  "unlocked: do not run the same sweep twice at once", file=sys.stderr, flush=True)
+            return True
+        self.held = True
+        return True
 
     def held_elsewhere(self) -> bool:
         """Whether another process holds the lock now (a look: taken and let go at once when free)."""

@@ -58,16 +58,13 @@ def launch_here(launcher: Any, job_overrides: Sequence[Sequence[str]], initial_j
         if processes > 1 and len(tasks) > 1:
             preempted = train_in_workers(tasks, processes, thread_count(launcher.threads, processes), stop=stop)
         else:
-            from ganlab.launch.population.run_group import train_group  # torch: only where training runs here
+            from ganlab.launch.population.run_group import train_programs  # torch: only where training runs here
 
             if launcher.threads != "auto":
                 import torch
 
                 torch.set_num_threads(int(launcher.threads))
-            for group in programs:
-                if preempted:
-                    break
-                preempted = train_group(group, stop)
+            preempted = train_programs(programs, stop)
     returns = [job_return(job, launcher.hydra_context) for job in jobs]
     if preempted:  # every member checkpointed its step; the same command resumes them
         leave_preempted(stop)

@@ -32,20 +32,51 @@ from ganlab.train import train
 log = logging.getLogger(__name__)
 
 
-def train_group(jobs: list[Job], stop: StopOnSignal | None = None, worker: int | None = None) -> bool:
+def train_group(jobs: list[Job], stop: StopOnSignal | None = None, worker: int | None = None,
+                put_off: bool = False) -> bool | None:
     """Train ``jobs`` (one group: they share data, model family, schedule); True when preempted.
-    ``worker``: the slot of the worker process training them (None: the launching process)."""
+    ``worker``: the slot of the worker process training them (None: the launching process).
+    ``put_off``: when another process runs one of the jobs now (the same sweep in a second terminal), do
+    nothing and return None instead of waiting for it (``train_programs``)."""
     if stop is not None:  # the caller (a Slurm task) holds the signals
-        return _train_group(jobs, stop, worker)
+        return _train_group(jobs, stop, worker, put_off)
     with StopOnSignal() as own:
-        return _train_group(jobs, own, worker)
+        return _train_group(jobs, own, worker, put_off)
 
 
-def _train_group(jobs: list[Job], stop: StopOnSignal, worker: int | None) -> bool:
+def train_programs(programs: list[list[Job]], stop: StopOnSignal) -> bool:
+    """Train the programs one after another in this process; True when preempted.
+
+    A program some of whose jobs another process runs now (the same sweep command in a second terminal, on
+    a second GPU say) is put off while others are free, so two commands split the sweep's programs instead
+    of taking turns; when only such programs are left, the first is waited for (then its results are taken
+    or its jobs resumed), as ``launcher=basic`` does with a job (ganlab.launch.job_order)."""
+    pending, said = list(programs), set()
+    while pending:
+        for program in pending:
+            preempted = train_group(program, stop, put_off=True)
+            if preempted is not None:
+                break
+            if id(program) not in said:
+                said.add(id(program))
+                log.info("a program of %d jobs (%s, ...) runs in another process now: put off", len(program),
+                         program[0].name)
+        else:  # every one left runs elsewhere: wait for the first
+            program = pending[0]
+            preempted = train_group(program, stop)
+        pending.remove(program)
+        if preempted:
+            return True
+    return False
+
+
+def _train_group(jobs: list[Job], stop: StopOnSignal, worker: int | None, put_off: bool = False) -> bool | None:
     with contextlib.ExitStack() as held:  # each job's lock (JobLock), let go once its record says how it ended
         taken = set()  # ids of the jobs another process finished while this one waited
         for job in sorted(jobs, key=lambda j: j.name):  # one order for every process: none waits on a waiter
             lock = held.enter_context(job.record.lock())
+            if put_off and not lock.take():
+                return None  # another process runs this job now: nothing begun, the locks taken so far let go
             if not lock.wait(stop.requested, on_wait=job.record.say_waiting):
                 return True  # stopped while another process ran this job: none of the group begun
             done = job.record.taken_over()
