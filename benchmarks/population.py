@@ -4,9 +4,10 @@ The grid: optimizer.lr {1e-4, 2e-4, 5e-4} x model.z_size {32, 50, 100} x 3 losse
 embedded digits by default, the same steps per job and evaluation on (eval.every=500). Each
 launcher runs the whole sweep in a child process of its own, into its own sweep directory; the
 script prints the wall time of each sweep, the aggregate images/s (jobs x steps x batch x n_critic
-/ wall), the peak memory of the sweep's processes together (their proportional set size, sampled
-every second at niceness 19: the population's workers share the pages of torch's libraries), the ratio, and how far
-the two sweeps' objectives are apart.
+/ wall), how much of the wall came before the first job began and after the last ended, the peak
+memory of the sweep's processes together (their proportional set size, sampled every second at
+niceness 19: the population's workers share the pages of torch's libraries), the ratio, and how
+far the two sweeps' objectives are apart.
 
 On a shared or virtual machine the speed drifts by tens of percent within minutes, and the two
 sweeps run one after the other: ``--repeats n`` runs n pairs in the order basic, population,
@@ -86,16 +87,23 @@ def run_sweep(launcher: str, args: argparse.Namespace, extra: list[str], root: P
                f"trainer.max_steps={args.steps}", "logger=none", "trainer.progress=false",
                f"hydra.sweep.dir={sweep}", *extra]
     env = {**os.environ, "OMP_NUM_THREADS": str(args.threads)} if args.threads else dict(os.environ)
-    start = time.perf_counter()
+    start, started_at = time.perf_counter(), time.time()
     proc = subprocess.Popen(command, cwd=root, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     memory = peak_memory(proc)
     _, stderr = proc.communicate()
-    wall = time.perf_counter() - start
+    wall, ended_at = time.perf_counter() - start, time.time()
     if proc.returncode != 0:
         raise SystemExit(f"{launcher} sweep failed:\n{stderr[-3000:]}")
     jobs = json.loads((sweep / "sweep_index.json").read_text())["jobs"]
+    # the sweep index's clocks (each job's start and end, time.time()): how long the command took before its
+    # first job began (the population: composing, writing the jobs' folders, forking its workers) and after
+    # its last ended, the rest being the jobs (the basic sweep's per-job set-up included)
+    starts = [j["started"] for j in jobs.values() if j.get("started")]
+    ends = [j["finished"] for j in jobs.values() if j.get("finished")]
     return {"launcher": launcher, "wall_s": wall, "peak_rss_mb": memory["peak_kb"] / 1024, "jobs": len(jobs),
-            "objectives": {k: j.get("objective") for k, j in jobs.items()}}
+            "objectives": {k: j.get("objective") for k, j in jobs.items()},
+            "before_s": min(starts) - started_at if starts else float("nan"),
+            "after_s": ended_at - max(ends) if ends else float("nan")}
 
 
 def grid(args: argparse.Namespace) -> list[str]:
@@ -129,13 +137,16 @@ def main() -> None:
     images = jobs * args.steps * args.batch
     print(f"{jobs} jobs ({' x '.join(grid(args))}), {args.steps} steps each, evaluation on, {os.cpu_count()} CPUs, "
           f"load {os.getloadavg()[0]:.1f} at the end, overrides: {' '.join(extra) or 'none'}")
-    print(f"{'pair':<5} {'launcher':<12} {'wall s':>8} {'images/s':>10} {'peak PSS MB':>12} {'ratio':>7}")
+    print(f"{'pair':<5} {'launcher':<12} {'wall s':>8} {'images/s':>10} {'peak PSS MB':>12} {'before s':>9} "
+          f"{'after s':>8} {'ratio':>7}")
     for i, (basic, population) in enumerate(pairs, 1):
         ratio = basic["wall_s"] / population["wall_s"]
         for r in (basic, population):
             shown = f"{ratio:>6.2f}x" if r is population else ""
             print(f"{i:<5} {r['launcher']:<12} {r['wall_s']:>8.1f} {images / r['wall_s']:>10.0f} "
-                  f"{r['peak_rss_mb']:>12.0f} {shown:>7}")
+                  f"{r['peak_rss_mb']:>12.0f} {r['before_s']:>9.1f} {r['after_s']:>8.1f} {shown:>7}")
+    print("before s / after s: from the command's start to its first job's, and from its last job's end to the "
+          "command's (the sweep index's clocks); the rest of the wall is the jobs")
     ratios = [basic["wall_s"] / population["wall_s"] for basic, population in pairs]
     print(f"population / basic: {statistics.median(ratios):.2f}x faster end to end (median of {len(ratios)} "
           f"pair{'s' * (len(ratios) > 1)}: {', '.join(f'{r:.2f}' for r in ratios)})")
