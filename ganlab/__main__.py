@@ -116,5 +116,12 @@ def main() -> None:
         os.environ.pop("HYDRA_FULL_ERROR", None)
 
 
+def cli() -> None:
+    """The ``ganlab`` console script and ``python -m ganlab``: ``main()``, then out without torch's teardown."""
+    from ganlab.quick_exit import run_and_leave
+
+    run_and_leave(main)
+
+
 if __name__ == "__main__":
-    main()
+    cli()

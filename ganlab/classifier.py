@@ -70,5 +70,6 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     from ganlab.errors import interruptible
+    from ganlab.quick_exit import run_and_leave
 
-    sys.exit(interruptible("ganlab.classifier", main))
+    run_and_leave(lambda: interruptible("ganlab.classifier", main))

@@ -116,5 +116,6 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     from ganlab.errors import interruptible
+    from ganlab.quick_exit import run_and_leave
 
-    sys.exit(interruptible("ganlab.eval", main))
+    run_and_leave(lambda: interruptible("ganlab.eval", main))

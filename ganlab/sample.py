@@ -202,5 +202,6 @@ def write_picture(state: dict, args: argparse.Namespace, device: "torch.device")
 
 if __name__ == "__main__":
     from ganlab.errors import interruptible
+    from ganlab.quick_exit import run_and_leave
 
-    sys.exit(interruptible("ganlab.sample", main))
+    run_and_leave(lambda: interruptible("ganlab.sample", main))

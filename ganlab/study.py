@@ -203,4 +203,6 @@ def run_study(losses: list[str], args: argparse.Namespace, spaces: dict, overrid
 
 
 if __name__ == "__main__":
-    sys.exit(interruptible("ganlab.study", main))
+    from ganlab.quick_exit import run_and_leave
+
+    run_and_leave(lambda: interruptible("ganlab.study", main))

@@ -44,8 +44,10 @@ def test_the_fast_help_is_what_hydra_renders(tmp_path):
 
 @pytest.mark.parametrize("module", COMMANDS)
 def test_help_imports_no_torch(module):
-    code = ("import runpy, sys\nsys.argv = ['x', '--help']\ntry:\n    runpy.run_module(%r, run_name='__main__')\n"
-            "except SystemExit:\n    pass\nprint('TORCH' if 'torch' in sys.modules else 'NO TORCH')") % module
+    # asked at exit (an atexit handler): a command leaves through sys.exit or ganlab.quick_exit, which runs them too
+    code = ("import atexit, runpy, sys\n"
+            "atexit.register(lambda: print('TORCH' if 'torch' in sys.modules else 'NO TORCH', flush=True))\n"
+            "sys.argv = ['x', '--help']\nrunpy.run_module(%r, run_name='__main__')") % module
     proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
     assert proc.stdout.strip().endswith("NO TORCH"), proc.stdout[-500:] + proc.stderr[-2000:]
 
