@@ -28,6 +28,10 @@ def test_a_job_lock_waits_for_its_holder_and_a_stop_gives_up(tmp_path):
     assert told == ["second"]
     with JobLock(tmp_path, "job-000") as third:
         assert third.take() and third.held and not first.take()
+        assert third.take() and third.wait(lambda: True, on_wait=lambda: told.append("held"))  # held: no-ops
+    assert first.take()  # third's one release let it go (a second acquisition would have kept it)
+    first.__exit__()
+    assert told == ["second"]
 
 
 def test_a_slurm_rerun_finds_the_jobs_finished_or_running_elsewhere_and_reads_how_they_ended(tmp_path):

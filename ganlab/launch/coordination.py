@@ -74,8 +74,9 @@ class JobLock:
 
     def take(self, timeout: float = 0) -> bool:
         """Take the lock if no other process holds it (within ``timeout`` seconds); whether this process holds it
-        now. Where flock is refused the job runs unlocked, with a warning (True)."""
-        if not self.enabled:
+        now. Where flock is refused the job runs unlocked, with a warning (True). Taking it again while held is a
+        no-op: filelock counts acquisitions, and a second one would keep the lock past the one release."""
+        if not self.enabled or self.held:
             return True
         self.path.parent.mkdir(parents=True, exist_ok=True)
         try:

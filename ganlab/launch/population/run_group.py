@@ -75,9 +75,10 @@ def _train_group(jobs: list[Job], stop: StopOnSignal, worker: int | None, put_of
         taken = set()  # ids of the jobs another process finished while this one waited
         for job in sorted(jobs, key=lambda j: j.name):  # one order for every process: none waits on a waiter
             lock = held.enter_context(job.record.lock())
-            if put_off and not lock.take():
-                return None  # another process runs this job now: nothing begun, the locks taken so far let go
-            if not lock.wait(stop.requested, on_wait=job.record.say_waiting):
+            if put_off:
+                if not lock.take():
+                    return None  # another process runs this job now: nothing begun, the locks taken so far let go
+            elif not lock.wait(stop.requested, on_wait=job.record.say_waiting):
                 return True  # stopped while another process ran this job: none of the group begun
             done = job.record.taken_over()
             if done is not None:
