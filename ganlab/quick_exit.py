@@ -44,9 +44,14 @@ def leave(code: int | str | None = 0) -> NoReturn:
     # the atexit handlers, last registered first
     threading._shutdown()
     atexit._run_exitfuncs()
+    flush_output()
+    os._exit(code)
+
+
+def flush_output() -> None:
+    """Write out what stdout and stderr hold: ``os._exit`` does not (also forkserver_exit's)."""
     for stream in (sys.stdout, sys.stderr):
         try:
             stream.flush()
-        except (OSError, ValueError, AttributeError):  # closed, or replaced by an object without flush
+        except (OSError, ValueError, AttributeError):  # closed, None, or replaced by an object without flush
             pass
-    os._exit(code)
