@@ -135,7 +135,8 @@ def main() -> None:
             shutil.rmtree(root, ignore_errors=True)
     jobs = pairs[0][0]["jobs"]
     images = jobs * args.steps * args.batch
-    print(f"{jobs} jobs ({' x '.join(grid(args))}), {args.steps} steps each, evaluation on, {os.cpu_count()} CPUs, "
+    print(f"{jobs} jobs ({' x '.join(grid(args))}), {args.steps} steps each, evaluation "
+          f"{'off' if 'eval.every=0' in extra else 'on'}, {os.cpu_count()} CPUs, "
           f"load {os.getloadavg()[0]:.1f} at the end, overrides: {' '.join(extra) or 'none'}")
     print(f"{'pair':<5} {'launcher':<12} {'wall s':>8} {'images/s':>10} {'peak PSS MB':>12} {'before s':>9} "
           f"{'after s':>8} {'ratio':>7}")

@@ -33,11 +33,20 @@ def test_population_end_to_end_prints_each_pair_and_the_median_ratio():
                            "--z-sizes", "8", "--losses", "bce,mse", "--repeats", "2", "--", "model.middle_size=16",
                            "eval.every=0"], capture_output=True, text=True, timeout=600, cwd=REPO, check=False)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    rows = re.findall(r"^(\d)\s+(basic|population)\s+(\d+\.\d)\s+\d+\s+\d+", proc.stdout, re.MULTILINE)
-    assert [(pair, launcher) for pair, launcher, _ in rows] == [("1", "basic"), ("1", "population"),
-                                                                ("2", "basic"), ("2", "population")]
-    walls = {(pair, launcher): float(wall) for pair, launcher, wall in rows}
-    ratios = [walls[(p, "basic")] / walls[(p, "population")] for p in ("1", "2")]
-    median = float(re.search(r"population / basic: (\d+\.\d+)x faster end to end \(median of 2 pairs", proc.stdout)[1])
-    assert median == pytest.approx(sum(ratios) / 2, abs=0.011)  # the median of two: their mean, as printed
-    assert "2 jobs (optimizer.lr=1e-4 x model.z_size=8 x loss=bce,mse)" in proc.stdout
+    rows = re.findall(r"^(\d)\s+(basic|population)\s+(\d+\.\d)\s+\d+\s+\d+.*?(\d+\.\d\d)?x?$", proc.stdout,
+                      re.MULTILINE)
+    assert [(pair, launcher) for pair, launcher, _, _ in rows] == [("1", "basic"), ("1", "population"),
+                                                                   ("2", "basic"), ("2", "population")]
+    walls = {(pair, launcher): float(wall) for pair, launcher, wall, _ in rows}
+    shown = [float(ratio) for _, launcher, _, ratio in rows if launcher == "population"]
+    for pair, ratio in zip(("1", "2"), shown):
+        # The walls are printed to 0.1 s and the ratio to 0.01 from the unrounded walls: at a few seconds a wall's
+        # rounding moves the ratio by ~2%, so the printed ratio is checked against the range its walls allow.
+        basic, population = walls[(pair, "basic")], walls[(pair, "population")]
+        low, high = (basic - 0.05) / (population + 0.05), (basic + 0.05) / (population - 0.05)
+        assert low - 0.005 <= ratio <= high + 0.005, (pair, basic, population, ratio)
+    summary = re.search(r"population / basic: (\d+\.\d+)x faster end to end \(median of 2 pairs: "
+                        r"(\d+\.\d+), (\d+\.\d+)\)", proc.stdout)
+    assert [float(summary[2]), float(summary[3])] == shown
+    assert float(summary[1]) == pytest.approx(sum(shown) / 2, abs=0.011)  # the median of two: their mean
+    assert "2 jobs (optimizer.lr=1e-4 x model.z_size=8 x loss=bce,mse), 2 steps each, evaluation off," in proc.stdout
