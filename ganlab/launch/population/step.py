@@ -79,15 +79,16 @@ class PopulationStep:
         self.detach_fake, self.autocast_dtype = detach_fake, autocast_dtype
         device = discriminator.params[0].device
         groups = loss_groups(losses)
-        # member indices on the device (indexing with a host tensor would copy it every step, which a
-        # CUDA graph cannot capture), and as host lists for the loops over members
-        self.groups = [(loss, torch.tensor(members, device=device), members) for loss, members in groups]
         # each loss's members side by side (Population orders them so): every group's rows come from one
         # split of the (K, ...) outputs, views whose backward is one cat, instead of an index and an
         # index_put per group and output (three losses, 14 members, one CPU thread: the losses' forward
         # and backward 0.77 -> 0.59 ms, ~1% of the step; a dozen fewer kernels on CUDA)
         in_order = [k for _, members in groups for k in members] == list(range(len(losses)))
         self.split_sizes = [len(members) for _, members in groups] if in_order else None
+        # otherwise member indices on the device (indexing with a host tensor would copy it every step,
+        # which a CUDA graph cannot capture); the host lists serve the loops over members either way
+        self.groups = [(loss, None if in_order else torch.tensor(members, device=device), members)
+                       for loss, members in groups]
         self.num_members = len(losses)
         self.noise_generators = list(noise_generators)
         self.penalised = [k for k, loss in enumerate(losses) if loss.has_penalty]
