@@ -116,6 +116,11 @@ def jsonl_rows(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines()]
 
 
+def logged_steps(path: Path) -> list[int]:
+    """The steps of a metrics.jsonl's or eval.jsonl's rows, in the file's order."""
+    return [row["step"] for row in jsonl_rows(path)]
+
+
 def sweep_index(sweep: Path) -> dict:
     """A sweep's index: each job's record by its id."""
     return json.loads((sweep / "sweep_index.json").read_text())["jobs"]

@@ -21,7 +21,7 @@ from omegaconf import OmegaConf
 from ganlab.checkpoint import load_checkpoint
 from ganlab.from_checkpoint import LEGACY_TARGETS, checkpoint_config
 
-from conftest import REPO, jsonl_rows, oracle, run_ganlab
+from conftest import REPO, logged_steps, oracle, run_ganlab
 
 FIXTURES = REPO / "tests" / "fixtures" / "pre_layout"
 RUNS = {"digits_mlp": 4, "ring8_mlp": 4, "digits_dcgan": 2}
@@ -84,7 +84,7 @@ def test_resume_continues_an_old_run_directory(tmp_path):
                  if not str(o).startswith(("hydra.run.dir", "trainer.max_steps", "trainer.progress", "logger"))]
     run_ganlab([*overrides, "trainer.max_steps=6", "trainer.progress=false", "logger=none", "resume=auto",
                 f"hydra.run.dir={run_dir}"], cwd=tmp_path)
-    steps = [row["step"] for row in jsonl_rows(run_dir / "metrics.jsonl")]
+    steps = logged_steps(run_dir / "metrics.jsonl")
     assert steps == [2, 4, 6]  # continued from the old step-4 checkpoint, each step once
     state = torch.load(run_dir / "checkpoints" / "step_00000006.pt", weights_only=True)
     assert state["step"] == 6 and state["config"]["model"]["generator"]["_target_"] == "ganlab.models.mlp.MLPGenerator"

@@ -18,7 +18,7 @@ from ganlab.tracking import Tracker, drop_rows_after
 from ganlab.tracking.wandb_run import WandbLogger
 from ganlab.train import train
 
-from conftest import FAST, Terminal, compose_cfg, jsonl_rows, run_ganlab
+from conftest import FAST, Terminal, compose_cfg, logged_steps, run_ganlab
 
 
 def test_outside_a_terminal_progress_is_a_line_at_most_every_30_s():
@@ -83,10 +83,6 @@ def test_run_summary_without_evaluation_or_wandb(tmp_path):
     text = run_summary({"step": 3, "d_loss": 0.7, "g_loss": 0.9}, tmp_path, None, None)
     assert text.splitlines() == [f"ganlab: run finished at step 3: {tmp_path}", "  final: d_loss 0.7, g_loss 0.9",
                                  f"  samples: {tmp_path / 'samples'}"]
-
-
-def logged_steps(path) -> list[int]:
-    return [row["step"] for row in jsonl_rows(path)]
 
 
 def test_a_resume_drops_the_rows_logged_after_its_checkpoint(tmp_path):

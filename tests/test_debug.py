@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 
-from conftest import compose_cfg, jsonl_rows, run_ganlab
+from conftest import compose_cfg, logged_steps, run_ganlab
 
 
 def test_smoke_runs_a_few_steps_into_a_temp_dir_and_leaves_nothing_here(tmp_path):
@@ -14,7 +14,7 @@ def test_smoke_runs_a_few_steps_into_a_temp_dir_and_leaves_nothing_here(tmp_path
     proc = run_ganlab(["debug=smoke"], cwd=tmp_path, env={"TMPDIR": str(temp)})
     [run_dir] = (temp / "ganlab-smoke").iterdir()
     assert f"ganlab: run finished at step 5: {run_dir}" in proc.stdout
-    logged = [row["step"] for row in jsonl_rows(run_dir / "metrics.jsonl")]
+    logged = logged_steps(run_dir / "metrics.jsonl")
     assert logged == [1, 2, 3, 4, 5]
     assert (run_dir / "samples" / "samples_00000005.png").is_file()
     assert (run_dir / "checkpoints" / "step_00000005.pt").is_file()
@@ -33,5 +33,5 @@ def test_profile_writes_a_trace_and_the_costliest_ops_to_the_run_dir(tmp_path):
     assert any(name.startswith("aten::addmm") for name in names)  # the MLPs' matmuls are in it
     assert any("Optimizer.step" in name for name in names)
     assert "aten::" in (run_dir / "profile" / "top_ops.txt").read_text()
-    assert [row["step"] for row in jsonl_rows(run_dir / "metrics.jsonl")][-1] == 3
+    assert logged_steps(run_dir / "metrics.jsonl")[-1] == 3
     assert compose_cfg([]).profile is None  # off unless asked for

@@ -15,7 +15,7 @@ from ganlab.launch.coordination import JobLock
 from ganlab.launch.job_order import job_order, running_elsewhere
 from ganlab.launch.sweep import SweepIndex
 
-from conftest import FAST, jsonl_rows, sweep_index
+from conftest import FAST, logged_steps, sweep_index
 
 
 def test_a_busy_job_is_put_off_and_the_put_off_go_free_ones_first():
@@ -58,7 +58,7 @@ def test_running_elsewhere_needs_a_running_record_and_its_lock_held(tmp_path):
         holder.wait()
 
 
-def run_twice_at_once(args: list[str], sweep, cwd, jobs: int, logged_steps: list[int]) -> list[str]:
+def run_twice_at_once(args: list[str], sweep, cwd, jobs: int, steps: list[int]) -> list[str]:
     """The same sweep command twice, the second started once the first runs a job; asserts that they split the
     jobs: both finish, each job trained once (one attempt, every logged step once), by both processes, two at
     the same time (before, one trained while the other waited on its lock). Their outputs."""
@@ -79,8 +79,8 @@ def run_twice_at_once(args: list[str], sweep, cwd, jobs: int, logged_steps: list
     spans = [(r["started"], r["finished"], r["pid"]) for r in records.values()]
     assert any(a[2] != b[2] and a[0] < b[1] and b[0] < a[1] for a in spans for b in spans), spans
     for job_id in records:
-        steps = [row["step"] for row in jsonl_rows(sweep / job_id / "metrics.jsonl")]
-        assert steps == logged_steps, (job_id, steps)
+        logged = logged_steps(sweep / job_id / "metrics.jsonl")
+        assert logged == steps, (job_id, logged)
     return outs
 
 
@@ -89,7 +89,7 @@ def test_the_same_basic_sweep_in_two_terminals_splits_its_jobs(tmp_path):
     sweep = tmp_path / "sweep"
     args = [sys.executable, "-m", "ganlab", "-m", "seed=0,1,2,3", "model.middle_size=16", "trainer.max_steps=2000",
             "trainer.log_every=500", "eval.every=0", *FAST, f"hydra.sweep.dir={sweep}"]
-    outs = run_twice_at_once(args, sweep, tmp_path, jobs=4, logged_steps=[500, 1000, 1500, 2000])
+    outs = run_twice_at_once(args, sweep, tmp_path, jobs=4, steps=[500, 1000, 1500, 2000])
     assert "put off" in outs[1], outs[1]
 
 
@@ -101,5 +101,5 @@ def test_the_same_population_sweep_in_two_terminals_splits_its_programs(tmp_path
     args = [sys.executable, "-m", "ganlab", "-m", "seed=0,1,2,3,4,5,6,7", "launcher=population",
             "hydra.launcher.processes=1", "hydra.launcher.max_members=2", "model.middle_size=16",
             "trainer.max_steps=1500", "trainer.log_every=500", "eval.every=0", *FAST, f"hydra.sweep.dir={sweep}"]
-    outs = run_twice_at_once(args, sweep, tmp_path, jobs=8, logged_steps=[500, 1000, 1500])
+    outs = run_twice_at_once(args, sweep, tmp_path, jobs=8, steps=[500, 1000, 1500])
     assert "put off" in outs[1], outs[1]

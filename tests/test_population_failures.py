@@ -11,7 +11,7 @@ import torch
 
 from ganlab.launch.population.step import PopulationStep
 
-from conftest import FAST, checkpoint_at, jsonl_rows, run_ganlab, signal_once_logging, sweep_index
+from conftest import FAST, checkpoint_at, logged_steps, run_ganlab, signal_once_logging, sweep_index
 from population_sweeps import ONE, TINY, run_main
 from wandb_reader import find_runs, read_run
 
@@ -39,7 +39,7 @@ def test_a_nan_member_fails_at_its_step_keeps_its_last_good_checkpoint_and_the_o
     assert failed["error"].startswith("NonFiniteLossError: step 13: d_loss or g_loss is NaN/inf")
     kept = sorted(p.name for p in (sweep / failed_id / "checkpoints").iterdir())
     assert kept == ["step_00000010.pt"]  # the last good checkpoint
-    assert [r["step"] for r in jsonl_rows(sweep / failed_id / "metrics.jsonl")] == [5, 10]
+    assert logged_steps(sweep / failed_id / "metrics.jsonl") == [5, 10]
     for job_id, _ in (jobs[0], jobs[2]):
         assert (sweep / job_id / "checkpoints" / "step_00000020.pt").is_file()
 
@@ -99,7 +99,7 @@ def test_a_preempted_population_resumes_every_member_where_it_stopped(tmp_path, 
     assert run_main([*args, f"hydra.sweep.dir={sweep}"], monkeypatch) == 0  # the same command: resumes
     for job_id, record in sweep_index(sweep).items():
         assert record["status"] == "finished" and record["attempts"] == 2
-        assert [r["step"] for r in jsonl_rows(sweep / job_id / "metrics.jsonl")] == [5, 10, 15, 20]
+        assert logged_steps(sweep / job_id / "metrics.jsonl") == [5, 10, 15, 20]
         a, b = checkpoint_at(straight / job_id, 20), checkpoint_at(sweep / job_id, 20)
         assert all(torch.equal(v, b["generator"][k]) for k, v in a["generator"].items())
     assert run_main([*args, f"hydra.sweep.dir={sweep}"], monkeypatch) == 0  # finished members are skipped
@@ -126,7 +126,7 @@ def assert_resumed_to_the_end(sweep: Path, stopped: dict[str, int]) -> None:
         assert record["status"] == "finished" and record["attempts"] == 2
         saved = sorted(p.name for p in (sweep / job_id / "checkpoints").glob("*.pt"))
         assert saved == [f"step_{stopped[job_id]:08d}.pt", f"step_{LONG_STEPS:08d}.pt"]
-        assert [r["step"] for r in jsonl_rows(sweep / job_id / "metrics.jsonl")] == list(range(50, LONG_STEPS + 1, 50))
+        assert logged_steps(sweep / job_id / "metrics.jsonl") == list(range(50, LONG_STEPS + 1, 50))
 
 
 LONG_STEPS = 1500  # SIGTERM comes at step 100 + one 0.2 s poll (~30 steps): the rest is margin for a busy CPU

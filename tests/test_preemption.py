@@ -19,7 +19,7 @@ from ganlab.tracking import Tracker
 from ganlab.tracking.wandb_run import WandbLogger
 from ganlab.train import train
 
-from conftest import FAST, compose_cfg, jsonl_rows, run_ganlab, signal_once_logging, sweep_index
+from conftest import FAST, compose_cfg, logged_steps, run_ganlab, signal_once_logging, sweep_index
 
 ARGS = ["trainer.max_steps=8", "trainer.ckpt_every=100", "trainer.ckpt_keep=null", "model.middle_size=16", *FAST]
 
@@ -88,10 +88,6 @@ LONG = ["model.middle_size=16", "trainer.max_steps=800", "trainer.log_every=25",
         "eval.every=0", *FAST]
 
 
-def logged_steps(run: Path) -> list[int]:
-    return [row["step"] for row in jsonl_rows(run / "metrics.jsonl")]
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["ctrl_c", "sigterm"])
 def test_a_single_run_stopped_by_a_signal_checkpoints_its_step_and_says_how_to_go_on(tmp_path, signum):
@@ -108,7 +104,7 @@ def test_a_single_run_stopped_by_a_signal_checkpoints_its_step_and_says_how_to_g
     step = int(stopped.group(1))
     assert [p.name for p in (run / "checkpoints").glob("*.pt")] == [f"step_{step:08d}.pt"] and step < 800
     run_ganlab([*args, f"resume={run}"], cwd=tmp_path)
-    assert logged_steps(run) == list(range(25, 801, 25))  # every row once, none lost or repeated
+    assert logged_steps(run / "metrics.jsonl") == list(range(25, 801, 25))  # every row once, none lost or repeated
 
 
 @pytest.mark.slow
@@ -123,7 +119,7 @@ def test_ctrl_c_stops_a_basic_sweep_and_the_same_command_resumes_it(tmp_path):
     run_ganlab(args, cwd=tmp_path)
     jobs = sweep_index(sweep)
     assert {r["status"] for r in jobs.values()} == {"finished"} and len(jobs) == 2 and jobs[job_id]["attempts"] == 2
-    assert logged_steps(sweep / job_id) == list(range(25, 801, 25))
+    assert logged_steps(sweep / job_id / "metrics.jsonl") == list(range(25, 801, 25))
 
 
 @pytest.mark.slow
@@ -157,7 +153,8 @@ def test_a_stopped_local_parallel_sweep_checkpoints_every_running_job_and_the_sa
     assert len(resumed) == 3 and {r["status"] for r in resumed.values()} == {"finished"}
     for job_id in stopped:
         assert resumed[job_id]["attempts"] == 2
-        assert logged_steps(sweep / job_id) == list(range(25, 801, 25))  # every row once, none lost or repeated
+        # every row once, none lost or repeated
+        assert logged_steps(sweep / job_id / "metrics.jsonl") == list(range(25, 801, 25))
 
 
 def test_a_stopping_sweep_is_seen_at_most_every_interval_and_stays_seen(tmp_path):

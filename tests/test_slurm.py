@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import jsonl_rows, run_ganlab
+from conftest import jsonl_rows, logged_steps, run_ganlab
 from wandb_reader import find_runs, read_run
 
 # one xdist worker runs them in turn (the cluster's one node has 2 CPUs for them all): pyproject's --dist loadgroup,
@@ -148,7 +148,7 @@ def test_preempted_job_resumes_at_the_exact_step(tmp_path, slurm, uninterrupted,
     # ckpt_every is past the end: the only other checkpoint is the one written on the signal
     saved = sorted(p.name for p in (job / "checkpoints").glob("*.pt"))
     assert saved == [f"step_{stopped:08d}.pt", f"step_{steps:08d}.pt"]
-    logged = [row["step"] for row in jsonl_rows(job / "metrics.jsonl")]
+    logged = logged_steps(job / "metrics.jsonl")
     assert logged == list(range(50, steps + 1, 50)), "steps repeated or lost across the resume"
     # one offline run dir per attempt, both of the same W&B run id (offline-run-<time>-<id>); the first
     # attempt's W&B service is signalled with the job, so its file may hold nothing readable
@@ -187,7 +187,7 @@ def test_slurm_population_packs_members_per_task(tmp_path, slurm):
     for job_id, record in jobs.items():
         job = sweep / job_id
         assert record["objective"] == index_jobs(reference)[job_id]["objective"]
-        assert [row["step"] for row in jsonl_rows(job / "metrics.jsonl")] == [2, 4, 6]
+        assert logged_steps(job / "metrics.jsonl") == [2, 4, 6]
         a = torch.load(job / "checkpoints" / "step_00000006.pt", weights_only=True)
         b = torch.load(reference / job_id / "checkpoints" / "step_00000006.pt", weights_only=True)
         assert all(torch.equal(v, b["generator"][k]) for k, v in a["generator"].items())
@@ -222,7 +222,7 @@ def test_a_requeued_slurm_population_resumes_every_member(tmp_path, slurm):
     run_ganlab(["-m", *train_args, f"hydra.sweep.dir={reference}"], cwd=tmp_path, env=WANDB_ENV)
     for job_id, record in jobs.items():
         assert record["status"] == "finished" and record["attempts"] == 2, record
-        logged = [row["step"] for row in jsonl_rows(sweep / job_id / "metrics.jsonl")]
+        logged = logged_steps(sweep / job_id / "metrics.jsonl")
         assert logged == list(range(50, steps + 1, 50))
         a = torch.load(sweep / job_id / "checkpoints" / f"step_{steps:08d}.pt", weights_only=True)
         b = torch.load(reference / job_id / "checkpoints" / f"step_{steps:08d}.pt", weights_only=True)
@@ -275,5 +275,5 @@ def test_a_rerun_submits_neither_the_finished_jobs_nor_those_still_running_in_sl
     for job_id, record in index_jobs(sweep).items():
         assert record["status"] == "finished" and record["attempts"] == 1, record
         steps = 50 if job_id == short else long
-        logged = [row["step"] for row in jsonl_rows(sweep / job_id / "metrics.jsonl")]
+        logged = logged_steps(sweep / job_id / "metrics.jsonl")
         assert logged == [*range(500, steps, 500), steps]

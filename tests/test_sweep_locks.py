@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from conftest import FAST, jsonl_rows, sweep_index
+from conftest import FAST, logged_steps, sweep_index
 
 
 def test_a_job_lock_waits_for_its_holder_and_a_stop_gives_up(tmp_path):
@@ -106,7 +106,7 @@ def test_the_same_sweep_run_twice_at_once_trains_each_job_once(tmp_path, launche
     jobs = sweep_index(sweep)
     assert len(jobs) == 2 and all(r["status"] == "finished" and r["attempts"] == 1 for r in jobs.values()), jobs
     for job_id in jobs:
-        steps = [row["step"] for row in jsonl_rows(sweep / job_id / "metrics.jsonl")]
+        steps = logged_steps(sweep / job_id / "metrics.jsonl")
         assert steps == list(range(25, 301, 25)), steps
     assert "".join(outs).count("finished at step 300") == 2, outs  # each job trained by one of them
 

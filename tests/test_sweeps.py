@@ -19,13 +19,14 @@ from ganlab.errors import ConfigError
 from ganlab.launch.job import objective_value
 from ganlab.launch.sweep import overrides_hash, sweep_summary
 
-from conftest import FAST, REPO, compose_cfg, run_ganlab
+from conftest import FAST, REPO, compose_cfg, run_ganlab, sweep_index
 from wandb_reader import find_runs, read_run
 
 TINY = ["trainer.max_steps=2", "model.middle_size=16", "trainer.progress=false"]
 
 
 def index(sweep: Path) -> dict:
+    """The whole index file (the sweep's overrides, its jobs); its jobs alone: conftest's sweep_index."""
     return json.loads((sweep / "sweep_index.json").read_text())
 
 
@@ -90,7 +91,7 @@ def test_grid_sweep_composes_with_overrides_skips_finished_and_resumes_unfinishe
     run_ganlab(args, cwd=tmp_path)
     sweep = the_sweep_dir(tmp_path)
     assert sweep.name == f"lr_zsize_loss-{overrides_hash(args[1:])}"
-    jobs = index(sweep)["jobs"]
+    jobs = sweep_index(sweep)
     assert len(jobs) == 3 and {j["status"] for j in jobs.values()} == {"finished"}
     assert index(sweep)["overrides"] == args[1:]
     for job_id, record in jobs.items():
@@ -118,7 +119,7 @@ def test_grid_sweep_composes_with_overrides_skips_finished_and_resumes_unfinishe
     proc = run_ganlab(args, cwd=tmp_path)
     assert (proc.stdout + proc.stderr).count("already finished (sweep index): skipped") == 2
     assert "step_00000001.pt at step 1" in proc.stdout + proc.stderr
-    record = index(sweep)["jobs"][unfinished]
+    record = sweep_index(sweep)[unfinished]
     assert record["status"] == "finished" and record["attempts"] == 2
     assert (sweep / unfinished / "checkpoints" / "step_00000002.pt").is_file()
     runs = [read_run(f) for f in find_runs(sweep / unfinished)]
@@ -133,7 +134,7 @@ def test_two_sweeps_started_together_never_share_a_dir(tmp_path):
     assert [p.wait(timeout=300) for p in procs] == [0, 0]
     sweeps = sorted((tmp_path / "multirun").iterdir())
     assert len(sweeps) == 2 and all(s.name.startswith("multirun-") for s in sweeps)
-    assert all(len(index(s)["jobs"]) == 1 for s in sweeps)
+    assert all(len(sweep_index(s)) == 1 for s in sweeps)
 
 
 def test_a_crashed_job_is_marked_failed_and_the_others_run(tmp_path):
@@ -142,7 +143,7 @@ def test_a_crashed_job_is_marked_failed_and_the_others_run(tmp_path):
                       check=False)
     assert proc.returncode == 2 and "ganlab: error: trainer.n_critic=0: must be an integer >= 1" in proc.stderr
     assert "Traceback" not in proc.stderr and "Error executing job" not in proc.stderr  # one line, as a single run
-    by_critic = {r["overrides"][0]: r for r in index(sweep)["jobs"].values()}
+    by_critic = {r["overrides"][0]: r for r in sweep_index(sweep).values()}
     assert by_critic["trainer.n_critic=0"]["status"] == "failed"
     assert by_critic["trainer.n_critic=0"]["error"] == "ConfigError: trainer.n_critic=0: must be an integer >= 1"
     assert by_critic["trainer.n_critic=1"]["status"] == "finished"
@@ -156,7 +157,7 @@ def test_local_parallel_runs_jobs_in_capped_worker_processes(tmp_path):
     sweep = tmp_path / "sweep"
     run_ganlab(["-m", "launcher=local_parallel", "hydra.launcher.n_jobs=2", "seed=0,1,2,3", *TINY, *FAST,
                 f"hydra.sweep.dir={sweep}"], cwd=tmp_path)
-    jobs = list(index(sweep)["jobs"].values())
+    jobs = list(sweep_index(sweep).values())
     assert len(jobs) == 4 and {j["status"] for j in jobs} == {"finished"}
     assert len({j["pid"] for j in jobs}) == 2  # two worker processes, reused
     for job in jobs:  # never more than n_jobs at once
@@ -171,7 +172,7 @@ def test_optuna_search_minimises_the_objective(tmp_path):
     run_ganlab(args, cwd=tmp_path)
     proc = run_ganlab(args, cwd=tmp_path)  # seeded: the same trials again, all answered from the index
     assert (proc.stdout + proc.stderr).count("already finished (sweep index): skipped") == 3
-    jobs = list(index(sweep)["jobs"].values())
+    jobs = list(sweep_index(sweep).values())
     assert len(jobs) == 3 and {j["objective_name"] for j in jobs} == {"g_loss"}
     assert all(j["objective"] == j["metrics"]["g_loss"] for j in jobs)
     best = yaml.safe_load((sweep / "optimization_results.yaml").read_text())
@@ -184,7 +185,7 @@ def test_optuna_search_goes_on_after_a_failed_trial(tmp_path):
     sweep = tmp_path / "sweep"
     proc = run_ganlab(["-m", "sweep=optuna", "hydra.sweeper.n_trials=2", "objective=nope", *TINY, *FAST,
                        f"hydra.sweep.dir={sweep}"], cwd=tmp_path, check=False)
-    jobs = list(index(sweep)["jobs"].values())
+    jobs = list(sweep_index(sweep).values())
     assert len(jobs) == 2 and {j["status"] for j in jobs} == {"failed"}  # the 2nd trial ran after the 1st failed
     assert all("objective=nope: not a metric this run logs" in j["error"] for j in jobs)
     assert not any((Path(j["dir"]) / "metrics.jsonl").exists() for j in jobs)  # found before training
@@ -211,7 +212,7 @@ def test_job_dirs_are_readable_and_old_job_dirs_resume(tmp_path):
     args = ["-m", "loss=bce,mse", "optimizer.lr=0.0007750644796341915", *TINY, *FAST, "trainer.ckpt_every=1",
             "trainer.ckpt_keep=null", f"hydra.sweep.dir={sweep}"]
     run_ganlab(args, cwd=tmp_path)
-    jobs = index(sweep)["jobs"]
+    jobs = sweep_index(sweep)
     by_num = {record["num"]: job_id for job_id, record in jobs.items()}
     for num, loss in enumerate(["bce", "mse"]):  # `ls` says which job is which; the hash keeps it resumable
         assert by_num[num] == f"job-00{num}-loss={loss}-{overrides_hash(jobs[by_num[num]]['overrides'])}"
@@ -229,7 +230,7 @@ def test_job_dirs_are_readable_and_old_job_dirs_resume(tmp_path):
     proc = run_ganlab(args, cwd=tmp_path)
     assert (proc.stdout + proc.stderr).count("already finished (sweep index): skipped") == 1
     assert sorted(p.name for p in sweep.glob("job-*")) == sorted(old)  # no new directories
-    assert index(sweep)["jobs"][cut]["status"] == "finished" and index(sweep)["jobs"][cut]["attempts"] == 2
+    assert sweep_index(sweep)[cut]["status"] == "finished" and sweep_index(sweep)[cut]["attempts"] == 2
     assert (sweep / cut / "checkpoints" / "step_00000002.pt").is_file()
 
 
@@ -264,7 +265,7 @@ def test_a_subdir_a_resolver_puts_outside_the_sweep_fails_each_job_in_one_line(t
     errors = [line for line in proc.stderr.splitlines() if line.startswith("ganlab: error:")]
     assert len(errors) == 2 and all(f"hydra.sweep.subdir put this job in {outside}/" in e for e in errors), errors
     assert "2 jobs, 2 failed" in proc.stdout
-    assert {r["status"] for r in index(sweep)["jobs"].values()} == {"failed"}
+    assert {r["status"] for r in sweep_index(sweep).values()} == {"failed"}
     assert not list(outside.rglob("*.pt")) and not list(outside.rglob("metrics.jsonl"))  # nothing trained there
 
 
@@ -278,7 +279,7 @@ def test_hydras_override_dirname_subdir_with_a_path_value_keeps_one_index(tmp_pa
             "hydra.sweep.subdir=${hydra.job.override_dirname}"]
     proc = run_ganlab(args, cwd=tmp_path)
     assert "2 jobs, 2 finished" in proc.stdout
-    jobs = index(sweep)["jobs"]
+    jobs = sweep_index(sweep)
     assert sorted(jobs) == [f"+note={v},logger=none,model.middle_size=16,trainer.max_steps=2,trainer.progress=False"
                             for v in ("a/b", "c/d")]
     assert sorted(sweep.rglob("sweep_index.json")) == [sweep / "sweep_index.json"]
